@@ -1,0 +1,37 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec(Path("slimkit/_version.py").read_text(), version)
+
+setup(
+    name="slimkit",
+    version=version["__version__"],
+    description="Model compression for PaddlePaddle: pruning, sparsity, distillation, quantization, measured.",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["slimkit", "slimkit.*"]),
+    install_requires=[
+        # The suite is built and tested against the 3.3 line; 3.x minors move internals paddleslim uses.
+        "paddlepaddle>=3.3,<3.4",
+        # 2.6.0 is the last release; slimkit.compat patches it for Paddle 3.x, so the exact version matters.
+        "paddleslim==2.6.0",
+        # paddleslim imports these without declaring them.
+        "six",
+        "requests",
+        "decorator",
+        # numpy 2.4 breaks paddle.flops in Paddle 3.3 (int() of a 1-element array).
+        "numpy>=1.26,<2.4",
+        "PyYAML>=6",
+        "tqdm",
+        "matplotlib",
+        # the built-in `digits` dataset ships inside scikit-learn
+        "scikit-learn",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "nbclient>=0.9", "nbformat>=5", "ipykernel"],
+    },
+    entry_points={"console_scripts": ["slimkit=slimkit.cli:main"]},
+)

@@ -1,0 +1,166 @@
+"""Every workaround slimkit needs to run PaddleSlim 2.6 on Paddle 3.3, in one place.
+
+Each patch is small, says why it exists, and has a test in tests/test_compat.py that
+fails if the patch stops working or stops being needed. Patches that only touch numpy
+or paddle run at `import slimkit`; the paddleslim ones run the first time slimkit
+imports paddleslim (`import_paddleslim()`), which keeps `import slimkit` fast.
+
+The user's Paddle session stays as it was: PIR on and dynamic mode on, before and
+after every call here, even when the call fails.
+"""
+
+import contextlib
+import functools
+import sys
+import warnings
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def _without_cv2():
+    # paddleslim pins opencv-python 4.6, built for numpy 1; its import chain reaches
+    # paddle.dataset.image, which tries cv2 and, under numpy 2, prints a numpy ABI error.
+    # Nothing slimkit uses needs cv2, so the attempt is made to fail quietly.
+    if "cv2" in sys.modules:
+        yield
+        return
+    sys.modules["cv2"] = None
+    try:
+        yield
+    finally:
+        if sys.modules.get("cv2", 0) is None:
+            del sys.modules["cv2"]
+
+
+with _without_cv2(), warnings.catch_warnings():
+    # paddle warns at import that ccache (a C++ build cache) is missing; slimkit builds no extensions.
+    warnings.filterwarnings("ignore", message="No ccache found")
+    import paddle
+
+# What the patches found, so the tests can tell "still needed" from "no longer needed".
+FOUND = {}
+
+
+def apply_base_patches():
+    """Patches that need only numpy and paddle (run at import)."""
+    # numpy 2.0 removed np.product; paddleslim still calls it (fpgm, unstructured, flops).
+    FOUND["np_product_missing"] = not hasattr(np, "product")
+    if FOUND["np_product_missing"]:
+        np.product = np.prod
+
+    # Paddle 3.x renamed the guard paddleslim's graph trace enters.
+    base = paddle.base.dygraph.base
+    FOUND["old_guard_missing"] = not hasattr(base, "_to_static_mode_guard_")
+    if FOUND["old_guard_missing"]:
+        base._to_static_mode_guard_ = base.to_static_mode_guard
+
+
+def pir_enabled():
+    return bool(paddle.framework.get_flags("FLAGS_enable_pir_api")["FLAGS_enable_pir_api"])
+
+
+@contextlib.contextmanager
+def session_guard():
+    """Restore the PIR flag and dynamic mode on exit, whatever happened inside."""
+    was_dynamic = paddle.in_dynamic_mode()
+    was_pir = pir_enabled()
+    try:
+        yield
+    finally:
+        if pir_enabled() != was_pir:
+            paddle.framework.set_flags({"FLAGS_enable_pir_api": was_pir})
+            if was_pir:
+                paddle.pir_utils._switch_to_pir_()
+            else:
+                paddle.pir_utils._switch_to_old_ir_()
+        if was_dynamic and not paddle.in_dynamic_mode():
+            paddle.disable_static()
+        elif not was_dynamic and paddle.in_dynamic_mode():
+            paddle.enable_static()
+
+
+@contextlib.contextmanager
+def legacy_ir():
+    """Run the body under Paddle's legacy program IR, scoped.
+
+    PaddleSlim's graph trace reads `Operator.input_arg_names`, which PIR operations do
+    not have, and a quantized `paddle.jit.save` only exports under the legacy IR. The
+    process-wide alternative (FLAGS_enable_pir_api=0 before import) would change the
+    user's whole session, so slimkit switches only for the call.
+    """
+    with session_guard(), paddle.pir_utils.OldIrGuard():
+        yield
+
+
+_paddleslim = None
+
+
+def import_paddleslim():
+    """Import paddleslim with its Paddle 3.x patches applied (once)."""
+    global _paddleslim
+    if _paddleslim is None:
+        with session_guard(), _without_cv2():
+            import paddleslim
+            from paddleslim.core import dygraph as slim_dygraph
+            from paddleslim.dygraph.prune import unstructured_pruner
+
+        _patch_trace(slim_dygraph)
+        _patch_unstructured_masks(unstructured_pruner.UnstructuredPruner)
+        _paddleslim = paddleslim
+    return _paddleslim
+
+
+def _patch_trace(slim_dygraph):
+    # Every dygraph pruner, sensitive() and FLOPs analysis traces through _dy2prog,
+    # which enables static mode and does not restore it when the trace fails.
+    trace = slim_dygraph._dy2prog
+    if getattr(trace, "_slimkit_guarded", False):
+        return
+
+    @functools.wraps(trace)
+    def guarded(*args, **kwargs):
+        with legacy_ir():
+            return trace(*args, **kwargs)
+
+    guarded._slimkit_guarded = True
+    slim_dygraph._dy2prog = guarded
+
+
+def _patch_unstructured_masks(pruner_cls):
+    # On Paddle 3.x `paddle.assign(np_bool, output=float_mask)` turns the mask bool and
+    # `param * mask` then fails type promotion; cast masks back to the weight dtype.
+    for name in ("_update_masks", "set_static_masks"):
+        method = getattr(pruner_cls, name)
+        if getattr(method, "_slimkit_guarded", False):
+            continue
+
+        def make(method):
+            @functools.wraps(method)
+            def wrapped(self, *args, **kwargs):
+                out = method(self, *args, **kwargs)
+                _float_masks(self)
+                return out
+
+            wrapped._slimkit_guarded = True
+            return wrapped
+
+        setattr(pruner_cls, name, make(method))
+
+
+def _float_masks(pruner):
+    # The mask lives twice: in pruner.masks (used by its hooks) and as a buffer of the
+    # layer (saved in the state dict); both must become float again.
+    for layer in pruner.model.sublayers(include_self=True):
+        for buffer_name, buffer in list(layer._buffers.items()):
+            if buffer is not None and buffer.dtype == paddle.bool and buffer_name.endswith("_mask"):
+                layer._buffers[buffer_name] = paddle.cast(buffer, "float32")
+    for param_name, mask in pruner.masks.items():
+        if mask.dtype == paddle.bool:
+            owner = [l for l in pruner.model.sublayers(include_self=True)
+                     if param_name.replace(".", "_") + "_mask" in l._buffers]
+            pruner.masks[param_name] = (owner[0]._buffers[param_name.replace(".", "_") + "_mask"]
+                                        if owner else paddle.cast(mask, "float32"))
+
+
+apply_base_patches()

@@ -1,0 +1,289 @@
+"""Named datasets from local files, with a fixed seeded train/val/test split.
+
+`digits` (scikit-learn's bundled 8x8 digits) needs no files and is the default.
+`mnist` and `fashion_mnist` read the original idx `.gz` files, `cifar10` the original
+`cifar-10-python.tar.gz`. Nothing is ever downloaded: a missing file is an error that
+names the file and where it is looked for.
+"""
+
+import dataclasses
+import gzip
+import os
+import pickle
+import struct
+import tarfile
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import paddle
+
+from .errors import DataError
+from .schema import Options, option
+
+FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_FOLDER = "cifar-10-batches-py"
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck"]
+
+
+@dataclasses.dataclass
+class DataConfig(Options):
+    """Which dataset to use and how to split it (config block `data`)."""
+
+    name: Literal["digits", "mnist", "fashion_mnist", "cifar10"] = option(
+        "digits", "dataset name; `digits` is built in, the others read local files")
+    root: Optional[str] = option(
+        None, "folder with the dataset's original files; default: $SLIMKIT_DATA/<name>, "
+              "and for fashion_mnist Debian's /usr/share/datasets/fashion-mnist")
+    val_fraction: float = option(0.1, "share of the training files held out for validation "
+                                      "(sensitivity scans, calibration)", gt=0, lt=1)
+    seed: int = option(0, "seed of the train/val (and, for digits, test) split")
+    augment: Optional[bool] = option(None, "training augmentation; null = the dataset's default "
+                                           "(random crop + flip for cifar10, none otherwise)")
+    train_samples: Optional[int] = option(None, "use only this many training samples "
+                                                "(a fixed seeded subset), for quick runs", gt=0)
+
+
+class ArrayDataset(paddle.io.Dataset):
+    """An in-memory image dataset (N, C, H, W float32, normalised) usable with paddle's DataLoader.
+
+    `batches()` is the fast path the engine uses: whole numpy batches with vectorised
+    augmentation instead of one Python call per sample.
+    """
+
+    def __init__(self, images, labels, augment=None):
+        super().__init__()
+        self.images = np.ascontiguousarray(images, dtype=np.float32)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.augment = augment
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        image = self.images[index]
+        if self.augment:
+            image = _augment(image[None], self.augment, np.random)[0]
+        return image, self.labels[index]
+
+    def batches(self, batch_size, shuffle=False, seed=0, augment=False, drop_last=False):
+        """Yield (images, labels) numpy batches."""
+        rng = np.random.RandomState(seed)
+        order = rng.permutation(len(self)) if shuffle else np.arange(len(self))
+        stop = len(order) - (len(order) % batch_size if drop_last else 0)
+        for start in range(0, stop, batch_size):
+            idx = order[start:start + batch_size]
+            images = self.images[idx]
+            if augment and self.augment:
+                images = _augment(images, self.augment, rng)
+            yield images, self.labels[idx]
+
+    def subset(self, count, seed=0):
+        idx = np.sort(np.random.RandomState(seed).permutation(len(self))[:count])
+        return ArrayDataset(self.images[idx], self.labels[idx], self.augment)
+
+
+@dataclasses.dataclass
+class DataBundle:
+    """The splits of one dataset and what a model needs to know about it."""
+
+    name: str
+    train: ArrayDataset
+    val: ArrayDataset
+    test: ArrayDataset
+    num_classes: int
+    input_shape: tuple  # (C, H, W)
+    class_names: list
+
+
+def load_dataset(config=None, **kwargs):
+    """Load a dataset by `DataConfig` (or its fields as keyword arguments)."""
+    config = config if isinstance(config, DataConfig) else DataConfig(**{**(config or {}), **kwargs})
+    loader = _LOADERS[config.name]
+    train_x, train_y, test_x, test_y, classes = loader(config)
+    if config.name == "digits":
+        # digits has no official test split: hold one out, seeded.
+        order = np.random.RandomState(config.seed).permutation(len(train_y))
+        n_test = int(round(0.2 * len(order)))
+        test_x, test_y = train_x[order[:n_test]], train_y[order[:n_test]]
+        train_x, train_y = train_x[order[n_test:]], train_y[order[n_test:]]
+    order = np.random.RandomState(config.seed + 1).permutation(len(train_y))
+    n_val = max(1, int(round(config.val_fraction * len(order))))
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    if config.train_samples is not None:
+        train_idx = np.sort(np.random.RandomState(config.seed + 2).permutation(train_idx)[:config.train_samples])
+
+    # Normalise with the training split's own statistics (per channel).
+    axes = (0, 2, 3)
+    mean = train_x[train_idx].mean(axis=axes, keepdims=True)
+    std = train_x[train_idx].std(axis=axes, keepdims=True) + 1e-6
+
+    def norm(x):
+        return ((x - mean) / std).astype(np.float32)
+
+    augment = config.augment if config.augment is not None else config.name == "cifar10"
+    aug = "crop_flip" if (augment and config.name == "cifar10") else ("crop" if augment else None)
+    return DataBundle(
+        name=config.name,
+        train=ArrayDataset(norm(train_x[train_idx]), train_y[train_idx], aug),
+        val=ArrayDataset(norm(train_x[val_idx]), train_y[val_idx]),
+        test=ArrayDataset(norm(test_x), test_y),
+        num_classes=len(classes),
+        input_shape=tuple(train_x.shape[1:]),
+        class_names=classes,
+    )
+
+
+def _augment(images, kind, rng):
+    """Random crop (pad 4 for 32x32, 2 otherwise) and, for `crop_flip`, horizontal flip."""
+    n, c, h, w = images.shape
+    pad = 4 if h >= 32 else 2
+    padded = np.pad(images, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    dy = rng.randint(0, 2 * pad + 1, size=n)
+    dx = rng.randint(0, 2 * pad + 1, size=n)
+    rows = dy[:, None] + np.arange(h)[None]
+    cols = dx[:, None] + np.arange(w)[None]
+    out = padded[np.arange(n)[:, None, None, None], np.arange(c)[None, :, None, None],
+                 rows[:, None, :, None], cols[:, None, None, :]]
+    if kind == "crop_flip":
+        flip = rng.rand(n) < 0.5
+        out[flip] = out[flip][..., ::-1]
+    return out
+
+
+# --- loaders: each returns train_x, train_y, test_x, test_y (uint8/float NCHW), class names ---
+
+def _load_digits(config):
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = bunch.images.astype(np.float32)[:, None] / 16.0
+    return images, bunch.target.astype(np.int64), None, None, [str(i) for i in range(10)]
+
+
+def _dataset_folder(config, default=None, package_hint=None):
+    if config.root:
+        return Path(config.root).expanduser()
+    env = os.environ.get("SLIMKIT_DATA")
+    if env:
+        return Path(env).expanduser() / config.name
+    if default is not None:
+        return default
+    raise DataError(f"no folder given for dataset '{config.name}'",
+                    f"set data.root in the config (or SLIMKIT_DATA to a folder containing '{config.name}/')"
+                    + (f"; {package_hint}" if package_hint else ""))
+
+
+def _load_idx_dataset(config, default=None, package_hint=None):
+    folder = _dataset_folder(config, default, package_hint)
+    arrays = {}
+    for key, filename in IDX_FILES.items():
+        path = folder / filename
+        if not path.is_file():
+            raise DataError(f"{config.name}: missing file {path}",
+                            package_hint or f"put the original {filename} in {folder} (data.root)")
+        arrays[key] = read_idx(path)
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"{config.name}: {split} images {images.shape} and labels {labels.shape} do not match",
+                            f"replace the files in {folder} with the original idx files")
+    classes = FASHION_CLASSES if config.name == "fashion_mnist" else [str(i) for i in range(10)]
+    to_float = lambda x: x[:, None].astype(np.float32) / 255.0  # noqa: E731
+    return (to_float(arrays["train_images"]), arrays["train_labels"].astype(np.int64),
+            to_float(arrays["test_images"]), arrays["test_labels"].astype(np.int64), classes)
+
+
+def _load_mnist(config):
+    return _load_idx_dataset(config)
+
+
+def _load_fashion_mnist(config):
+    return _load_idx_dataset(config, FASHION_MNIST_DEBIAN,
+                             "install Debian's package: apt-get install dataset-fashion-mnist")
+
+
+def read_idx(path):
+    """Read an idx file (optionally gzipped), the format of MNIST and Fashion-MNIST."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as err:
+        raise DataError(f"cannot read {path}: {err}", "the file is corrupt: replace it with the original") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not an idx file of unsigned bytes (bad magic number)",
+                        "replace it with the original idx file")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated (header)", "replace it with the original idx file")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(dims))
+    if len(raw) - header != expected:
+        raise DataError(f"{path} holds {len(raw) - header} bytes of data, its header says {expected}",
+                        "the file is truncated or corrupt: replace it with the original")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _load_cifar10(config):
+    folder = _dataset_folder(config)
+    archive, extracted = folder / CIFAR10_ARCHIVE, folder / CIFAR10_FOLDER
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    batches = {}
+    if archive.is_file():
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                for name in names:
+                    member = tar.extractfile(f"{CIFAR10_FOLDER}/{name}")
+                    batches[name] = _unpickle(member.read(), archive, name)
+        except (tarfile.TarError, KeyError, OSError, EOFError) as err:
+            raise DataError(f"cannot read {archive}: {err}",
+                            "replace it with the original cifar-10-python.tar.gz") from None
+    elif extracted.is_dir():
+        for name in names:
+            path = extracted / name
+            if not path.is_file():
+                raise DataError(f"cifar10: missing file {path}", f"put the original {CIFAR10_ARCHIVE} in {folder}")
+            batches[name] = _unpickle(path.read_bytes(), path, name)
+    else:
+        raise DataError(f"cifar10: missing file {archive}",
+                        f"put the original {CIFAR10_ARCHIVE} (python version) in {folder} (data.root)")
+
+    def stack(keys):
+        x = np.concatenate([batches[k][b"data"] for k in keys]).reshape(-1, 3, 32, 32)
+        y = np.concatenate([np.asarray(batches[k][b"labels"]) for k in keys])
+        return x.astype(np.float32) / 255.0, y.astype(np.int64)
+
+    train_x, train_y = stack(names[:5])
+    test_x, test_y = stack(names[5:])
+    return train_x, train_y, test_x, test_y, CIFAR10_CLASSES
+
+
+def _unpickle(raw, source, name):
+    try:
+        batch = pickle.loads(raw, encoding="bytes")
+        batch[b"data"], batch[b"labels"]
+    except Exception as err:  # any unpickling failure means the same thing to the user
+        raise DataError(f"cannot read batch {name} of {source}: {err}",
+                        "replace it with the original cifar-10-python.tar.gz") from None
+    return batch
+
+
+_LOADERS = {
+    "digits": _load_digits,
+    "mnist": _load_mnist,
+    "fashion_mnist": _load_fashion_mnist,
+    "cifar10": _load_cifar10,
+}

@@ -1,0 +1,3 @@
+"""Knowledge distillation losses and feature adapters."""
+
+__all__ = []

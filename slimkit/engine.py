@@ -1,0 +1,186 @@
+"""Training and evaluation loops, kept apart from the compression algorithms.
+
+Strategies never write a loop of their own: they call `engine.train(model, ...)` with
+an optional loss (distillation) and per-step callback (sparsity masks, schedules), and
+`engine.evaluate(model, split)`. Replace the engine to plug in your own loop: any object
+with these two methods works.
+"""
+
+import dataclasses
+import warnings
+from typing import Literal, Optional
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+from tqdm.auto import tqdm
+
+from .schema import Options, option
+
+
+@dataclasses.dataclass
+class TrainConfig(Options):
+    """How models are trained and evaluated (config block `train`); stages may override epochs and lr."""
+
+    epochs: int = option(5, "default epochs of a training stage", ge=0)
+    batch_size: int = option(64, "training batch size", ge=1)
+    eval_batch_size: int = option(256, "evaluation batch size", ge=1)
+    optimizer: Literal["momentum", "sgd", "adam", "adamw"] = option("momentum", "optimizer")
+    lr: float = option(0.05, "peak learning rate", gt=0)
+    momentum: float = option(0.9, "momentum (momentum optimizer only)", ge=0, lt=1)
+    weight_decay: float = option(5e-4, "L2 weight decay", ge=0)
+    schedule: Literal["cosine", "constant", "step"] = option(
+        "cosine", "learning-rate schedule over a stage's steps (`step`: x0.1 at 50% and 75%)")
+    warmup_epochs: float = option(0.0, "linear warm-up at the start of each stage", ge=0)
+    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy loss", ge=0, lt=1)
+    seed: int = option(0, "seed of initialisation order, shuffling and augmentation")
+    max_steps_per_epoch: Optional[int] = option(None, "cap on optimizer steps per epoch (quick runs)", gt=0)
+    progress: bool = option(True, "show tqdm progress bars")
+
+
+def cross_entropy(model, images, labels, label_smoothing=0.0):
+    """The default loss: cross-entropy of the model's logits."""
+    logits = model(images)
+    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing), logits
+
+
+class Engine:
+    """Runs training and evaluation for every stage of a pipeline on one dataset.
+
+    `train(model, epochs, lr, loss_fn, on_step)`: `loss_fn(model, images, labels)`
+    returns `(loss, logits)`; `on_step(step, model)` runs after every optimizer step.
+    `evaluate(model, split, max_batches)` returns top1/top5 (fractions), loss, samples.
+    """
+
+    def __init__(self, data, config=None):
+        self.data = data
+        self.config = config if isinstance(config, TrainConfig) else TrainConfig(**(config or {}))
+
+    # --- batches ------------------------------------------------------------------------
+    def batches(self, split="train", batch_size=None, shuffle=False, seed=0, augment=False, max_batches=None):
+        """Yield (images, labels) paddle tensors from a split ('train', 'val', 'test')."""
+        dataset = getattr(self.data, split)
+        size = batch_size or self.config.eval_batch_size
+        if hasattr(dataset, "batches"):
+            source = dataset.batches(size, shuffle=shuffle, seed=seed, augment=augment, drop_last=shuffle)
+        else:
+            source = paddle.io.DataLoader(dataset, batch_size=size, shuffle=shuffle, drop_last=shuffle)
+        for i, (images, labels) in enumerate(source):
+            if max_batches is not None and i >= max_batches:
+                break
+            yield paddle.to_tensor(images), paddle.to_tensor(labels)
+
+    def steps_per_epoch(self, batch_size=None):
+        size = batch_size or self.config.batch_size
+        steps = len(self.data.train) // size
+        cap = self.config.max_steps_per_epoch
+        return max(1, min(steps, cap) if cap else steps)
+
+    # --- training -----------------------------------------------------------------------
+    def make_optimizer(self, model, lr, total_steps):
+        cfg = self.config
+        schedule = _lr_schedule(cfg, lr, total_steps, self.steps_per_epoch())
+        params = [p for p in model.parameters() if not p.stop_gradient]
+        decay = paddle.regularizer.L2Decay(cfg.weight_decay) if cfg.weight_decay else None
+        if cfg.optimizer == "momentum":
+            return paddle.optimizer.Momentum(schedule, cfg.momentum, parameters=params, weight_decay=decay)
+        if cfg.optimizer == "sgd":
+            return paddle.optimizer.SGD(schedule, parameters=params, weight_decay=decay)
+        if cfg.optimizer == "adam":
+            return paddle.optimizer.Adam(schedule, parameters=params, weight_decay=decay)
+        return paddle.optimizer.AdamW(schedule, parameters=params, weight_decay=cfg.weight_decay)
+
+    def train(self, model, epochs=None, lr=None, loss_fn=None, on_step=None, desc="train"):
+        """Train `model` in place; returns per-epoch history (loss, train top-1)."""
+        cfg = self.config
+        epochs = cfg.epochs if epochs is None else epochs
+        lr = cfg.lr if lr is None else lr
+        if epochs == 0:
+            return []
+        steps = self.steps_per_epoch()
+        optimizer = self.make_optimizer(model, lr, epochs * steps)
+        if loss_fn is None:
+            def loss_fn(m, x, y):
+                return cross_entropy(m, x, y, cfg.label_smoothing)
+        paddle.seed(cfg.seed)
+        model.train()
+        try:
+            with warnings.catch_warnings():
+                # BatchNorm warns on every training call that it tracks global statistics.
+                warnings.filterwarnings("ignore", message="When training, we now always track")
+                history = self._epochs(model, epochs, steps, optimizer, loss_fn, on_step, desc)
+        finally:
+            model.eval()
+        return history
+
+    def _epochs(self, model, epochs, steps, optimizer, loss_fn, on_step, desc):
+        cfg = self.config
+        history, step = [], 0
+        for epoch in range(epochs):
+            total, correct, loss_sum = 0, 0, 0.0
+            bar = tqdm(self.batches("train", cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
+                                    augment=True, max_batches=steps),
+                       total=steps, desc=f"{desc} {epoch + 1}/{epochs}", leave=False,
+                       disable=not cfg.progress, dynamic_ncols=True)
+            for images, labels in bar:
+                loss, logits = loss_fn(model, images, labels)
+                loss.backward()
+                optimizer.step()
+                optimizer.clear_grad()
+                if isinstance(optimizer._learning_rate, paddle.optimizer.lr.LRScheduler):
+                    optimizer._learning_rate.step()
+                step += 1
+                if on_step is not None:
+                    on_step(step, model)
+                n = int(labels.shape[0])
+                total += n
+                loss_sum += float(loss) * n
+                correct += int((logits.argmax(axis=1) == labels).astype("int64").sum())
+                bar.set_postfix(loss=f"{loss_sum / total:.4f}", acc=f"{correct / total:.3f}")
+            history.append({"epoch": epoch + 1, "loss": loss_sum / max(total, 1),
+                            "train_top1": correct / max(total, 1)})
+        return history
+
+    # --- evaluation ---------------------------------------------------------------------
+    @paddle.no_grad()
+    def evaluate(self, model, split="test", max_batches=None):
+        """Top-1/top-5 accuracy (fractions) and mean loss of `model` on a split."""
+        was_training = model.training
+        model.eval()
+        top1 = top5 = total = 0
+        loss_sum = 0.0
+        k = min(5, self.data.num_classes)
+        try:
+            for images, labels in self.batches(split, self.config.eval_batch_size, max_batches=max_batches):
+                logits = model(images)
+                loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+                topk = paddle.topk(logits, k, axis=1)[1].numpy()
+                y = labels.numpy()[:, None]
+                top1 += int((topk[:, :1] == y).sum())
+                top5 += int((topk == y).any(axis=1).sum())
+                total += len(y)
+        finally:
+            model.train(was_training) if was_training else model.eval()
+        return {"top1": top1 / max(total, 1),
+                "top5": top5 / max(total, 1) if self.data.num_classes > 5 else None,
+                "loss": loss_sum / max(total, 1), "samples": total}
+
+
+def _lr_schedule(cfg, lr, total_steps, steps_per_epoch):
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    if cfg.schedule == "cosine":
+        schedule = paddle.optimizer.lr.CosineAnnealingDecay(lr, T_max=max(1, total_steps - warmup))
+    elif cfg.schedule == "step":
+        bounds = [max(1, int(total_steps * 0.5)), max(2, int(total_steps * 0.75))]
+        schedule = paddle.optimizer.lr.PiecewiseDecay(bounds, [lr, lr * 0.1, lr * 0.01])
+    else:
+        schedule = paddle.optimizer.lr.LambdaDecay(lr, lambda _: 1.0)
+    if warmup:
+        schedule = paddle.optimizer.lr.LinearWarmup(schedule, warmup, 0.0, lr)
+    return schedule
+
+
+def set_seed(seed):
+    paddle.seed(seed)
+    np.random.seed(seed)
+

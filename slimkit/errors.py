@@ -1,0 +1,35 @@
+"""Errors slimkit raises for bad input: each names the problem and the fix."""
+
+
+class SlimkitError(Exception):
+    """Base class of slimkit's user-facing errors (bad input the user can fix); `hint` says how."""
+
+    exit_code = 2
+
+    def __init__(self, message, hint=None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self):
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+class ConfigError(SlimkitError, ValueError):
+    """A configuration value or argument is wrong; `path` locates it (e.g. `stages[1].ratio`)."""
+
+    def __init__(self, path, message, hint=None):
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message, hint)
+
+
+class DataError(SlimkitError, FileNotFoundError):
+    """A dataset file is missing or unreadable."""
+
+
+class ModelError(SlimkitError, ValueError):
+    """A model cannot be built, loaded, traced or changed as asked; it is left as it was."""
+
+
+class ResumeError(SlimkitError):
+    """A run folder does not match the pipeline asked to resume in it."""

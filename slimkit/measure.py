@@ -1,0 +1,88 @@
+"""Measure a model as it is: FLOPs (paddle.flops), parameters, size on disk, latency, accuracy."""
+
+import contextlib
+import io
+import os
+import re
+import time
+
+import numpy as np
+import paddle
+
+from .errors import ModelError
+
+
+def count_flops(model, input_shape, custom_ops=None):
+    """FLOPs as `paddle.flops` counts them (multiply-accumulates of leaf layers).
+
+    Returns (flops, zero_types): `zero_types` lists the layer types paddle.flops had no
+    counter for and counted as zero, so a report can say so instead of hiding it.
+    """
+    buffer = io.StringIO()
+    was_training = model.training
+    try:
+        with contextlib.redirect_stdout(buffer):
+            flops = paddle.flops(model, list(input_shape), custom_ops=custom_ops, print_detail=False)
+    except Exception as err:
+        raise ModelError(f"the model cannot run on input shape {list(input_shape)}: {type(err).__name__}: {err}",
+                         "check input_shape ([1, C, H, W] of your data) and that the model's forward works") from None
+    finally:
+        model.train(was_training) if was_training else model.eval()
+        _remove_flops_buffers(model)
+    zero = sorted(set(re.findall(r"Cannot find suitable count function for <class '([^']+)'>", buffer.getvalue())))
+    return int(flops), [z.rsplit(".", 1)[-1] for z in zero]
+
+
+def _remove_flops_buffers(model):
+    # paddle.flops registers `total_ops`/`total_params` buffers on every layer and leaves
+    # them behind: they would end up in the user's state dict.
+    for layer in model.sublayers(include_self=True):
+        for name in ("total_ops", "total_params"):
+            layer._buffers.pop(name, None)
+            layer._non_persistable_buffer_names_set.discard(name)
+
+
+def count_params(model):
+    """Number of elements of every parameter (paddle keeps BN running stats as parameters too)."""
+    return int(sum(int(np.prod(p.shape)) for p in model.parameters()))
+
+
+def saved_size(path):
+    """Bytes on disk of a file or of every file in a folder."""
+    path = str(path)
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+    return os.path.getsize(path)
+
+
+def measure_latency(model, input_shape, warmup=10, runs=50):
+    """Median wall time (ms) of one forward pass, eval mode, no grad, batch as in `input_shape`."""
+    was_training = model.training
+    model.eval()
+    x = paddle.randn(list(input_shape), dtype="float32")
+    times = []
+    try:
+        with paddle.no_grad():
+            for i in range(warmup + runs):
+                start = time.perf_counter()
+                out = model(x)
+                _sync(out)
+                if i >= warmup:
+                    times.append((time.perf_counter() - start) * 1000.0)
+    finally:
+        if was_training:
+            model.train()
+    return float(np.median(times))
+
+
+def _sync(out):
+    # Touch the result so lazily computed values are finished before the clock stops.
+    first = out[0] if isinstance(out, (list, tuple)) else out
+    if isinstance(first, paddle.Tensor):
+        first.numpy()
+
+
+def latency_method(input_shape, warmup, runs):
+    threads = os.environ.get("OMP_NUM_THREADS") or f"{os.cpu_count()} cores"
+    return (f"paddle eager (dygraph), eval mode, no_grad, input {list(input_shape)}, CPU ({threads}); "
+            f"median of {runs} runs after {warmup} warm-up runs")

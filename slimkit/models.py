@@ -1,0 +1,234 @@
+"""Models by name: slimkit's small CIFAR/MNIST-style networks, paddle.vision.models, or your own.
+
+`build_model("resnet20", num_classes=10, in_channels=1)`; a name of the form
+`package.module:function` imports and calls your own constructor.
+"""
+
+import dataclasses
+import importlib
+import inspect
+from pathlib import Path
+from typing import Optional
+
+import paddle
+import paddle.nn as nn
+
+from .errors import ModelError
+from .schema import Options, _suggest, option
+
+
+@dataclasses.dataclass
+class ModelConfig(Options):
+    """Which model to build and which weights to start from (config block `model`)."""
+
+    name: str = option("small_cnn", "a registry name (`slimkit models` lists them) or `package.module:function`")
+    args: dict = option(default_factory=dict, doc="keyword arguments of the constructor "
+                                                  "(num_classes and in_channels come from the data)")
+    checkpoint: Optional[str] = option(None, "weights to load: a `.pdparams` file, or a folder written by slimkit's save")
+
+
+class SmallCNN(nn.Layer):
+    """Three conv-BN-ReLU blocks and a two-layer classifier on the flattened feature map."""
+
+    def __init__(self, num_classes=10, in_channels=1, input_size=8, width=16):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2D(in_channels, width, 3, padding=1), nn.BatchNorm2D(width), nn.ReLU(),
+            nn.Conv2D(width, 2 * width, 3, padding=1), nn.BatchNorm2D(2 * width), nn.ReLU(),
+            nn.MaxPool2D(2),
+            nn.Conv2D(2 * width, 4 * width, 3, padding=1), nn.BatchNorm2D(4 * width), nn.ReLU(),
+            nn.MaxPool2D(2),
+        )
+        side = input_size // 4
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(4 * width * side * side, 8 * width), nn.ReLU(),
+            nn.Linear(8 * width, num_classes),
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+class BasicBlock(nn.Layer):
+    """ResNet basic block with a projection shortcut when the shape changes."""
+
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2D(in_planes, planes, 3, stride=stride, padding=1, bias_attr=False)
+        self.bn1 = nn.BatchNorm2D(planes)
+        self.conv2 = nn.Conv2D(planes, planes, 3, padding=1, bias_attr=False)
+        self.bn2 = nn.BatchNorm2D(planes)
+        self.relu = nn.ReLU()
+        self.shortcut = None
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2D(in_planes, planes, 1, stride=stride, bias_attr=False),
+                                          nn.BatchNorm2D(planes))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return self.relu(out + identity)
+
+
+class CifarResNet(nn.Layer):
+    """CIFAR-style ResNet (He et al. 2016): depth 6n+2, widths 16/32/64."""
+
+    def __init__(self, depth=20, num_classes=10, in_channels=3):
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ModelError(f"CIFAR ResNet depth must be 6n+2, got {depth}", "use 20, 32, 44, 56 or 110")
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2D(in_channels, 16, 3, padding=1, bias_attr=False)
+        self.bn1 = nn.BatchNorm2D(16)
+        self.relu = nn.ReLU()
+        layers, in_planes = [], 16
+        for i, planes in enumerate((16, 32, 64)):
+            blocks = []
+            for j in range(n):
+                blocks.append(BasicBlock(in_planes, planes, stride=2 if (i > 0 and j == 0) else 1))
+                in_planes = planes
+            layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = layers
+        self.pool = nn.AdaptiveAvgPool2D(1)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(paddle.flatten(self.pool(x), 1))
+
+
+class MobileNetV1(nn.Layer):
+    """MobileNetV1 (Howard et al. 2017) for 32x32 inputs, with a width multiplier `scale`."""
+
+    CFG = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+           (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
+
+    def __init__(self, num_classes=10, in_channels=3, scale=1.0):
+        super().__init__()
+
+        def ch(c):
+            return max(8, int(c * scale))
+
+        layers = [nn.Conv2D(in_channels, ch(32), 3, padding=1, bias_attr=False), nn.BatchNorm2D(ch(32)), nn.ReLU()]
+        in_c = ch(32)
+        for out, stride in self.CFG:
+            layers += [nn.Conv2D(in_c, in_c, 3, stride=stride, padding=1, groups=in_c, bias_attr=False),
+                       nn.BatchNorm2D(in_c), nn.ReLU(),
+                       nn.Conv2D(in_c, ch(out), 1, bias_attr=False), nn.BatchNorm2D(ch(out)), nn.ReLU()]
+            in_c = ch(out)
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2D(1)
+        self.fc = nn.Linear(in_c, num_classes)
+
+    def forward(self, x):
+        return self.fc(paddle.flatten(self.pool(self.features(x)), 1))
+
+
+def small_cnn(num_classes=10, in_channels=1, input_size=8, width=16):
+    return SmallCNN(num_classes, in_channels, input_size, width)
+
+
+def resnet20(num_classes=10, in_channels=3):
+    return CifarResNet(20, num_classes, in_channels)
+
+
+def resnet56(num_classes=10, in_channels=3):
+    return CifarResNet(56, num_classes, in_channels)
+
+
+def mobilenet_v1(num_classes=10, in_channels=3, scale=1.0):
+    return MobileNetV1(num_classes, in_channels, scale)
+
+
+REGISTRY = {
+    "small_cnn": (small_cnn, "3 conv-BN-ReLU blocks + 2 linear layers on the flattened map (digits, MNIST)"),
+    "resnet20": (resnet20, "CIFAR-style ResNet-20 (0.27 M params)"),
+    "resnet56": (resnet56, "CIFAR-style ResNet-56 (0.86 M params)"),
+    "mobilenet_v1": (mobilenet_v1, "MobileNetV1 for 32x32 inputs; args: scale (width multiplier)"),
+}
+
+
+def vision_model_names():
+    return sorted(n for n in paddle.vision.models.__all__ if n[0].islower())
+
+
+def available_models():
+    """Name -> one-line description of every model `build_model` knows by name."""
+    out = {name: desc for name, (_, desc) in REGISTRY.items()}
+    for name in vision_model_names():
+        out[name] = "paddle.vision.models." + name
+    return out
+
+
+def build_model(name="small_cnn", num_classes=10, in_channels=None, input_size=None, checkpoint=None, **args):
+    """Build a model by registry name or `package.module:function` and load `checkpoint`."""
+    if isinstance(name, ModelConfig):
+        return build_model(name.name, num_classes, in_channels, input_size, name.checkpoint, **name.args)
+    if ":" in name:
+        factory = _import_factory(name)
+    elif name in REGISTRY:
+        factory = REGISTRY[name][0]
+    elif name in vision_model_names():
+        factory = getattr(paddle.vision.models, name)
+    else:
+        raise ModelError(f"unknown model {name!r}", _suggest(name, list(available_models())) +
+                         " (or `package.module:function`; `slimkit models` lists the names)")
+    # The data decides these; pass each only where the constructor names it.
+    data_args = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
+    # paddle.vision constructors take num_classes through **kwargs and only 3 channels.
+    accepted = {"num_classes"} if name in vision_model_names() else _named_parameters(factory)
+    kwargs = {k: v for k, v in data_args.items() if v is not None and k in accepted}
+    try:
+        model = factory(**{**kwargs, **args})
+    except TypeError as err:
+        raise ModelError(f"cannot build model {name!r} with args {args}: {err}",
+                         "check model.args against the constructor's parameters") from None
+    if not isinstance(model, nn.Layer):
+        raise ModelError(f"{name!r} returned {type(model).__name__}, not a paddle.nn.Layer")
+    if checkpoint:
+        model = load_weights(model, checkpoint)
+    return model
+
+
+def _named_parameters(factory):
+    try:
+        return set(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _import_factory(spec):
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ModelError(f"cannot import {module_name!r} for model {spec!r}: {err}",
+                         "make the module importable (pip install it or add its folder to PYTHONPATH)") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ModelError(f"{module_name} has no callable {attr!r}", "use `package.module:function`")
+    return factory
+
+
+def load_weights(model, checkpoint):
+    """Load weights from a `.pdparams` file or a slimkit model folder; shapes must match."""
+    path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        from .checkpoint import load_model
+
+        return load_model(path, model)
+    if not path.is_file():
+        raise ModelError(f"checkpoint not found: {path}", "give a .pdparams file or a folder saved by slimkit")
+    state = paddle.load(str(path))
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    wrong = [f"{k}: {list(state[k].shape)} vs {list(v.shape)}" for k, v in own.items()
+             if k in state and list(state[k].shape) != list(v.shape)]
+    if missing or wrong:
+        raise ModelError(f"checkpoint {path} does not fit the model: "
+                         + (f"missing {missing[:5]} " if missing else "") + (f"shape mismatch {wrong[:5]}" if wrong else ""),
+                         "a pruned model's weights need its folder saved by slimkit (slimkit.save_model)")
+    model.set_state_dict(state)
+    return model

@@ -1,0 +1,3 @@
+"""Structured filter pruning: criteria, dependency analysis, physical removal, sensitivity scans."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Quantization-aware training, post-training quantization and int8 export."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Unstructured (weight) and neuron pruning with masks and sparsity schedules."""
+
+__all__ = []

@@ -1,0 +1,24 @@
+"""Plain training as a stage: the baseline training, or recovery after compression."""
+
+import dataclasses
+from typing import Optional
+
+from ..schema import option
+from ..strategy import Strategy
+
+
+@dataclasses.dataclass
+class Finetune(Strategy, type_name="finetune"):
+    """Train the current model with the pipeline's engine (cross-entropy)."""
+
+    compresses = False
+
+    epochs: Optional[int] = option(None, "epochs; null = train.epochs", ge=0)
+    lr: Optional[float] = option(None, "peak learning rate; null = train.lr", gt=0)
+    name: Optional[str] = option(None, "stage name in reports and folders; default: finetune")
+
+    def apply(self, model, ctx):
+        history = ctx.engine.train(model, epochs=self.epochs, lr=self.lr, desc=ctx.stage_name)
+        if history:
+            ctx.metrics["train_loss"] = round(history[-1]["loss"], 5)
+        return model

@@ -1,0 +1,88 @@
+"""Replace a layer's tensors with ones of another shape, and snapshot/restore whole models.
+
+Pruning removes channels by giving layers smaller tensors and updating the attributes
+their forward reads (`_in_channels`, `_groups`, ...). The same two operations restore a
+model after a failed change and rebuild a pruned model from a checkpoint.
+"""
+
+import numpy as np
+import paddle
+
+# Attributes that paddle layers (and most user layers) keep in step with tensor shapes.
+SHAPE_ATTRS = ("_in_channels", "_out_channels", "_groups", "_num_features", "_normalized_shape",
+               "_num_parameters", "_in_features", "_out_features",
+               "in_channels", "out_channels", "groups", "num_features", "in_features", "out_features")
+
+
+def replace_tensor(layer, name, value):
+    """Set parameter or buffer `name` of `layer` to `value` (any shape), keeping its flags."""
+    value = value.numpy() if isinstance(value, paddle.Tensor) else np.asarray(value)
+    if name in layer._parameters and layer._parameters[name] is not None:
+        old = layer._parameters[name]
+        if list(old.shape) == list(value.shape):
+            old.set_value(value.astype(_np_dtype(old)))
+            return
+        new = paddle.create_parameter(list(value.shape), dtype=old.dtype,
+                                      default_initializer=paddle.nn.initializer.Assign(value.astype(_np_dtype(old))))
+        new.stop_gradient = old.stop_gradient
+        new.trainable = old.trainable
+        new.need_clip = getattr(old, "need_clip", True)
+        new.optimize_attr = getattr(old, "optimize_attr", {"learning_rate": 1.0})
+        new.regularizer = getattr(old, "regularizer", None)
+        layer._parameters[name] = new
+    elif name in layer._buffers and layer._buffers[name] is not None:
+        old = layer._buffers[name]
+        layer._buffers[name] = paddle.to_tensor(value.astype(_np_dtype(old)))
+        layer._buffers[name].persistable = old.persistable
+    else:
+        raise KeyError(f"{type(layer).__name__} has no parameter or buffer {name!r}")
+
+
+def _np_dtype(tensor):
+    return {paddle.float32: np.float32, paddle.float64: np.float64, paddle.float16: np.float16,
+            paddle.int64: np.int64, paddle.int32: np.int32, paddle.bool: np.bool_}.get(tensor.dtype, np.float32)
+
+
+def shape_attrs(layer):
+    out = {}
+    for key in SHAPE_ATTRS:
+        value = layer.__dict__.get(key)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) or (isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value)):
+            out[key] = list(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def capture(model):
+    """Snapshot of every tensor and shape attribute of `model` (numpy copies)."""
+    tensors, attrs = {}, {}
+    for prefix, layer in model.named_sublayers(include_self=True):
+        for name, t in list(layer._parameters.items()) + list(layer._buffers.items()):
+            if t is not None:
+                tensors[(prefix, name)] = t.numpy().copy()
+        attrs[prefix] = shape_attrs(layer)
+    return {"tensors": tensors, "attrs": attrs}
+
+
+def restore(model, snapshot):
+    """Put `model` back exactly as `capture` saw it (shapes included)."""
+    layers = dict(model.named_sublayers(include_self=True))
+    for (prefix, name), value in snapshot["tensors"].items():
+        replace_tensor(layers[prefix], name, value)
+    for prefix, attrs in snapshot["attrs"].items():
+        for key, value in attrs.items():
+            setattr(layers[prefix], key, value)
+    return model
+
+
+def state_shapes_differ(model, snapshot):
+    """Names of tensors whose shape in `model` differs from `snapshot`."""
+    layers = dict(model.named_sublayers(include_self=True))
+    out = []
+    for (prefix, name), value in snapshot["tensors"].items():
+        layer = layers.get(prefix)
+        t = None if layer is None else (layer._parameters.get(name) if name in layer._parameters else layer._buffers.get(name))
+        if t is None or list(t.shape) != list(value.shape):
+            out.append(f"{prefix}.{name}" if prefix else name)
+    return out
