@@ -35,7 +35,7 @@ class TrainConfig(Options):
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy loss", ge=0, lt=1)
     seed: int = option(0, "seed of initialisation order, shuffling and augmentation")
     max_steps_per_epoch: Optional[int] = option(None, "cap on optimizer steps per epoch (quick runs)", gt=0)
-    progress: bool = option(True, "show tqdm progress bars")
+    progress: Optional[bool] = option(None, "show tqdm progress bars; null = only on a terminal")
 
 
 def cross_entropy(model, images, labels, label_smoothing=0.0):
@@ -121,7 +121,7 @@ class Engine:
             bar = tqdm(self.batches("train", cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
                                     augment=True, max_batches=steps),
                        total=steps, desc=f"{desc} {epoch + 1}/{epochs}", leave=False,
-                       disable=not cfg.progress, dynamic_ncols=True)
+                       disable=None if cfg.progress is None else not cfg.progress, dynamic_ncols=True)
             for images, labels in bar:
                 loss, logits = loss_fn(model, images, labels)
                 loss.backward()
@@ -134,8 +134,8 @@ class Engine:
                     on_step(step, model)
                 n = int(labels.shape[0])
                 total += n
-                loss_sum += float(loss) * n
-                correct += int((logits.argmax(axis=1) == labels).astype("int64").sum())
+                loss_sum += loss.item() * n
+                correct += int((logits.argmax(axis=1) == labels).astype("int64").sum().item())
                 bar.set_postfix(loss=f"{loss_sum / total:.4f}", acc=f"{correct / total:.3f}")
             history.append({"epoch": epoch + 1, "loss": loss_sum / max(total, 1),
                             "train_top1": correct / max(total, 1)})
@@ -153,7 +153,7 @@ class Engine:
         try:
             for images, labels in self.batches(split, self.config.eval_batch_size, max_batches=max_batches):
                 logits = model(images)
-                loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+                loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
                 topk = paddle.topk(logits, k, axis=1)[1].numpy()
                 y = labels.numpy()[:, None]
                 top1 += int((topk[:, :1] == y).sum())

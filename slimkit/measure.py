@@ -5,6 +5,7 @@ import io
 import os
 import re
 import time
+import warnings
 
 import numpy as np
 import paddle
@@ -21,7 +22,9 @@ def count_flops(model, input_shape, custom_ops=None):
     buffer = io.StringIO()
     was_training = model.training
     try:
-        with contextlib.redirect_stdout(buffer):
+        with contextlib.redirect_stdout(buffer), warnings.catch_warnings():
+            # paddle.flops calls int() on 1-element arrays, deprecated since numpy 1.25.
+            warnings.filterwarnings("ignore", message="Conversion of an array with ndim > 0", category=DeprecationWarning)
             flops = paddle.flops(model, list(input_shape), custom_ops=custom_ops, print_detail=False)
     except Exception as err:
         raise ModelError(f"the model cannot run on input shape {list(input_shape)}: {type(err).__name__}: {err}",

@@ -113,14 +113,15 @@ class Pipeline:
         metrics = self.engine.evaluate(model, cfg.eval_split)
         latency_shape = [cfg.latency_batch, *self.input_shape[1:]]
         notes = list(ctx.notes) if ctx else []
-        if zero_types:
+        previous = self.reports[-1].extra.get("flops_zero_types") if self.reports else None
+        if zero_types and zero_types != previous:
             notes.append(f"paddle.flops counts these layer types as zero FLOPs: {', '.join(zero_types)}")
         report = StageReport(
             stage=name, strategy=strategy, flops=flops, params=count_params(model),
             top1=metrics["top1"], top5=metrics["top5"], size_bytes=saved_size(folder / "model.pdparams"),
             latency_ms=measure_latency(model, latency_shape, cfg.latency_warmup, cfg.latency_runs),
             seconds=0.0, latency_method=latency_method(latency_shape, cfg.latency_warmup, cfg.latency_runs),
-            notes=notes, extra=dict(ctx.metrics) if ctx else {})
+            notes=notes, extra={**(ctx.metrics if ctx else {}), "flops_zero_types": zero_types})
         if stage is not None:
             stage.measure(model, ctx, report)
         report.seconds = round(time.perf_counter() - start, 2)

@@ -1,0 +1,84 @@
+"""YAML run configs, mapped 1:1 onto the Python API and fully checked before any work starts.
+
+    data:   {name: digits}                 # DataConfig
+    model:  {name: small_cnn}              # ModelConfig
+    train:  {epochs: 10, lr: 0.05}         # TrainConfig
+    report: {latency_runs: 50}             # ReportConfig
+    stages:
+      - {type: finetune, name: train, epochs: 10}
+      - {type: filter_pruning, criterion: l1, target_flops_reduction: 0.5}
+"""
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from .data import DataConfig, load_dataset
+from .engine import TrainConfig, set_seed
+from .errors import ConfigError, DataError
+from .models import ModelConfig, build_model
+from .report import ReportConfig
+from .schema import Options, option
+from .strategy import strategy_from_config
+
+
+@dataclasses.dataclass
+class RunConfig(Options):
+    """A whole run: data, model, training defaults, stages, measurement (a YAML file under configs/)."""
+
+    data: DataConfig = option(default_factory=DataConfig, doc="the dataset (see `data`)")
+    model: ModelConfig = option(default_factory=ModelConfig, doc="the model (see `model`)")
+    train: TrainConfig = option(default_factory=TrainConfig, doc="training defaults of every stage (see `train`)")
+    report: ReportConfig = option(default_factory=ReportConfig, doc="how stages are measured (see `report`)")
+    stages: list = option(default_factory=list, doc="the strategies to run in order: `{type: ..., options}`")
+    input_shape: Optional[list] = option(None, "model input [1, C, H, W]; default: the dataset's shape, batch 1")
+
+    def check(self):
+        built = []
+        for i, entry in enumerate(self.stages):
+            built.append(entry if hasattr(entry, "apply") else strategy_from_config(entry, f"stages[{i}]"))
+        self.stages = built
+        if not self.stages:
+            raise ConfigError("stages", "no stages given", "add at least one, e.g. `- {type: finetune, epochs: 5}`")
+        names = [s.display_name for s in self.stages]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError("stages", f"stage names repeat: {', '.join(dupes)}", "give each stage a distinct `name`")
+        if self.input_shape is not None and (len(self.input_shape) != 4 or
+                                             not all(isinstance(v, int) and v > 0 for v in self.input_shape)):
+            raise ConfigError("input_shape", f"expected [batch, channels, height, width], got {self.input_shape}")
+
+    def to_dict(self):
+        out = super().to_dict()
+        out["stages"] = [s.to_config() for s in self.stages]
+        return out
+
+
+def load_config(path):
+    """Read and validate a YAML run config; raises ConfigError/DataError naming the bad key or file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"config file not found: {path}", "give the path of a YAML file, e.g. configs/quickstart.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(str(path), f"not valid YAML{where}: {getattr(err, 'problem', err)}",
+                          "fix the YAML syntax (indentation, colons, quotes)") from None
+    return RunConfig.from_dict(raw or {}, "")
+
+
+def build_pipeline(config, out_dir, verbose=True):
+    """Load the data, build the model and return the Pipeline a RunConfig describes."""
+    from .pipeline import Pipeline
+
+    data = load_dataset(config.data)
+    set_seed(config.train.seed)
+    spec = {"name": config.model.name, "num_classes": data.num_classes, "in_channels": data.input_shape[0],
+            "input_size": data.input_shape[-1], **config.model.args}
+    model = build_model(checkpoint=config.model.checkpoint, **spec)
+    return Pipeline(model, data, stages=config.stages, input_shape=config.input_shape, train=config.train,
+                    out_dir=out_dir, report=config.report, model_spec=spec, verbose=verbose)

@@ -1,0 +1,36 @@
+import numpy as np
+import paddle
+import pytest
+
+import slimkit
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's bundled digits, split and normalised (no files needed)."""
+    return slimkit.load_dataset(name="digits")
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(digits):
+    """A small CNN trained on digits for a few epochs (shared; copy it before changing it)."""
+    paddle.seed(0)
+    model = slimkit.build_model("small_cnn", num_classes=10, in_channels=1, input_size=8)
+    engine = slimkit.Engine(digits, {"epochs": 6, "batch_size": 32, "progress": False})
+    engine.train(model)
+    return model
+
+
+@pytest.fixture(autouse=True)
+def paddle_session_is_restored():
+    """Every test must leave Paddle in dynamic mode with PIR on, as users have it."""
+    yield
+    assert paddle.in_dynamic_mode(), "a test left Paddle in static mode"
+    assert slimkit.compat.pir_enabled(), "a test left the legacy IR switched on"
+
+
+def outputs(model, shape, seed=0):
+    model.eval()
+    x = paddle.to_tensor(np.random.RandomState(seed).randn(*shape).astype("float32"))
+    with paddle.no_grad():
+        return model(x).numpy()

@@ -1,0 +1,53 @@
+"""The `slimkit` command end to end: run, resume, report, models, version."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slimkit.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quickstart_config_runs_and_writes_reports(tmp_path, capsys):
+    out = tmp_path / "quick"
+    assert main(["run", str(ROOT / "configs" / "quickstart.yaml"), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "baseline" in printed and "train" in printed and "finetune" in printed
+    stages = json.loads((out / "report.json").read_text())["stages"]
+    assert [s["stage"] for s in stages] == ["baseline", "train", "finetune"]
+    assert stages[-1]["top1"] > 0.95, "the quickstart CNN reaches >95% on digits"
+    assert all(s["flops"] > 0 and s["latency_ms"] > 0 and s["size_bytes"] > 0 for s in stages)
+    assert (out / "report.md").is_file()
+
+    # rerun with --resume: nothing trains again and the report is the same
+    assert main(["run", str(ROOT / "configs" / "quickstart.yaml"), "--out", str(out), "--resume", "--quiet"]) == 0
+    again = json.loads((out / "report.json").read_text())["stages"]
+    assert again == stages
+
+    assert main(["report", str(out)]) == 0
+    assert "finetune" in capsys.readouterr().out
+
+
+def test_report_of_a_missing_run_is_exit_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no report.json" in capsys.readouterr().err
+
+
+def test_models_lists_registry_and_vision_models(capsys):
+    assert main(["models"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert {"small_cnn", "resnet20", "resnet56", "mobilenet_v1", "resnet18", "mobilenet_v2"} <= set(names)
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+def test_every_shipped_config_is_valid(config, capsys):
+    assert main(["check", str(ROOT / "configs" / config)]) == 0, capsys.readouterr().err
+
+
+def test_console_command_is_installed():
+    result = subprocess.run([sys.executable, "-m", "slimkit.cli", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("slimkit ")

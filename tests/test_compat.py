@@ -1,0 +1,88 @@
+"""Each compat workaround: still needed (the upstream problem is still there) and working."""
+
+import numpy as np
+import paddle
+import pytest
+
+import slimkit
+from slimkit import compat
+
+
+def test_np_product_alias_is_needed_and_works():
+    assert compat.FOUND["np_product_missing"], "numpy has np.product again: drop the alias"
+    assert np.product is np.prod
+    from paddleslim.dygraph.prune.fpgm_pruner import FPGMFilterPruner  # noqa: F401  (calls np.product)
+
+
+def test_static_mode_guard_alias_is_needed_and_works():
+    assert compat.FOUND["old_guard_missing"], "paddle has _to_static_mode_guard_ again: drop the alias"
+    base = paddle.base.dygraph.base
+    assert base._to_static_mode_guard_ is base.to_static_mode_guard
+
+
+def _l1_pruner(model, shape):
+    ps = compat.import_paddleslim()
+    return ps.dygraph.L1NormFilterPruner(model, shape)
+
+
+def test_paddleslim_trace_runs_under_scoped_legacy_ir_and_restores_session():
+    model = slimkit.build_model("resnet20", num_classes=10, in_channels=3)
+    pruner = _l1_pruner(model, [1, 3, 32, 32])
+    conv = model.conv1.weight.name
+    pruner.prune_vars({conv: 0.25}, axis=0)
+    assert model.conv1.weight.shape[0] == 12
+    assert model(paddle.randn([2, 3, 32, 32])).shape == [2, 10]
+    assert paddle.in_dynamic_mode() and compat.pir_enabled()
+
+
+def test_paddleslim_trace_fails_without_the_guard():
+    """Proves the legacy-IR wrapper is still needed: the unwrapped trace breaks under PIR."""
+    compat.import_paddleslim()
+    from paddleslim.core import dygraph as slim_dygraph
+
+    raw = slim_dygraph._dy2prog.__wrapped__
+    model = slimkit.build_model("small_cnn", num_classes=10, in_channels=1, input_size=8)
+    with compat.session_guard():
+        program = raw(model, [1, 1, 8, 8])
+        with pytest.raises(AttributeError, match="input_arg_names"):
+            [op.input_arg_names for op in program.global_block().ops]
+
+
+def test_session_restored_after_a_failing_trace():
+    class Broken(paddle.nn.Layer):
+        def forward(self, x):
+            raise RuntimeError("forward fails")
+
+    with pytest.raises(RuntimeError, match="forward fails"):
+        _l1_pruner(Broken(), [1, 3, 8, 8])
+    assert paddle.in_dynamic_mode() and compat.pir_enabled()
+
+
+def test_legacy_ir_scope_restores_after_error():
+    with pytest.raises(ValueError):
+        with compat.legacy_ir():
+            assert not compat.pir_enabled()
+            raise ValueError("inside")
+    assert paddle.in_dynamic_mode() and compat.pir_enabled()
+
+
+def test_unstructured_masks_stay_float():
+    compat.import_paddleslim()
+    from paddleslim.dygraph.prune.unstructured_pruner import UnstructuredPruner
+
+    model = slimkit.build_model("small_cnn", num_classes=10, in_channels=1, input_size=8)
+    pruner = UnstructuredPruner(model, mode="ratio", ratio=0.5)
+    pruner.step()
+    assert all(m.dtype == paddle.float32 for m in pruner.masks.values())
+    buffers = [b for n, b in model.named_buffers() if n.endswith("_mask")]
+    assert buffers and all(b.dtype == paddle.float32 for b in buffers)
+    out = model(paddle.randn([2, 1, 8, 8]))  # the pre-forward hook multiplies by the mask
+    assert out.shape == [2, 10]
+    assert 0.45 < UnstructuredPruner.total_sparse(model) < 0.55
+
+
+def test_unstructured_masks_turn_bool_without_the_fix():
+    """Proves the mask cast is still needed: paddle.assign of a bool array into a float mask."""
+    mask = paddle.ones([4], dtype="float32")
+    paddle.assign(np.array([True, False, True, True]), output=mask)
+    assert mask.dtype == paddle.bool
