@@ -182,7 +182,8 @@ def describe(hint):
         return f"mapping of {describe(args[1])}" if args else "mapping"
     if isinstance(hint, type) and issubclass(hint, Options):
         return "mapping"
-    return {int: "integer", float: "number", str: "string", bool: "true/false"}.get(hint, getattr(hint, "__name__", str(hint)))
+    return {int: "integer", float: "number", str: "string", bool: "true/false", dict: "mapping",
+            list: "list"}.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def _suggest(key, names):

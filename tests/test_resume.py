@@ -69,3 +69,22 @@ def test_without_resume_everything_runs_again(digits, tmp_path):
 def test_strategy_base_requires_apply():
     with pytest.raises(NotImplementedError):
         Strategy().apply(None, None)
+
+
+@dataclasses.dataclass
+class InterruptOnce(Finetune, type_name="interrupt_once_for_tests"):
+    def apply(self, model, ctx):
+        CALLS.append(ctx.stage_name)
+        if CALLS.count(ctx.stage_name) == 1:
+            raise KeyboardInterrupt
+        return super().apply(model, ctx)
+
+
+def test_interrupted_stage_runs_again_on_resume(digits, tmp_path):
+    CALLS.clear()
+    run = [CountingFinetune(epochs=1, name="a"), InterruptOnce(epochs=1, name="b")]
+    with pytest.raises(KeyboardInterrupt):
+        make(digits, tmp_path, run).run()
+    assert (tmp_path / "01-a" / "stage.json").is_file() and not (tmp_path / "02-b" / "stage.json").exists()
+    reports = make(digits, tmp_path, run).run(resume=True)
+    assert CALLS == ["a", "b", "b"] and [r.stage for r in reports] == ["baseline", "a", "b"]
