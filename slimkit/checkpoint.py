@@ -22,14 +22,16 @@ def save_model(model, folder, spec=None):
     """Write `model.pdparams` and `architecture.json` to `folder`; `spec` (optional) rebuilds the model."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
     layers = {}
     for prefix, layer in model.named_sublayers(include_self=True):
+        # Only what the state dict holds: non-persistable buffers are rebuilt by the layer itself.
         tensors = {name: list(t.shape) for name, t in list(layer._parameters.items()) + list(layer._buffers.items())
-                   if t is not None}
+                   if t is not None and (f"{prefix}.{name}" if prefix else name) in state}
         attrs = shape_attrs(layer)
         if tensors or attrs:
             layers[prefix] = {"type": type(layer).__name__, "tensors": tensors, "attrs": attrs}
-    paddle.save(model.state_dict(), str(folder / WEIGHTS))
+    paddle.save(state, str(folder / WEIGHTS))
     (folder / ARCH).write_text(json.dumps({"format": 1, "spec": spec, "layers": layers}, indent=1))
     return folder
 

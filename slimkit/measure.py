@@ -21,6 +21,7 @@ def count_flops(model, input_shape, custom_ops=None):
     """
     buffer = io.StringIO()
     was_training = model.training
+    before = {id(layer): (set(layer._forward_post_hooks), set(layer._buffers)) for layer in model.sublayers(include_self=True)}
     try:
         with contextlib.redirect_stdout(buffer), warnings.catch_warnings():
             # paddle.flops calls int() on 1-element arrays, deprecated since numpy 1.25.
@@ -31,18 +32,22 @@ def count_flops(model, input_shape, custom_ops=None):
                          "check input_shape ([1, C, H, W] of your data) and that the model's forward works") from None
     finally:
         model.train(was_training) if was_training else model.eval()
-        _remove_flops_buffers(model)
+        _remove_flops_leftovers(model, before)
     zero = sorted(set(re.findall(r"Cannot find suitable count function for <class '([^']+)'>", buffer.getvalue())))
     return int(flops), [z.rsplit(".", 1)[-1] for z in zero]
 
 
-def _remove_flops_buffers(model):
+def _remove_flops_leftovers(model, before):
     # paddle.flops registers `total_ops`/`total_params` buffers on every layer and leaves
-    # them behind: they would end up in the user's state dict.
+    # them behind (they would end up in the user's state dict); when the forward fails it
+    # also leaves its counting hooks, which would then run on every later forward.
     for layer in model.sublayers(include_self=True):
-        for name in ("total_ops", "total_params"):
+        hooks, buffers = before.get(id(layer), (set(), set()))
+        for name in {"total_ops", "total_params", "input_shape", "output_shape"} - buffers:
             layer._buffers.pop(name, None)
             layer._non_persistable_buffer_names_set.discard(name)
+        for key in set(layer._forward_post_hooks) - hooks:
+            del layer._forward_post_hooks[key]
 
 
 def count_params(model):

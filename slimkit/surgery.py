@@ -22,8 +22,11 @@ def replace_tensor(layer, name, value):
         if list(old.shape) == list(value.shape):
             old.set_value(value.astype(_np_dtype(old)))
             return
+        # An Assign initializer runs as a program op and is slow for large tensors;
+        # filling a zero-initialised parameter is a plain copy.
         new = paddle.create_parameter(list(value.shape), dtype=old.dtype,
-                                      default_initializer=paddle.nn.initializer.Assign(value.astype(_np_dtype(old))))
+                                      default_initializer=paddle.nn.initializer.Constant(0.0))
+        new.set_value(value.astype(_np_dtype(old)))
         new.stop_gradient = old.stop_gradient
         new.trainable = old.trainable
         new.need_clip = getattr(old, "need_clip", True)

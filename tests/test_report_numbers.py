@@ -62,3 +62,20 @@ def test_pipeline_leaves_the_input_model_unchanged(digits, tmp_path):
     pipeline.run()
     assert pipeline.model is not model
     assert all((model.state_dict()[k].numpy() == v).all() for k, v in before.items())
+
+
+def test_flops_counting_on_a_wrong_shape_leaves_no_hooks_behind():
+    model = slimkit.build_model("small_cnn", num_classes=10, in_channels=1, input_size=8)
+    model.eval()
+    x = paddle.randn([2, 1, 8, 8])
+    expected = model(x).numpy()
+    before = set(model.state_dict())
+    try:
+        slimkit.count_flops(model, [1, 3, 8, 8])  # 3 channels: the forward fails inside paddle.flops
+    except slimkit.ModelError:
+        pass
+    else:
+        raise AssertionError("a wrong input shape must be a ModelError")
+    assert all(not layer._forward_post_hooks for layer in model.sublayers(include_self=True))
+    assert set(model.state_dict()) == before
+    assert (model(x).numpy() == expected).all()
