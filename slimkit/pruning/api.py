@@ -1,0 +1,119 @@
+"""One call to prune filters: `prune(model, input_shape, criterion="l1", ratios=0.3)`.
+
+Analyzes the model (`analyze`), scores each group's channels with a criterion, keeps the
+best ones (`remove_channels`) and measures FLOPs before and after with `paddle.flops`.
+"""
+
+import dataclasses
+import numbers
+
+import numpy as np
+
+from ..errors import ConfigError, ModelError
+from ..measure import count_flops
+from ..schema import _suggest
+from .criteria import get_criterion
+from .dependency import DependencyGraph, analyze, group_weights
+from .remove import remove_with_undo
+from .selection import channels_to_keep, keep_indices
+
+
+@dataclasses.dataclass
+class PruneResult:
+    """What `prune` did: channels per pruned layer, FLOPs (paddle.flops) before/after, what it skipped and why."""
+
+    layers: list  # [(layer name, channels before, channels after)], every root layer of every pruned group
+    flops_before: int
+    flops_after: int
+    skipped: dict  # {layer or group name: reason}
+    keep: dict = dataclasses.field(default_factory=dict, repr=False)  # {group name: channel indices kept}
+    graph: DependencyGraph = dataclasses.field(default=None, repr=False)  # the pruned model's graph
+
+    @property
+    def flops_ratio(self):
+        return self.flops_after / self.flops_before if self.flops_before else 1.0
+
+
+def prunable_layers(model, input_shape):
+    """Sublayer names whose output channels can be pruned (valid keys of `prune(ratios={...})`)."""
+    return [root for g in analyze(model, input_shape).prunable() for root in g.roots]
+
+
+def prune(model, input_shape, criterion="l1", ratios=0.3, skip=(), round_to=1, min_channels=1, graph=None):
+    """Remove the fraction `ratios` of output channels of conv/linear layers, in place; return a PruneResult.
+
+    `ratios` is one float in [0, 1) for every prunable group, or {layer name: ratio}.
+    `criterion` is a criterion name ("l1", "l2", ...) or an object with `scores(weights)`.
+    Channels kept per group are rounded to a multiple of `round_to` and never fewer than
+    `min_channels` (`selection.channels_to_keep`, the same rule as the sensitivity scan). `skip` names layers to leave alone. `graph` reuses an `analyze`
+    result of this (unpruned) model. On any error the model is left unchanged.
+    """
+    for name, ratio in (ratios.items() if isinstance(ratios, dict) else [(None, ratios)]):
+        _check_ratio(ratio, "ratios" if name is None else f"ratios[{name!r}]")
+    for key, value in (("round_to", round_to), ("min_channels", min_channels)):
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+            raise ConfigError(key, f"must be an integer >= 1, got {value!r}")
+    scorer = get_criterion(criterion)
+    if getattr(scorer, "needs_data", False):
+        raise ConfigError("criterion", f"{criterion!r} scores channels from activations and gradients, which "
+                                       "prune() has no data for", "use a weight criterion (l1, l2, fpgm) here, or "
+                                                                  "the filter_pruning strategy, which has the data")
+    graph = graph or analyze(model, input_shape)
+    skip = [skip] if isinstance(skip, str) else list(skip)
+    targets = _targets(graph, ratios, skip)
+    skipped = graph.skipped()
+    for name in skip:
+        skipped.setdefault(graph.group(name).name, f"skipped as asked (skip={skip})")
+
+    flops_before = count_flops(model, input_shape)[0]
+    keep, layers = {}, []
+    for group, ratio in targets:
+        n_keep = channels_to_keep(group.channels, ratio, round_to, max(min_channels, group.min_channels),
+                                  group.channel_multiple)
+        if n_keep >= group.channels:
+            continue
+        keep[group.name] = keep_indices(_scores(scorer, model, group), n_keep)
+        layers += [(root, group.channels, n_keep) for root in group.roots]
+    pruned_graph, undo = remove_with_undo(model, graph, keep) if keep else (graph, lambda: None)
+    try:
+        flops_after = count_flops(model, input_shape)[0]
+    except Exception:
+        undo()
+        raise
+    return PruneResult(layers, flops_before, flops_after, skipped, keep, pruned_graph)
+
+
+def _check_ratio(ratio, path):
+    if not isinstance(ratio, numbers.Real) or isinstance(ratio, bool) or not 0 <= float(ratio) < 1:
+        raise ConfigError(path, f"a pruning ratio must be a number in [0, 1), got {ratio!r}",
+                          "0.3 removes 30% of a layer's output channels; 1.0 would remove all of them")
+
+
+def _targets(graph, ratios, skip):
+    """[(group, ratio)] to prune, each group once."""
+    skipped_groups = {graph.group(name).name for name in skip}  # ModelError for unknown names
+    if not isinstance(ratios, dict):
+        return [(g, float(ratios)) for g in graph.prunable() if g.name not in skipped_groups]
+    chosen = {}
+    for name, ratio in ratios.items():
+        group = graph.group(name)
+        if not group.prunable:
+            raise ModelError(f"layer {name!r} cannot be pruned: {group.reason}",
+                             _suggest(name, [r for g in graph.prunable() for r in g.roots]))
+        if group.name in skipped_groups:
+            continue
+        if group.name in chosen and chosen[group.name][1] != float(ratio):
+            raise ConfigError(f"ratios[{name!r}]", f"{name!r} is pruned together with {group.roots} "
+                                                    f"(same channels), but gets another ratio",
+                              f"give all of {group.roots} the same ratio, or only one of them")
+        chosen[group.name] = (group, float(ratio))
+    return list(chosen.values())
+
+
+def _scores(scorer, model, group):
+    weights = group_weights(model, group)
+    scores = np.asarray(scorer.scores(weights), dtype=np.float64).reshape(-1)
+    if scores.shape != (group.channels,):
+        raise ModelError(f"criterion {type(scorer).__name__} gave {scores.shape[0]} scores for group "
+                         f"{group.name!r} of {group.channels} channels", "scores() must return one score per channel")
+    return scores

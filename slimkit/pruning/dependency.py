@@ -1,0 +1,704 @@
+"""Which tensors must shrink together when output channels of a conv or linear layer are removed.
+
+`analyze(model, input_shape)` traces the model once into a Paddle PIR program
+(`paddle.jit.to_static`, no change to the model) and follows every channel through it:
+
+- a conv/linear layer's output channels start a *node*; they flow through BN,
+  activations, pooling, dropout and per-channel parameters to the layers that consume
+  them (their input-channel axis is sliced);
+- `add`/`multiply`/... of two tensors couples their nodes (residual partners, SE gates):
+  they are pruned with the same indices, as one Group;
+- `concat` along channels gives each input its own offset slice of the consumer's input
+  channels (each producer stays independently prunable); `split`/`slice` along channels use
+  fixed sizes, so the channels they cut are not prunable (their parts are still followed);
+- a depthwise conv passes channels through (its weight and `groups` shrink with them);
+- flatten/reshape to [N, features] maps each channel to its H*W consecutive features;
+- anything else (grouped convs, channel shuffles, ops slimkit does not know, the model's
+  output) makes the channels that reach it unprunable, with the reason.
+
+The result is a `DependencyGraph` of `Group`s; `slimkit.pruning.remove_channels` uses its
+slices to cut the tensors.
+"""
+
+import contextlib
+import dataclasses
+import math
+
+import numpy as np
+import paddle
+
+from .. import compat
+from ..errors import ModelError
+from ..schema import _suggest
+
+
+@dataclasses.dataclass
+class Group:
+    """Output channels of one or more layers that must be pruned together."""
+
+    name: str
+    roots: list
+    channels: int
+    members: list
+    prunable: bool = True
+    reason: str = ""
+    min_channels: int = 1
+    channel_multiple: int = 1
+    # Exact positions behind `members`: which tensor range holds which channel (see ChannelSlice).
+    slices: list = dataclasses.field(default_factory=list, repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelSlice:
+    """Channels [start, start+count) of a group live at `tensor`[offset : offset + count*repeat] along `axis`.
+
+    `repeat` > 1 when the channels were flattened: each channel then owns `repeat`
+    consecutive features of the next linear layer. `role` says what the slice is: "out"
+    (a root layer's output channels), "in" (a consumer's input channels) or "channel"
+    (per-channel tensors on the way: BN, bias, depthwise filters).
+    """
+
+    layer: str
+    tensor: str
+    axis: int
+    offset: int
+    start: int
+    count: int
+    repeat: int = 1
+    role: str = "channel"
+
+
+class DependencyGraph:
+    """The channel groups of a model for one input shape (from `analyze`)."""
+
+    def __init__(self, groups, input_shape, output_shapes, tensor_shapes, unused=None, followers=None):
+        self.groups = groups
+        self.input_shape = list(input_shape)
+        self.output_shapes = output_shapes  # model output shapes, to check a pruned model still runs
+        self.tensor_shapes = tensor_shapes  # {(layer, tensor): shape} of every sliced tensor, to detect a stale graph
+        self.unused = dict(unused or {})  # conv/linear layers the traced forward never called
+        # Depthwise convs whose output carries another group's channels -> that Group (None: several groups).
+        self.followers = dict(followers or {})
+        self._by_root = {root: g for g in groups for root in g.roots}
+
+    def group(self, layer_name):
+        """The Group holding `layer_name`'s output channels (any of its root layers' names works).
+
+        A depthwise conv's output channels are its input's: it resolves to the group that
+        produces them.
+        """
+        if layer_name in self._by_root:
+            return self._by_root[layer_name]
+        if layer_name in self.followers:
+            if self.followers[layer_name] is not None:
+                return self.followers[layer_name]
+            raise ModelError(f"depthwise conv {layer_name!r} carries the channels of several layers "
+                             "(a concatenation); prune those layers instead")
+        names = [g.name for g in self.groups]
+        if layer_name in self.unused:
+            raise ModelError(f"layer {layer_name!r} is not prunable: {self.unused[layer_name]}",
+                             "choose one of the layers `prunable_layers` lists")
+        raise ModelError(f"no conv/linear layer named {layer_name!r} in the model", _suggest(layer_name, names))
+
+    def prunable(self):
+        """The Groups whose channels can be removed."""
+        return [g for g in self.groups if g.prunable]
+
+    def skipped(self):
+        """{group or layer name: reason} for everything that cannot be pruned."""
+        out = {g.name: g.reason for g in self.groups if not g.prunable}
+        out.update(self.unused)
+        return out
+
+    def __repr__(self):
+        return (f"DependencyGraph({len(self.groups)} groups, {len(self.prunable())} prunable, "
+                f"input_shape={self.input_shape})")
+
+
+def group_weights(model, group):
+    """The weight arrays of `group`'s root layers, output channels on axis 0 (criterion input)."""
+    layers = dict(model.named_sublayers(include_self=True))
+    out = []
+    for s in group.slices:
+        if s.role == "out":
+            w = layers[s.layer].weight.numpy()
+            out.append(np.moveaxis(w, s.axis, 0))
+    return out
+
+
+def analyze(model, input_shape):
+    """Trace `model` on `input_shape` ([N, C, H, W]) and return its DependencyGraph.
+
+    The model (weights, forward, train/eval flags) and the Paddle session (dynamic mode,
+    PIR flag) are left as they were, also when tracing fails.
+    """
+    input_shape = _check_shape(input_shape)
+    _check_forward_runs(model, input_shape)
+    program, outputs = _trace(model, input_shape)
+    tracer = _ChannelTracer(model)
+    tracer.run(program, outputs)
+    return tracer.graph(input_shape, [list(v.shape) for v in outputs])
+
+
+def _check_shape(input_shape):
+    try:
+        shape = [int(d) for d in input_shape]
+    except (TypeError, ValueError):
+        shape = None
+    if not shape or any(d <= 0 for d in shape):
+        raise ModelError(f"input_shape must be a list of positive ints like [1, 3, 32, 32], got {input_shape!r}",
+                         "pass the shape of one input batch: [batch, channels, height, width]")
+    return shape
+
+
+def _check_forward_runs(model, input_shape):
+    # The static trace checks fewer shapes than an eager run (a conv given the wrong channel
+    # count traces fine), so run the model once as the user would.
+    training = {name: layer.training for name, layer in model.named_sublayers(include_self=True)}
+    try:
+        with compat.session_guard(), paddle.no_grad():
+            model.eval()
+            model(paddle.zeros(input_shape, dtype="float32"))
+    except Exception as err:
+        raise ModelError(f"the model cannot run on input_shape {input_shape}: {type(err).__name__}: "
+                         f"{_last_line(err)}",
+                         "check input_shape ([batch, channels, height, width] of your data) and that "
+                         "model(paddle.randn(input_shape)) works") from None
+    finally:
+        for name, layer in model.named_sublayers(include_self=True):
+            layer.training = training.get(name, layer.training)
+
+
+def _last_line(err):
+    text = str(err).strip()
+    return text.splitlines()[-1] if text else ""
+
+
+def _trace(model, input_shape):
+    # to_static on the bound forward (not on the layer) leaves `model.forward` untouched.
+    training = {name: layer.training for name, layer in model.named_sublayers(include_self=True)}
+    pir_guard = contextlib.nullcontext() if compat.pir_enabled() else paddle.pir_utils.IrGuard()
+    try:
+        with compat.session_guard(), pir_guard:
+            model.eval()  # dropout/BN in eval mode: the same channels, fewer ops
+            spec = [paddle.static.InputSpec(input_shape, "float32")]
+            static_forward = paddle.jit.to_static(model.forward, input_spec=spec, full_graph=True)
+            program = static_forward.concrete_program
+            return program.main_program, list(program.outputs)
+    except Exception as err:
+        raise ModelError(f"cannot trace the model on input_shape {input_shape}: {type(err).__name__}: "
+                         f"{_last_line(err)}",
+                         "check input_shape ([batch, channels, height, width] of your data) and that "
+                         "model(paddle.randn(input_shape)) works") from None
+    finally:
+        for name, layer in model.named_sublayers(include_self=True):
+            layer.training = training.get(name, layer.training)
+
+
+# ---- the channel tracer -------------------------------------------------------------------------
+
+# Ops whose first output has the same channels, in the same order, as their first input.
+_PASS_THROUGH = {
+    "relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "elu", "elu_", "gelu", "silu", "swish",
+    "hardswish", "hardsigmoid", "sigmoid", "sigmoid_", "tanh", "tanh_", "mish", "softplus", "selu", "celu",
+    "dropout", "pool2d", "pool3d", "max_pool2d_with_index", "lp_pool2d", "cast", "cast_", "assign", "scale",
+    "scale_", "clip", "clip_", "bilinear_interp", "nearest_interp", "bicubic_interp", "abs", "exp", "square",
+    "sqrt", "pow", "thresholded_relu", "logsigmoid", "hardtanh", "brelu", "hardshrink", "softshrink",
+    "tanh_shrink", "relu6_", "hardswish_", "assign_out_", "contiguous",
+}
+# Ops whose 1-D parameters are indexed by channel (BN's scale/bias/mean/variance, ...).
+_PER_CHANNEL = {"batch_norm", "batch_norm_", "sync_batch_norm_", "instance_norm", "prelu", "affine_channel"}
+_BINARY = {"add", "add_", "subtract", "subtract_", "multiply", "multiply_", "divide", "divide_", "maximum",
+           "minimum", "elementwise_pow"}
+_RESHAPES = {"reshape", "reshape_", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "flatten", "flatten_", "view_shape"}
+_PARAM_VIEWS = {"reshape", "reshape_", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "cast", "assign", "flatten"}
+_IGNORED = {"shape", "shape64", "full", "full_int_array", "full_like", "builtin.combine", "fetch",
+            "builtin.shadow_output", "builtin.set_parameter", "numel"}
+
+
+class _Node:
+    """Channels produced by one op: a layer's output, the model input, or something not followed."""
+
+    def __init__(self, index, channels, layer=None, reason=""):
+        self.index = index
+        self.channels = channels
+        self.layer = layer
+        self.reasons = [reason] if reason else []
+
+
+@dataclasses.dataclass(frozen=True)
+class _Seg:
+    # Channels [start, start+count) of node `node` occupy this part of a value's channel axis (axis 1).
+    node: int
+    start: int
+    count: int
+    repeat: int = 1
+
+    @property
+    def width(self):
+        return self.count * self.repeat
+
+
+class _ChannelTracer:
+    def __init__(self, model):
+        self.param_owner = {}
+        for prefix, layer in model.named_sublayers(include_self=True):
+            for name, p in layer._parameters.items():
+                if p is not None:
+                    self.param_owner[p.name] = (prefix, name, list(p.shape))
+        self.weighted_layers = {prefix: type(layer).__name__ for prefix, layer in model.named_sublayers()
+                                if isinstance(layer, (paddle.nn.Linear, paddle.nn.layer.conv._ConvNd))}
+        self.nodes = []
+        self.parent = []
+        self.slices = []  # (node, ChannelSlice-without-group) pairs
+        self.info = {}  # value id -> list of _Seg along axis 1
+        self.param_of = {}  # value id -> parameter name, for parameters and views of them
+        self.vectors = {}  # value id of a pd_op.split result -> (segments, split op)
+        self.layer_node = {}  # layer name -> its output node (a layer called twice keeps one node)
+        self.layer_inputs = {}  # layer name -> input segments of its first call
+        self.followers = {}  # depthwise conv name -> nodes whose channels its output carries
+
+    # -- union-find over nodes
+    def _new_node(self, channels, layer=None, reason=""):
+        node = _Node(len(self.nodes), channels, layer, reason)
+        self.nodes.append(node)
+        self.parent.append(node.index)
+        return node.index
+
+    def _find(self, i):
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def _union(self, a, b):
+        ra, rb = self._find(a), self._find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+    def _block(self, segs, reason):
+        for s in segs:
+            node = self.nodes[s.node]
+            if reason not in node.reasons:
+                node.reasons.append(reason)
+
+    # -- walking the program
+    def run(self, program, outputs):
+        for op in program.global_block().ops:
+            self._visit(op)
+        for v in outputs:
+            segs = self.info.get(v.id)
+            if segs:
+                self._block(segs, "its channels are the model's output")
+
+    def _visit(self, op):
+        kind = op.name().split(".", 1)[1] if op.name().startswith("pd_op.") else op.name()
+        if kind == "builtin.parameter":
+            self.param_of[op.result(0).id] = op.attrs()["parameter_name"]
+        elif kind == "data":
+            shape = list(op.result(0).shape)
+            if len(shape) >= 2 and shape[1] > 0:
+                self.info[op.result(0).id] = [_Seg(self._new_node(shape[1], reason="model input"), 0, shape[1])]
+        elif kind in _IGNORED:
+            pass
+        elif kind in _PARAM_VIEWS and op.operand_source(0).id in self.param_of:
+            self.param_of[op.result(0).id] = self.param_of[op.operand_source(0).id]
+        elif kind in ("conv2d", "depthwise_conv2d", "conv3d"):
+            self._conv(op)
+        elif kind in ("conv2d_transpose", "depthwise_conv2d_transpose"):
+            self._conv_transpose(op)
+        elif kind == "matmul":
+            self._matmul(op)
+        elif kind in _PER_CHANNEL:
+            self._per_channel(op)
+        elif kind in _BINARY:
+            self._binary(op)
+        elif kind in _PASS_THROUGH:
+            self._pass(op)
+        elif kind in _RESHAPES:
+            self._reshape(op)
+        elif kind == "concat":
+            self._concat(op)
+        elif kind in ("split", "split_with_num"):
+            self._split(op)
+        elif kind == "builtin.split":
+            self._unpack_split(op)
+        elif kind == "slice":
+            self._slice(op)
+        elif kind in ("mean", "sum", "max", "min", "amax", "amin", "logsumexp"):
+            self._reduce(op)
+        else:
+            self._unknown(op, f"its channels reach `{op.name()}`, which slimkit does not follow")
+
+    def _segs(self, value):
+        return self.info.get(value.id)
+
+    def _operand_segs(self, op):
+        return [s for i in range(op.num_operands()) for s in (self._segs(op.operand_source(i)) or [])]
+
+    def _unknown(self, op, reason):
+        self._block(self._operand_segs(op), reason)
+        for i in range(op.num_results()):
+            self._opaque(op.result(i), f"produced by `{op.name()}`, which slimkit does not follow")
+
+    def _opaque(self, value, reason):
+        try:
+            shape = list(value.shape)
+        except Exception:  # vectors and other non-tensor results have no shape
+            return
+        if len(shape) >= 2 and shape[1] > 0:
+            self.info[value.id] = [_Seg(self._new_node(shape[1], reason=reason), 0, shape[1])]
+
+    def _add_slices(self, layer, tensor, axis, segs, offset=0, role="channel"):
+        for s in segs:
+            self.slices.append((s.node, ChannelSlice(layer, tensor, axis, offset, s.start, s.count, s.repeat, role)))
+            offset += s.width
+
+    def _param(self, value):
+        name = self.param_of.get(value.id)
+        return (name, self.param_owner.get(name)) if name else (None, None)
+
+    def _root(self, op, layer, tensor, axis, channels):
+        # The layer's output channels: one node per layer, even when the layer is called twice.
+        if layer not in self.layer_node:
+            self.layer_node[layer] = self._new_node(channels, layer=layer)
+            self.slices.append((self.layer_node[layer], ChannelSlice(layer, tensor, axis, 0, 0, channels, 1, "out")))
+        node = self.layer_node[layer]
+        self.info[op.result(0).id] = [_Seg(node, 0, channels)]
+        return node
+
+    def _consume(self, op, layer, tensor, axis, segs):
+        # A layer called twice must see the same channels on its input axis both times.
+        if layer in self.layer_inputs:
+            self._couple(self.layer_inputs[layer], segs, f"`{layer}` is called on tensors with different channels")
+            return
+        self.layer_inputs[layer] = segs
+        self._add_slices(layer, tensor, axis, segs, role="in")
+
+    def _conv(self, op):
+        x, w = op.operand_source(0), op.operand_source(1)
+        segs = self._segs(x)
+        _, owner = self._param(w)
+        attrs = op.attrs()
+        if owner is None or attrs.get("data_format", "NCHW") not in ("NCHW", "NCDHW", "AnyLayout"):
+            return self._unknown(op, f"its channels reach a `{op.name()}` whose weight is not a layer parameter "
+                                     "or whose layout is not channels-first")
+        layer, tensor, wshape = owner
+        groups = int(attrs.get("groups", 1))
+        out_c, in_per_group = wshape[0], wshape[1]
+        in_c = in_per_group * groups
+        if groups == 1:
+            if segs:
+                self._consume(op, layer, tensor, 1, segs)
+            self._root(op, layer, tensor, 0, out_c)
+        elif groups == in_c and in_per_group == 1 and out_c == in_c and segs:
+            # Depthwise: output channel c is input channel c filtered alone.
+            self.followers[layer] = [seg.node for seg in segs]
+            if layer in self.layer_inputs:
+                self._couple(self.layer_inputs[layer], segs, f"`{layer}` is called on tensors with different channels")
+            else:
+                self.layer_inputs[layer] = segs
+                self._add_slices(layer, tensor, 0, segs)
+            self.info[op.result(0).id] = list(segs)
+        else:
+            why = (f"grouped convolution `{layer}` (groups={groups}): removing single channels would break its "
+                   "channel groups")
+            if segs:
+                self._block(segs, f"feeds {why}")
+            node = self._root(op, layer, tensor, 0, out_c)
+            self._block([_Seg(node, 0, out_c)], f"output of {why}")
+
+    def _conv_transpose(self, op):
+        x, w = op.operand_source(0), op.operand_source(1)
+        segs = self._segs(x)
+        _, owner = self._param(w)
+        groups = int(op.attrs().get("groups", 1))
+        if owner is None or groups != 1:
+            return self._unknown(op, f"its channels reach `{op.name()}` with groups > 1 or no layer weight")
+        layer, tensor, wshape = owner
+        if segs:
+            self._consume(op, layer, tensor, 0, segs)
+        self._root(op, layer, tensor, 1, wshape[1])
+
+    def _matmul(self, op):
+        x, y = op.operand_source(0), op.operand_source(1)
+        segs = self._segs(x)
+        _, owner = self._param(y)
+        attrs = op.attrs()
+        if owner is None or len(owner[2]) != 2 or attrs.get("transpose_x") or len(list(x.shape)) != 2:
+            return self._unknown(op, "its channels reach a `matmul` that is not a linear layer on [batch, features]")
+        layer, tensor, _ = owner
+        in_axis, out_axis = (1, 0) if attrs.get("transpose_y") else (0, 1)
+        if segs:
+            self._consume(op, layer, tensor, in_axis, segs)
+        self._root(op, layer, tensor, out_axis, owner[2][out_axis])
+
+    def _per_channel(self, op):
+        segs = self._segs(op.operand_source(0))
+        if not segs:
+            return self._unknown(op, f"`{op.name()}` on a tensor without traced channels")
+        width = sum(s.width for s in segs)
+        params = []
+        for i in range(1, op.num_operands()):
+            name, owner = self._param(op.operand_source(i))
+            if name is None:
+                continue
+            if owner is None or len(owner[2]) != 1 or owner[2][0] != width:
+                return self._unknown(op, f"`{op.name()}` has a parameter that is not one value per channel")
+            params.append(owner)
+        for layer in dict.fromkeys(layer for layer, _, _ in params):
+            if (layer, "per-channel") in self.layer_inputs:  # a shared norm layer: same channels every call
+                self._couple(self.layer_inputs[(layer, "per-channel")], segs,
+                             f"`{layer}` is applied to tensors with different channels")
+                continue
+            self.layer_inputs[(layer, "per-channel")] = segs
+            for owner, tensor, _ in params:
+                if owner == layer:
+                    self._add_slices(layer, tensor, 0, segs)
+        self.info[op.result(0).id] = list(segs)
+
+    def _binary(self, op):
+        out_rank = len(list(op.result(0).shape))
+        with_channels, params, others = [], [], []
+        for i in range(op.num_operands()):
+            v = op.operand_source(i)
+            if self._segs(v):
+                with_channels.append(self._segs(v))
+            elif v.id in self.param_of:
+                params.append(v)
+            else:
+                others.append(v)
+        if not with_channels:
+            return
+        segs = with_channels[0]
+        width = sum(s.width for s in segs)
+        for other in with_channels[1:]:
+            self._couple(segs, other, f"`{op.name()}` combines tensors whose channels do not line up")
+        for v in others:
+            if _channel_dim(v, out_rank) not in (None, 1):
+                # Something slimkit did not trace is combined channel by channel with these channels.
+                self._block(segs, f"`{op.name()}` combines them with a tensor slimkit cannot follow")
+        for v in params:
+            size = _channel_dim(v, out_rank)
+            if size in (None, 1):
+                continue
+            _, owner = self._param(v)
+            if owner is None or len(owner[2]) != 1 or size != width or owner[2][0] != width:
+                return self._unknown(op, f"`{op.name()}` with a parameter that is not one value per channel")
+            self._add_slices(owner[0], owner[1], 0, segs)
+        self.info[op.result(0).id] = list(segs)
+
+    def _couple(self, a, b, reason):
+        """Channel i of `a` is channel i of `b`: their nodes must be pruned with the same indices."""
+        if _covers_whole_nodes(a, b, self.nodes):
+            for sa, sb in zip(a, b):
+                self._union(sa.node, sb.node)
+        else:
+            self._block(list(a) + list(b), reason)
+
+    def _pass(self, op):
+        segs = self._segs(op.operand_source(0))
+        if segs:
+            kind = op.name().split(".")[-1]
+            if kind == "pool2d" and op.attrs().get("data_format", "NCHW") != "NCHW":
+                return self._unknown(op, "channels-last pooling is not followed")
+            self.info[op.result(0).id] = list(segs)
+        elif any(self._segs(op.operand_source(i)) for i in range(op.num_operands())):
+            self._unknown(op, f"its channels reach `{op.name()}` as a secondary input")
+
+    def _reshape(self, op):
+        x = op.operand_source(0)
+        segs = self._segs(x)
+        if not segs:
+            return
+        src, dst = list(x.shape), list(op.result(0).shape)
+        out = _reshape_segs(segs, src, dst)
+        if out is None:
+            return self._unknown(op, f"reshaped from {src} to {dst} (e.g. a channel shuffle): the channel order "
+                                     "after it is not followed")
+        self.info[op.result(0).id] = out
+
+    def _concat(self, op):
+        parts = op.operand_source(0)
+        combine = parts.get_defining_op()
+        axis = _constant(op.operand_source(1))
+        inputs = [combine.operand_source(i) for i in range(combine.num_operands())] if combine else []
+        if not inputs or axis is None:
+            return self._unknown(op, "`concat` whose inputs or axis are not known")
+        rank = len(list(op.result(0).shape))
+        axis = int(axis) % rank
+        segs_in = [self._segs(v) for v in inputs]
+        if axis == 1 and all(segs_in):
+            self.info[op.result(0).id] = [s for segs in segs_in for s in segs]
+        elif axis != 1 and all(segs_in):
+            for other in segs_in[1:]:
+                self._couple(segs_in[0], other, "`concat` along a non-channel axis of tensors with other channels")
+            self.info[op.result(0).id] = list(segs_in[0])
+        else:
+            for segs in segs_in:
+                self._block(segs or [], "concatenated with a tensor slimkit cannot follow")
+            self._opaque(op.result(0), "concatenation with a tensor slimkit cannot follow")
+
+    def _split(self, op):
+        segs = self._segs(op.operand_source(0))
+        if not segs:
+            return
+        axis = _constant(op.operand_source(op.num_operands() - 1))
+        rank = len(list(op.operand_source(0).shape))
+        if axis is None:
+            return self._unknown(op, "`split` along an unknown axis")
+        self.vectors[op.result(0).id] = (segs, int(axis) % rank, op)
+
+    def _unpack_split(self, op):
+        entry = self.vectors.get(op.operand_source(0).id)
+        if entry is None:
+            return
+        segs, axis, split_op = entry
+        if axis != 1:
+            for i in range(op.num_results()):
+                self.info[op.result(i).id] = list(segs)
+            return
+        # The section sizes are constants of the program: removing channels would break them.
+        self._block(segs, "split along channels into parts of fixed size")
+        offset = 0
+        for i in range(op.num_results()):
+            size = list(op.result(i).shape)[1]
+            part = _take(segs, offset, size)
+            if part is None:
+                return self._unknown(split_op, "`split` through flattened features of one channel")
+            self.info[op.result(i).id] = part
+            offset += size
+
+    def _slice(self, op):
+        segs = self._segs(op.operand_source(0))
+        if not segs:
+            return
+        attrs = op.attrs()
+        axes = list(attrs.get("axes", []))
+        src, dst = list(op.operand_source(0).shape), list(op.result(0).shape)
+        starts = _constant(op.operand_source(1))
+        if 1 not in axes or src[1] == dst[1]:
+            if len(dst) == len(src):
+                self.info[op.result(0).id] = list(segs)
+                return
+            return self._unknown(op, "`slice` that drops axes")
+        start = starts[axes.index(1)] if isinstance(starts, list) else None
+        if start is None or len(axes) != 1 or len(dst) != len(src):
+            return self._unknown(op, "`slice` of channels with unknown bounds")
+        start = start % src[1] if start < 0 else min(start, src[1])
+        self._block(segs, "sliced along channels at fixed positions")
+        part = _take(segs, start, dst[1])
+        if part is None:
+            return self._unknown(op, "`slice` through flattened features of one channel")
+        self.info[op.result(0).id] = part
+
+    def _reduce(self, op):
+        x = op.operand_source(0)
+        segs = self._segs(x)
+        if not segs:
+            return
+        src, dst = list(x.shape), list(op.result(0).shape)
+        axes = _constant(op.operand_source(1)) if op.num_operands() > 1 else op.attrs().get("axis")
+        axes = [axes] if isinstance(axes, (int, float)) else list(axes or [])
+        axes = [int(a) % len(src) for a in axes]
+        if axes and 0 not in axes and 1 not in axes and len(dst) >= 2 and dst[1] == src[1]:
+            self.info[op.result(0).id] = list(segs)
+        else:
+            self._unknown(op, f"`{op.name()}` reduces over the channel axis")
+
+    # -- result
+    def graph(self, input_shape, output_shapes):
+        classes = {}
+        for node in self.nodes:
+            classes.setdefault(self._find(node.index), []).append(node)
+        slices_by_class = {}
+        for node_index, s in self.slices:
+            slices_by_class.setdefault(self._find(node_index), []).append((node_index, s))
+        groups, tensor_shapes = [], {}
+        shapes = {(layer, tensor): shape for layer, tensor, shape in self.param_owner.values()}
+        for _, s in self.slices:
+            tensor_shapes[(s.layer, s.tensor)] = shapes[(s.layer, s.tensor)]
+        for root, nodes in sorted(classes.items()):
+            layered = [n for n in nodes if n.layer]
+            if not layered:
+                continue
+            reasons = []
+            for n in nodes:
+                reasons += [r for r in n.reasons if r not in reasons]
+            if any(n.reasons == ["model input"] for n in nodes):
+                reasons = [r if r != "model input" else "coupled with the model input (e.g. an identity shortcut)"
+                           for r in reasons]
+            members, slices = [], []
+            for node_index, s in slices_by_class.get(root, []):
+                # Every node of a class has the same channel indices; slices refer to class channels.
+                slices.append(s)
+                key = (s.layer, s.tensor, s.axis)
+                if key not in members:
+                    members.append(key)
+            roots = [n.layer for n in layered]
+            groups.append(Group(name=roots[0], roots=roots, channels=layered[0].channels, members=members,
+                                prunable=not reasons, reason="; ".join(reasons[:3]), slices=slices))
+        class_group = {self._find(self.layer_node[g.roots[0]]): g for g in groups}
+        followers = {}
+        for layer, nodes in self.followers.items():
+            owners = [class_group.get(self._find(n)) for n in nodes]
+            same = all(o is owners[0] for o in owners)
+            followers[layer] = owners[0] if same else None
+        seen = {r for g in groups for r in g.roots} | set(followers)
+        unused = {name: f"{kind} not called by forward on input_shape {list(input_shape)}"
+                  for name, kind in self.weighted_layers.items() if name not in seen}
+        return DependencyGraph(groups, input_shape, output_shapes, tensor_shapes, unused, followers)
+
+
+def _channel_dim(value, out_rank):
+    """Size of `value` along the output's channel axis after broadcasting (None: no such axis)."""
+    shape = list(value.shape)
+    axis = 1 - (out_rank - len(shape))
+    return shape[axis] if 0 <= axis < len(shape) else None
+
+
+def _covers_whole_nodes(a, b, nodes):
+    # Coupling is only exact when both sides list the same channels of whole nodes, in order.
+    if len(a) != len(b):
+        return False
+    for sa, sb in zip(a, b):
+        if (sa.start, sa.count, sa.repeat) != (sb.start, sb.count, sb.repeat):
+            return False
+        if sa.start != 0 or sa.count != nodes[sa.node].channels or sb.count != nodes[sb.node].channels:
+            return False
+    return True
+
+
+def _take(segs, offset, size):
+    """The segments covering features [offset, offset+size) of the channel axis; None if a cut splits a channel."""
+    out, pos = [], 0
+    for s in segs:
+        lo, hi = max(offset, pos), min(offset + size, pos + s.width)
+        if lo < hi:
+            if (lo - pos) % s.repeat or (hi - pos) % s.repeat:
+                return None
+            first = (lo - pos) // s.repeat
+            out.append(_Seg(s.node, s.start + first, (hi - lo) // s.repeat, s.repeat))
+        pos += s.width
+    return out
+
+
+def _reshape_segs(segs, src, dst):
+    if any(d <= 0 for d in src + dst) or len(src) < 2 or len(dst) < 2 or src[0] != dst[0]:
+        return None
+    spatial_in, spatial_out = math.prod(src[2:]), math.prod(dst[2:])
+    if dst[1] == src[1] and spatial_in == spatial_out:
+        return list(segs)  # only spatial axes changed (e.g. [N,C,1,1] -> [N,C])
+    if len(dst) == 2 and dst[1] == src[1] * spatial_in:
+        return [_Seg(s.node, s.start, s.count, s.repeat * spatial_in) for s in segs]  # flatten
+    if len(src) == 2 and dst[1] * spatial_out == src[1] and all(s.repeat % spatial_out == 0 for s in segs):
+        return [_Seg(s.node, s.start, s.count, s.repeat // spatial_out) for s in segs]  # unflatten
+    return None
+
+
+def _constant(value):
+    """The value of a `full`/`full_int_array` op output, else None."""
+    op = value.get_defining_op()
+    if op is None or op.name() not in ("pd_op.full", "pd_op.full_int_array"):
+        return None
+    return op.attrs().get("value")

@@ -1,0 +1,201 @@
+"""Physically remove channels: smaller tensors and matching layer attributes, all groups at once.
+
+`remove_channels(model, graph, keep)` slices every tensor the DependencyGraph lists for
+the groups in `keep`, fixes the attributes forward reads (`_in_channels`, `_groups`,
+`_num_features`, ...), then runs one forward pass to check the model still produces
+outputs of the traced shapes. Any failure restores the model exactly and raises ModelError.
+
+The graph passed in is not changed: it keeps describing the unpruned model, so a scan can
+restore the model (`slimkit.surgery.restore`) and reuse it. `remove_channels` returns a
+fresh DependencyGraph describing the pruned model.
+"""
+
+import dataclasses
+
+import numpy as np
+import paddle
+
+from ..errors import ModelError
+from ..schema import _suggest
+from ..surgery import capture, replace_tensor, restore
+from .dependency import DependencyGraph
+
+
+def remove_channels(model, graph, keep):
+    """Keep only channels `keep[group_name]` (sorted indices) of each group; return the graph of the pruned model."""
+    return remove_with_undo(model, graph, keep)[0]
+
+
+def remove_with_undo(model, graph, keep):
+    """`remove_channels`, also returning `undo()`, which puts the model back as it was before."""
+    masks = _keep_masks(graph, keep)
+    _check_graph_fits(model, graph)
+    removed = _removed_positions(graph, masks)
+    layers = dict(model.named_sublayers(include_self=True))
+    # Only the layers that change are copied: a full snapshot of a large model costs seconds.
+    snapshot = {name: capture(layers[name]) for name in {layer for layer, _ in removed}}
+
+    def undo():
+        for name, snap in snapshot.items():
+            restore(layers[name], snap)
+
+    try:
+        _cut_tensors(model, removed)
+        _check_forward(model, graph)
+    except Exception as err:
+        undo()
+        detail = err.message if isinstance(err, ModelError) else f"{type(err).__name__}: {err}"
+        raise ModelError(f"removing channels failed, the model was restored unchanged: {detail}",
+                         "report the model structure; prune the other layers with `skip=[...]` meanwhile") from None
+    return _pruned_graph(graph, masks, removed), undo
+
+
+def _keep_masks(graph, keep):
+    if not isinstance(keep, dict):
+        raise ModelError(f"keep must be a dict {{group name: channel indices to keep}}, got {type(keep).__name__}")
+    masks = {}
+    names = [g.name for g in graph.groups]
+    for name, indices in keep.items():
+        group = next((g for g in graph.groups if g.name == name), None)
+        if group is None:
+            raise ModelError(f"no channel group named {name!r}", _suggest(name, names))
+        if not group.prunable:
+            raise ModelError(f"group {name!r} cannot be pruned: {group.reason}", "leave it out of keep")
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+            raise ModelError(f"keep[{name!r}] must be a 1-D array of channel indices, got shape {idx.shape} "
+                             f"dtype {idx.dtype}")
+        idx = idx.astype(np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= group.channels):
+            raise ModelError(f"keep[{name!r}] has indices outside [0, {group.channels})")
+        if np.any(np.diff(idx) <= 0):
+            raise ModelError(f"keep[{name!r}] must be sorted without repeats", "pass np.unique(indices)")
+        if idx.size < max(1, group.min_channels):
+            raise ModelError(f"keep[{name!r}] keeps {idx.size} channels; group {name!r} needs at least "
+                             f"{max(1, group.min_channels)}")
+        if idx.size % group.channel_multiple:
+            raise ModelError(f"keep[{name!r}] keeps {idx.size} channels; group {name!r} needs a multiple of "
+                             f"{group.channel_multiple}")
+        mask = np.zeros(group.channels, dtype=bool)
+        mask[idx] = True
+        masks[name] = mask
+    return masks
+
+
+def _check_graph_fits(model, graph):
+    layers = dict(model.named_sublayers(include_self=True))
+    for (layer, tensor), shape in graph.tensor_shapes.items():
+        t = layers[layer]._parameters.get(tensor) if layer in layers else None
+        if t is None or list(t.shape) != list(shape):
+            raise ModelError(f"the dependency graph does not match the model ({layer}.{tensor} is "
+                             f"{None if t is None else list(t.shape)}, the graph expects {shape})",
+                             "analyze the model again, or use the graph remove_channels returned after pruning")
+
+
+def _removed_positions(graph, masks):
+    """{(layer, tensor): {axis: sorted positions to delete}} for every sliced tensor."""
+    removed = {}
+    for group in graph.groups:
+        mask = masks.get(group.name)
+        if mask is None or mask.all():
+            continue
+        for s in group.slices:
+            dropped = np.nonzero(~mask[s.start:s.start + s.count])[0]
+            positions = (s.offset + dropped[:, None] * s.repeat + np.arange(s.repeat)[None, :]).ravel()
+            removed.setdefault((s.layer, s.tensor), {}).setdefault(s.axis, set()).update(positions.tolist())
+    return {key: {axis: np.array(sorted(p), dtype=np.int64) for axis, p in axes.items()}
+            for key, axes in removed.items()}
+
+
+def _cut_tensors(model, removed):
+    layers = dict(model.named_sublayers(include_self=True))
+    old_attrs = {}
+    for (layer_name, tensor), axes in removed.items():
+        layer = layers[layer_name]
+        if layer_name not in old_attrs:
+            old_attrs[layer_name] = {k: getattr(layer, k, None) for k in ("_in_channels", "_groups")}
+        value = layer._parameters[tensor].numpy()
+        for axis, positions in axes.items():
+            value = np.delete(value, positions, axis=axis)
+        replace_tensor(layer, tensor, value)
+    for layer_name, old in old_attrs.items():
+        _fix_shape_attrs(layers[layer_name], old)
+
+
+_TRANSPOSED = (paddle.nn.Conv1DTranspose, paddle.nn.Conv2DTranspose, paddle.nn.Conv3DTranspose)
+
+
+def _fix_shape_attrs(layer, old):
+    """Bring the attributes a layer's forward reads in line with its new tensor shapes."""
+    if isinstance(layer, paddle.nn.layer.conv._ConvNd):
+        w = layer.weight.shape
+        groups = old["_groups"]
+        transposed = isinstance(layer, _TRANSPOSED)
+        if groups > 1 and groups == old["_in_channels"] and not transposed:
+            # Depthwise: one filter per channel, the group count follows the channels.
+            layer._groups = layer._in_channels = layer._out_channels = w[0]
+        elif transposed:
+            layer._in_channels, layer._out_channels = w[0], w[1] * groups
+        else:
+            layer._out_channels, layer._in_channels = w[0], w[1] * groups
+        return
+    params = [p for p in layer._parameters.values() if p is not None and len(p.shape) == 1]
+    if not params:
+        return
+    size = params[0].shape[0]
+    for key in ("_num_features", "num_features", "_num_channels"):
+        if isinstance(getattr(layer, key, None), int):
+            setattr(layer, key, size)
+    if isinstance(getattr(layer, "_num_parameters", None), int) and layer._num_parameters > 1:
+        layer._num_parameters = size
+    if isinstance(getattr(layer, "_normalized_shape", None), (list, tuple)) and len(layer._normalized_shape) == 1:
+        layer._normalized_shape = [size]
+
+
+def _check_forward(model, graph):
+    training = {name: l.training for name, l in model.named_sublayers(include_self=True)}
+    model.eval()
+    try:
+        with paddle.no_grad():
+            out = model(paddle.zeros(graph.input_shape, dtype="float32"))
+    finally:
+        for name, l in model.named_sublayers(include_self=True):
+            l.training = training[name]
+    shapes = [list(t.shape) for t in _tensors(out)]
+    if shapes != graph.output_shapes:
+        raise ModelError(f"the pruned model's outputs have shapes {shapes}, expected {graph.output_shapes}")
+
+
+def _tensors(out):
+    if isinstance(out, paddle.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in _tensors(o)]
+    return []
+
+
+def _pruned_graph(graph, masks, removed):
+    def kept_before(key, axis, position):
+        gone = removed.get(key, {}).get(axis)
+        return position - (int(np.searchsorted(gone, position)) if gone is not None else 0)
+
+    groups = []
+    for group in graph.groups:
+        mask = masks.get(group.name, np.ones(group.channels, dtype=bool))
+        slices = [dataclasses.replace(s, offset=kept_before((s.layer, s.tensor), s.axis, s.offset),
+                                      start=int(mask[:s.start].sum()),
+                                      count=int(mask[s.start:s.start + s.count].sum()))
+                  for s in group.slices]
+        groups.append(dataclasses.replace(group, channels=int(mask.sum()), slices=slices,
+                                          roots=list(group.roots), members=list(group.members)))
+    shapes = {}
+    for key, shape in graph.tensor_shapes.items():
+        shape = list(shape)
+        for axis, gone in removed.get(key, {}).items():
+            shape[axis] -= len(gone)
+        shapes[key] = shape
+    by_name = {g.name: g for g in groups}
+    followers = {k: (by_name[g.name] if g is not None else None) for k, g in graph.followers.items()}
+    return DependencyGraph(groups, graph.input_shape, graph.output_shapes, shapes, graph.unused, followers)

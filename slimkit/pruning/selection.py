@@ -1,0 +1,333 @@
+"""Choose how many channels each group keeps: explicit ratios, or a measured FLOPs target.
+
+The user-facing target is `target_flops_reduction`, the fraction of FLOPs removed as
+`paddle.flops` (slimkit.count_flops) counts them on the actually pruned model. A channel
+ratio is not a FLOPs ratio: removing a layer's output channels also shrinks the next
+layer's input, so a uniform channel ratio of 0.5 removes about 75 % of a plain CNN's FLOPs.
+
+Three ways to reach a target, each a family of plans indexed by one number that is
+bisected on FLOPs measured after pruning (each probe prunes in place, counts, restores):
+
+- `uniform`:   the same channel ratio for every group.
+- `threshold`: PaddleSlim's `get_ratios_by_sensitivity`: each group gets the largest ratio
+  whose interpolated accuracy loss stays under a loss threshold.
+- `greedy`:    channels are removed in order of predicted accuracy loss per FLOP saved
+  (the lower convex hull of each group's scanned loss curve, with FLOPs per channel
+  measured once per group), so cheap-to-prune, FLOPs-heavy groups go first.
+"""
+
+import contextlib
+import dataclasses
+import math
+
+import numpy as np
+
+from ..errors import ConfigError, ModelError
+from ..measure import count_flops
+from ..surgery import capture, restore
+
+__all__ = ["Selection", "FlopsProbe", "channels_to_keep", "keep_indices", "explicit_ratios",
+           "select_uniform", "select_by_threshold", "select_greedy", "check_ratio", "temporarily_pruned",
+           "interpolate_loss"]
+
+
+def check_ratio(name, ratio, path="ratios"):
+    """A pruning ratio must be a number in [0, 1): 1 would remove every channel."""
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        raise ConfigError(f"{path}.{name}" if name else path, f"ratio {ratio!r} is outside [0, 1)",
+                          "a ratio is the fraction of a layer's output channels removed, e.g. 0.3")
+    return float(ratio)
+
+
+def channels_to_keep(channels, ratio, round_to=1, min_channels=1, multiple=1):
+    """Channels a group keeps after removing `ratio` of them, rounded, never below `min_channels` or 1."""
+    step = math.lcm(max(1, int(round_to)), max(1, int(multiple)))
+    keep = channels - int(round(channels * ratio))
+    if keep >= channels:
+        return int(channels)  # nothing to remove: rounding must not cut an untouched layer
+    if step > 1:
+        keep = int(math.floor(keep / step + 0.5)) * step  # nearest multiple, ties keep more
+    floor = max(1, int(min_channels))
+    floor = int(math.ceil(floor / step)) * step
+    return int(min(channels, max(keep, floor)))
+
+
+def keep_indices(scores, keep):
+    """Sorted indices of the `keep` highest scores (ties keep the lower index)."""
+    scores = np.asarray(scores)
+    order = np.argsort(-scores, kind="stable")[:keep]
+    return np.sort(order)
+
+
+def _restore_layers(model, snapshot, layer_names):
+    # Restoring only the layers a removal touched keeps a trial cheap on large models.
+    names = set(layer_names)
+    part = {"tensors": {k: v for k, v in snapshot["tensors"].items() if k[0] in names},
+            "attrs": {k: v for k, v in snapshot["attrs"].items() if k in names}}
+    restore(model, part)
+
+
+def _member_layers(graph, group_names):
+    return {m[0] for name in group_names for m in graph.group(name).members}
+
+
+@contextlib.contextmanager
+def temporarily_pruned(model, graph, keep, snapshot):
+    """Remove channels (`keep`: {group: indices}) for the body, then put the touched layers back."""
+    from .remove import remove_channels
+
+    remove_channels(model, graph, keep)
+    try:
+        yield model
+    finally:
+        _restore_layers(model, snapshot, _member_layers(graph, keep))
+
+
+class FlopsProbe:
+    """FLOPs of `model` with given kept-channel counts per group, measured by pruning and restoring.
+
+    Measured FLOPs are cached by counts; `per_channel()` measures, once per group, the
+    FLOPs one removed channel saves when that group alone is pruned (exactly linear for a
+    single group; pruning two adjacent groups saves less than the sum).
+    """
+
+    def __init__(self, model, graph, input_shape, snapshot=None):
+        self.model, self.graph, self.input_shape = model, graph, list(input_shape)
+        self.snapshot = snapshot or capture(model)
+        self.base = count_flops(model, self.input_shape)[0]
+        self._cache = {}
+        self._per_channel = {}
+        self.probes = 0
+
+    def flops(self, counts):
+        """FLOPs with group g keeping counts[g] channels (the first ones: FLOPs do not depend on which)."""
+        cut = {g: int(n) for g, n in counts.items() if int(n) < self.graph.group(g).channels}
+        key = tuple(sorted(cut.items()))
+        if key not in self._cache:
+            if not cut:
+                self._cache[key] = self.base
+            else:
+                keep = {g: np.arange(n) for g, n in cut.items()}
+                with temporarily_pruned(self.model, self.graph, keep, self.snapshot):
+                    self._cache[key] = count_flops(self.model, self.input_shape)[0]
+                self.probes += 1
+        return self._cache[key]
+
+    def reduction(self, counts):
+        return 1.0 - self.flops(counts) / self.base
+
+    def per_channel(self, groups):
+        """{group: FLOPs saved per removed channel}, measured with each group pruned to half alone."""
+        for g in groups:
+            if g.name not in self._per_channel:
+                keep = max(1, g.channels // 2)
+                removed = g.channels - keep
+                saved = self.base - self.flops({g.name: keep}) if removed else 0
+                self._per_channel[g.name] = saved / removed if removed else 0.0
+        return {g.name: self._per_channel[g.name] for g in groups}
+
+
+@dataclasses.dataclass
+class Selection:
+    """Kept channels per group, the ratios they came from, and the measured FLOPs."""
+
+    method: str
+    keep: dict                 # group name -> channels kept
+    channels: dict             # group name -> channels before
+    ratios: dict               # group name -> requested ratio (before rounding)
+    flops_before: int
+    flops_after: int
+    predicted_loss: dict = dataclasses.field(default_factory=dict)  # group -> scanned loss at its ratio
+
+    @property
+    def flops_reduction(self):
+        return 1.0 - self.flops_after / self.flops_before if self.flops_before else 0.0
+
+    def to_dict(self):
+        return {"method": self.method, "flops_before": self.flops_before, "flops_after": self.flops_after,
+                "flops_reduction": round(self.flops_reduction, 5),
+                "ratios": {k: round(v, 4) for k, v in self.ratios.items()},
+                "channels": {g: [self.channels[g], self.keep[g]] for g in self.keep},
+                "predicted_loss": {k: round(v, 5) for k, v in self.predicted_loss.items()}}
+
+
+def _counts(groups, ratios, round_to, min_channels):
+    return {g.name: channels_to_keep(g.channels, ratios.get(g.name, 0.0), round_to, max(min_channels, g.min_channels),
+                                     g.channel_multiple) for g in groups}
+
+
+def explicit_ratios(probe, groups, ratios, round_to=1, min_channels=1):
+    """A Selection for explicit per-group ratios ({group name: ratio})."""
+    counts = _counts(groups, ratios, round_to, min_channels)
+    return Selection("explicit", counts, {g.name: g.channels for g in groups}, dict(ratios),
+                     probe.base, probe.flops(counts))
+
+
+def _bisect(probe, plan_for, lo, hi, target, describe, iterations=30):
+    """Smallest t in [lo, hi] whose plan's measured FLOPs reduction reaches `target`."""
+    best = plan_for(hi)
+    reached = probe.reduction(best[0])
+    if reached < target:
+        raise ModelError(f"a {target:.1%} FLOPs reduction cannot be reached: at most {reached:.1%} "
+                         f"({describe}); the model is unchanged",
+                         "lower target_flops_reduction, skip fewer layers, lower min_channels/round_to, "
+                         "or allow larger ratios (max_ratio / larger sensitivity ratios)")
+    for _ in range(iterations):
+        if hi - lo <= 1e-6 * max(1.0, abs(hi)):
+            break
+        mid = (lo + hi) / 2
+        plan = plan_for(mid)
+        if probe.reduction(plan[0]) >= target:
+            hi, best = mid, plan
+        else:
+            lo = mid
+    return best
+
+
+def select_uniform(probe, groups, target, round_to=1, min_channels=1, max_ratio=0.9):
+    """The smallest uniform channel ratio whose measured FLOPs reduction reaches `target`."""
+    _check_groups(groups, target)
+
+    def plan_for(r):
+        ratios = {g.name: r for g in groups}
+        return _counts(groups, ratios, round_to, min_channels), ratios
+
+    counts, ratios = _bisect(probe, plan_for, 0.0, max_ratio, target,
+                             f"uniform ratio {max_ratio} on {len(groups)} groups")
+    return Selection("uniform", counts, {g.name: g.channels for g in groups}, ratios,
+                     probe.base, probe.flops(counts))
+
+
+def interpolate_loss(curve, ratio):
+    """Accuracy loss at `ratio` from a scanned {ratio: loss} curve (linear, with loss 0 at ratio 0)."""
+    xs, ys = _curve(curve)
+    return float(np.interp(ratio, xs, ys))
+
+
+def _curve(curve):
+    points = sorted((float(r), float(l)) for r, l in curve.items())
+    if not points or points[0][0] > 0:
+        points.insert(0, (0.0, 0.0))
+    return np.array([p[0] for p in points]), np.array([p[1] for p in points])
+
+
+def _ratio_under_loss(curve, threshold):
+    # PaddleSlim's _get_ratios_by_loss: the last scanned point under the threshold, then
+    # linear interpolation towards the next one.
+    xs, ys = _curve(curve)
+    under = np.nonzero(ys <= threshold)[0]
+    if len(under) == 0:
+        return 0.0
+    i = under[-1]
+    if i == len(xs) - 1:
+        return float(xs[i])
+    if ys[i + 1] == ys[i]:
+        return float(xs[i])
+    return float(xs[i] + (threshold - ys[i]) * (xs[i + 1] - xs[i]) / (ys[i + 1] - ys[i]))
+
+
+def select_by_threshold(probe, groups, sensitivities, target, round_to=1, min_channels=1):
+    """PaddleSlim's loss-threshold bisection: the smallest loss threshold whose ratios reach `target`."""
+    _check_groups(groups, target)
+    curves = _curves_for(groups, sensitivities)
+
+    def plan_for(t):
+        ratios = {g.name: _ratio_under_loss(curves[g.name], t) for g in groups}
+        return _counts(groups, ratios, round_to, min_channels), ratios
+
+    top = max(max(c.values()) for c in curves.values())
+    counts, ratios = _bisect(probe, plan_for, min(0.0, top), max(top, 0.0) + 1e-9, target,
+                             "every group at its largest scanned ratio")
+    loss = {g: interpolate_loss(curves[g], ratios[g]) for g in ratios if counts[g] < probe.graph.group(g).channels}
+    return Selection("threshold", counts, {g.name: g.channels for g in groups}, ratios,
+                     probe.base, probe.flops(counts), loss)
+
+
+def select_greedy(probe, groups, sensitivities, target, round_to=1, min_channels=1):
+    """Remove channels in order of scanned accuracy loss per FLOP saved until the measured target is met.
+
+    Each group's scanned curve (channels removed -> loss) is reduced to its lower convex
+    hull; hull segments of all groups are taken cheapest-first. The predicted saving is
+    the sum of per-group savings (an overestimate where adjacent groups are both pruned),
+    so the predicted target is bisected upwards until the measured reduction reaches it.
+    """
+    _check_groups(groups, target)
+    curves = _curves_for(groups, sensitivities)
+    per_channel = probe.per_channel(groups)
+    segments = []
+    most = {}
+    for gi, g in enumerate(groups):
+        step = math.lcm(max(1, int(round_to)), max(1, g.channel_multiple))
+        points = {0: 0.0}
+        for r, loss in curves[g.name].items():
+            kept = channels_to_keep(g.channels, r, round_to, max(min_channels, g.min_channels), g.channel_multiple)
+            if kept < g.channels:
+                points[g.channels - kept] = min(points.get(g.channels - kept, math.inf), loss)
+        most[g.name] = max(points)
+        if per_channel[g.name] <= 0:
+            continue  # removing its channels saves no counted FLOPs: never worth a loss
+        for k, (a, b) in enumerate(_lower_hull(sorted(points.items()))):
+            slope = (b[1] - a[1]) / ((b[0] - a[0]) * per_channel[g.name])
+            segments.append((slope, gi, k, g, a, b, step))
+    segments.sort(key=lambda s: (s[0], s[1], s[2]))
+    base = probe.base
+
+    def plan_for(t):
+        need = t * base
+        removed = {g.name: 0 for g in groups}
+        loss = {g.name: 0.0 for g in groups}
+        for slope, _, _, g, a, b, step in segments:
+            if need <= 0:
+                break
+            if removed[g.name] != a[0]:
+                continue  # an earlier segment of this group was only partly taken
+            full = (b[0] - a[0]) * per_channel[g.name]
+            if full <= need:
+                removed[g.name], loss[g.name] = b[0], b[1]
+                need -= full
+            else:
+                n = min(b[0] - a[0], int(math.ceil(need / max(per_channel[g.name], 1e-12) / step)) * step)
+                removed[g.name] = a[0] + n
+                loss[g.name] = a[1] + (b[1] - a[1]) * n / (b[0] - a[0])
+                need = 0
+        counts = {g.name: g.channels - removed[g.name] for g in groups}
+        return counts, {g.name: removed[g.name] / g.channels for g in groups}, loss
+
+    predicted_max = sum(most[g.name] * per_channel[g.name] for g in groups) / base if base else 0.0
+    counts, ratios, loss = _bisect(probe, plan_for, target, max(target, predicted_max) + 1e-9, target,
+                                   "every group at its largest scanned ratio")
+    return Selection("greedy", counts, {g.name: g.channels for g in groups}, ratios, base, probe.flops(counts),
+                     {g: v for g, v in loss.items() if counts[g] < probe.graph.group(g).channels})
+
+
+def _lower_hull(points):
+    """Segments of the lower convex hull of (removed, loss) points sorted by `removed`, from (0, 0)."""
+    hull = []
+    for p in points:
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            # drop the middle point when it lies on or above the line from hull[-2] to p
+            if (y2 - y1) * (p[0] - x1) >= (p[1] - y1) * (x2 - x1):
+                hull.pop()
+            else:
+                break
+        hull.append(p)
+    return list(zip(hull[:-1], hull[1:]))
+
+
+def _curves_for(groups, sensitivities):
+    missing = [g.name for g in groups if g.name not in sensitivities]
+    if missing:
+        raise ModelError(f"the sensitivity scan has no results for {missing[:5]}",
+                         "scan these layers too (delete or change the sensitivity file), or skip them")
+    return {g.name: {float(r): float(l) for r, l in sensitivities[g.name].items()} for g in groups}
+
+
+def _check_groups(groups, target):
+    if not 0 < target < 1:
+        raise ConfigError("target_flops_reduction", f"{target!r} is outside (0, 1)",
+                          "the fraction of FLOPs to remove, e.g. 0.5")
+    if not groups:
+        raise ModelError(f"a {target:.1%} FLOPs reduction cannot be reached: at most 0.0% "
+                         "(no prunable layer is left after skips); the model is unchanged",
+                         "skip fewer layers")

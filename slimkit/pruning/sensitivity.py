@@ -1,0 +1,219 @@
+"""Sensitivity scan: how much accuracy each prunable group loses at each pruning ratio.
+
+PaddleSlim's `sensitive()` semantics: for every prunable group and every ratio, remove
+that share of the group's channels (lowest criterion scores first), evaluate, and record
+the relative accuracy loss `(base - acc) / base`; the model is put back after each trial.
+
+    losses = sensitive(model, [1, 1, 28, 28], eval_fn=lambda m: engine.evaluate(m, "val", 4)["top1"],
+                       ratios=[0.1, 0.3, 0.5, 0.7], file="sens.json")
+    # {"layer1.0.conv1": {0.1: 0.0, 0.3: 0.004, ...}, ...}
+
+What makes it cheaper than a naive loop: the model is traced once for the whole scan;
+trials remove channels for real (a pruned model evaluates faster) and put back only the
+layers they touched; ratios that round to the same channel count are evaluated once and
+ratios that remove nothing not at all. Results are written to `file` after every layer,
+and a rerun with the same file skips what is already there (so an interrupted scan
+resumes). A KeyboardInterrupt leaves a valid file and the model as it was.
+"""
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, ModelError
+from ..surgery import capture, restore
+from .criteria import get_criterion, score_groups
+from .selection import channels_to_keep, check_ratio, keep_indices, temporarily_pruned
+
+__all__ = ["sensitive", "load_sensitivity", "plot_sensitivity", "format_sensitivity", "DEFAULT_RATIOS"]
+
+DEFAULT_RATIOS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]  # PaddleSlim's np.arange(0.1, 1, 0.1)
+FORMAT = 1
+
+
+def _key(ratio):
+    return f"{float(ratio):g}"
+
+
+def model_digest(model):
+    """A hash of every tensor of the model: a scan file belongs to exactly these weights."""
+    h = hashlib.sha1()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(t.numpy()).tobytes())
+    return h.hexdigest()
+
+
+def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=None, layers=None, skip=(),
+              graph=None, engine=None, round_to=1, min_channels=1, plot=None, progress=True, verbose=False):
+    """Relative accuracy loss of every prunable group at every ratio: {group: {ratio: loss}}.
+
+    eval_fn(model) -> accuracy (higher is better) on a fixed evaluation subset.
+    ratios: fractions of each group's output channels removed (default 0.1 ... 0.9).
+    criterion: which channels go first (l1, l2, fpgm, taylor, random or an object with
+    `scores`; taylor needs `engine` for its training batches).
+    file: JSON written after every layer; a rerun with it resumes. A PNG of the curves is
+    written next to it (or to `plot`). layers / skip: group or layer names to scan / leave out.
+    graph: a DependencyGraph from `analyze(model, input_shape)` to reuse.
+    """
+    from .dependency import analyze
+
+    ratios = sorted({check_ratio("", r, "ratios") for r in (DEFAULT_RATIOS if ratios is None else ratios)})
+    if not ratios:
+        raise ConfigError("ratios", "no ratio to scan", "give ratios such as [0.1, 0.3, 0.5, 0.7]")
+    criterion = get_criterion(criterion)
+    graph = graph if graph is not None else analyze(model, input_shape)
+    groups = _groups_to_scan(graph, layers, skip)
+    meta = {"format": FORMAT, "criterion": getattr(criterion, "name", "") or type(criterion).__name__,
+            "input_shape": list(input_shape), "round_to": round_to, "min_channels": min_channels,
+            "model_digest": model_digest(model)}
+    state = _load(file, meta)
+    snapshot = capture(model)
+    total = len(groups) * len(ratios)
+    bar = tqdm(total=total, desc="sensitivity", disable=not progress, leave=False, dynamic_ncols=True)
+    try:
+        if state.get("base") is None:
+            state["base"] = float(eval_fn(model))
+            _save(file, state)
+        base = state["base"]
+        if base <= 0:
+            raise ModelError(f"the model's accuracy before pruning is {base}: relative losses are undefined",
+                             "train the model first, or check eval_fn")
+        todo = [g for g in groups if any(_key(r) not in state["layers"].get(g.name, {}).get("losses", {})
+                                         for r in ratios)]
+        scores = score_groups(model, todo, criterion, engine) if todo else {}
+        for g in groups:
+            entry = state["layers"].setdefault(g.name, {"channels": g.channels, "losses": {}, "kept": {}})
+            if g.name not in scores:
+                bar.update(len(ratios))
+                continue
+            by_kept = {int(k): entry["losses"][r] for r, k in entry["kept"].items() if r in entry["losses"]}
+            for r in ratios:
+                bar.set_postfix_str(f"{g.name} {r:g}")
+                if _key(r) in entry["losses"]:
+                    bar.update(1)
+                    continue
+                kept = channels_to_keep(g.channels, r, round_to, max(min_channels, g.min_channels),
+                                        g.channel_multiple)
+                if kept >= g.channels:
+                    loss = 0.0  # nothing removed at this ratio
+                elif kept in by_kept:
+                    loss = by_kept[kept]
+                else:
+                    with temporarily_pruned(model, graph, {g.name: keep_indices(scores[g.name], kept)}, snapshot):
+                        acc = float(eval_fn(model))
+                    loss = (base - acc) / base
+                    by_kept[kept] = loss
+                entry["losses"][_key(r)] = loss
+                entry["kept"][_key(r)] = kept
+                bar.update(1)
+            _save(file, state)
+    finally:
+        bar.close()
+        # Leave the user's model exactly as it came, whatever stopped the scan.
+        restore(model, snapshot)
+        _save(file, state)
+    result = {g.name: {float(r): l for r, l in state["layers"][g.name]["losses"].items() if float(r) in ratios}
+              for g in groups}
+    if file is not None or plot is not None:
+        plot_sensitivity(result, plot or Path(file).with_suffix(".png"))
+    if verbose:
+        print(format_sensitivity(result))
+    return result
+
+
+def _groups_to_scan(graph, layers, skip):
+    skip_groups = {graph.group(name).name for name in skip}
+    if layers is None:
+        chosen = list(graph.prunable())
+    else:
+        chosen, seen = [], set()
+        for name in layers:
+            g = graph.group(name)
+            if not g.prunable:
+                raise ModelError(f"layer {name!r} cannot be pruned: {g.reason}", "leave it out of `layers`")
+            if g.name not in seen:
+                seen.add(g.name)
+                chosen.append(g)
+    return [g for g in chosen if g.name not in skip_groups]
+
+
+def load_sensitivity(file):
+    """{group: {ratio: loss}} from a scan file written by `sensitive`."""
+    path = Path(file)
+    if not path.is_file():
+        raise ConfigError("sensitivity.file", f"{path} does not exist", "run a scan first: slimkit.sensitive(...)")
+    try:
+        data = json.loads(path.read_text())
+        return {g: {float(r): float(l) for r, l in e["losses"].items()} for g, e in data["layers"].items()}
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError("sensitivity.file", f"{path} is not a sensitivity file ({err})",
+                          "delete it and scan again") from None
+
+
+def _load(file, meta):
+    state = {**meta, "base": None, "layers": {}}
+    if file is None or not Path(file).is_file():
+        return state
+    try:
+        saved = json.loads(Path(file).read_text())
+    except ValueError:
+        warnings.warn(f"{file} is not valid JSON; the sensitivity scan starts over")
+        return state
+    changed = [k for k in meta if saved.get(k) != json.loads(json.dumps(meta[k]))]
+    if changed:
+        warnings.warn(f"{file} holds a scan with a different {', '.join(changed)}; the scan starts over")
+        return state
+    state["base"] = saved.get("base")
+    state["layers"] = saved.get("layers", {})
+    return state
+
+
+def _save(file, state):
+    if file is None:
+        return
+    path = Path(file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, path)  # atomic: an interrupt never leaves half a file
+
+
+def format_sensitivity(result):
+    """A text table: one row per group, relative accuracy loss in % per ratio."""
+    ratios = sorted({r for losses in result.values() for r in losses})
+    width = max([len("layer")] + [len(g) for g in result])
+    lines = [f"{'layer':<{width}} " + " ".join(f"{r:>7g}" for r in ratios)]
+    for g, losses in result.items():
+        cells = [f"{100 * losses[r]:>6.2f}%" if r in losses else f"{'-':>7}" for r in ratios]
+        lines.append(f"{g:<{width}} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def plot_sensitivity(result, path):
+    """Write a PNG of loss-vs-ratio curves, one per group (matplotlib's Agg canvas, no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for g, losses in result.items():
+        rs = sorted(losses)
+        ax.plot(rs, [100 * losses[r] for r in rs], marker="o", markersize=3, label=g)
+    ax.set_xlabel("pruned ratio of output channels")
+    ax.set_ylabel("relative accuracy loss (%)")
+    ax.set_title("filter pruning sensitivity")
+    ax.grid(alpha=0.3)
+    if len(result) <= 24:
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(str(path), dpi=110)
+    return path
