@@ -1,3 +1,8 @@
 """Unstructured (weight) and neuron pruning with masks and sparsity schedules."""
 
-__all__ = []
+from .criteria import compute_masks, sparse_prunable_layers
+from .masks import apply_masks, masked_layers, sparsify, sparsity_stats, strip_masks
+from .schedules import ConstantSparsity, PolynomialDecay, SparsitySchedule
+
+__all__ = ["sparsify", "apply_masks", "strip_masks", "masked_layers", "sparsity_stats", "sparse_prunable_layers",
+           "compute_masks", "SparsitySchedule", "ConstantSparsity", "PolynomialDecay"]
