@@ -164,3 +164,32 @@ def _float_masks(pruner):
 
 
 apply_base_patches()
+
+
+# --- quantization (paddle.quantization export) ---------------------------------------
+
+def fix_linear_quanter_zero_point():
+    """Give paddle's LinearQuanter/LinearDequanter zero points of zeros when a quanter reports none.
+
+    Paddle 3.3's symmetric quanters return `zero_points() = None`, which `convert()` passes on
+    and `paddle.to_tensor(None)` rejects (TypeError: ... data type NoneType).
+    """
+    from paddle.nn.quant import format as quant_format
+
+    for cls in (quant_format.LinearQuanter, quant_format.LinearDequanter):
+        init = cls.__init__
+        if getattr(init, "_slimkit_guarded", False):
+            continue
+
+        def make(init):
+            @functools.wraps(init)
+            def wrapped(self, scales, zero_point=None, *args, **kwargs):
+                if zero_point is None:
+                    zero_point = np.zeros(np.shape(np.asarray(scales, dtype="float32")), dtype="float32")
+                init(self, scales, zero_point, *args, **kwargs)
+
+            wrapped._slimkit_guarded = True
+            wrapped._slimkit_original = init
+            return wrapped
+
+        cls.__init__ = make(init)

@@ -1,3 +1,204 @@
-"""(in progress)"""
+"""Quantization stages: `qat` (quantization-aware training) and `ptq` (post-training quantization).
 
-__all__ = []
+Both quantize a copy of the model with Paddle's `paddle.quantization` (plus PaddleSlim's
+channel-wise weight quanter and calibration observers), export it for Paddle Inference
+with int8 weights into the stage folder (`inference/`), and report what the exported
+files do when reloaded: accuracy, size on disk, predictor latency, and whether the CPU
+run uses int8 kernels or only simulates quantization.
+"""
+
+import dataclasses
+from typing import List, Literal, Optional
+
+import numpy as np
+import paddle
+
+from .. import compat
+from ..checkpoint import WEIGHTS
+from ..errors import ConfigError, ModelError
+from ..measure import count_flops, count_params
+from ..quant.export import InferenceModel, export_float, export_quantized, exported_size, int8_verdict
+from ..quant.ptq import calibrate, prepare_ptq
+from ..quant.qat import QUANTIZABLE_TYPES, check_layer_types, convert, layers_to_quantize, quantize_for_training
+from ..schema import option
+from ..strategy import Strategy
+from ..surgery import restore as restore_tensors
+
+__all__ = ["QAT", "PTQ"]
+
+EXPORT_DIR = "inference"
+FLOAT_EXPORT_DIR = "float_inference"
+LATENCY_WARMUP, LATENCY_RUNS = 10, 50
+FLOPS_NOTE = "paddle.flops counts these layer types as zero FLOPs"
+
+
+@dataclasses.dataclass
+class _Quantization(Strategy):
+    """Options and measurement shared by QAT and PTQ."""
+
+    weight_bits: int = option(8, "bits of the quantized weights", ge=2, le=16)
+    activation_bits: int = option(8, "bits of the quantized activations (inputs of the quantized layers)",
+                                  ge=2, le=16)
+    weight_quantize_type: Literal["channel_wise_abs_max", "abs_max"] = option(
+        "channel_wise_abs_max", "weight scales: one abs-max per output channel, or one per tensor")
+    quantizable_layer_type: List[str] = option(
+        default_factory=lambda: ["Conv2D", "Linear"],
+        doc=f"layer types that get quantized ({', '.join(QUANTIZABLE_TYPES)}); depthwise convs are Conv2D")
+    skip: List[str] = option(default_factory=list, doc="structured names of layers to keep in float "
+                                                       "(e.g. `classifier.3`, as in model.named_sublayers())")
+    runtime: Literal["onednn_int8", "cpu"] = option(
+        "onednn_int8", "Paddle Inference CPU runtime used to evaluate and time the export: oneDNN with its "
+                       "int8 passes, or the plain CPU predictor (computes in float)")
+    name: Optional[str] = option(None, "stage name in reports and folders; default: the type")
+
+    def check(self):
+        check_layer_types(self.quantizable_layer_type)
+
+    # --- running ------------------------------------------------------------------------
+    def apply(self, model, ctx):
+        with compat.session_guard():
+            layers_to_quantize(model, self.quantizable_layer_type, self.skip)  # bad names fail before any work
+            flops, zero_types = count_flops(model, ctx.input_shape)
+            ctx.metrics.update(float_flops=flops, float_flops_zero_types=zero_types,
+                               float_params=count_params(model))
+            quantized = self.quantize(model, ctx)
+            export_quantized(quantized, ctx.out_dir / EXPORT_DIR, ctx.input_shape, self.weight_bits)
+            export_float(model, ctx.out_dir / FLOAT_EXPORT_DIR, ctx.input_shape)
+        return quantized
+
+    def quantize(self, model, ctx):
+        """Return the quantized copy of `model` (the subclass's algorithm)."""
+        raise NotImplementedError
+
+    def _options(self):
+        return dict(layer_types=self.quantizable_layer_type, skip=self.skip, weight_bits=self.weight_bits,
+                    activation_bits=self.activation_bits, weight_quantize_type=self.weight_quantize_type)
+
+    # --- measuring the export -------------------------------------------------------------
+    def measure(self, model, ctx, report):
+        """Replace accuracy, size and latency by those of the exported files reloaded in Paddle Inference."""
+        with compat.session_guard():
+            self._measure_export(ctx, report)
+
+    def _measure_export(self, ctx, report):
+        shape = [1, *ctx.input_shape[1:]]
+        exported = InferenceModel(ctx.out_dir / EXPORT_DIR / "model", self.runtime)
+        reference = InferenceModel(ctx.out_dir / FLOAT_EXPORT_DIR / "model", self.runtime)
+        metrics = exported.evaluate(ctx.engine, "test")
+        ops = exported.optimized_ops()
+        verdict = int8_verdict(ops)
+        latency = exported.latency(shape, LATENCY_WARMUP, LATENCY_RUNS)
+        float_latency = reference.latency(shape, LATENCY_WARMUP, LATENCY_RUNS)
+        size = exported_size(exported.prefix)
+        float_size = exported_size(reference.prefix)
+        extra = ctx.metrics
+        report.extra.update(
+            eager_top1=report.top1, eager_top5=report.top5, eager_latency_ms=report.latency_ms,
+            export_dir=str(ctx.out_dir / EXPORT_DIR), runtime=self.runtime, cpu_execution=verdict,
+            optimized_ops=ops, float_export_latency_ms=round(float_latency, 4),
+            float_export_bytes=float_size, size_vs_float_export=round(size / float_size, 3),
+            quant_params=report.params - extra["float_params"])
+        report.top1, report.top5 = metrics["top1"], metrics["top5"]
+        report.size_bytes = size
+        report.latency_ms = latency
+        report.latency_method = exported.latency_method(shape, LATENCY_WARMUP, LATENCY_RUNS)
+        report.flops, report.params = extra["float_flops"], extra["float_params"]
+        report.notes = [n for n in report.notes if not n.startswith(FLOPS_NOTE)]
+        report.notes.append("FLOPs and params are those of the float structure (paddle.flops counts the quantized "
+                            "layers as zero); top-1/top-5, size and latency are measured on the exported files "
+                            f"reloaded with paddle.inference ({report.extra['export_dir']})")
+        # The float structure's zero-FLOPs types are those of the stage before: already noted there.
+        report.extra["flops_zero_types"] = extra["float_flops_zero_types"]
+        interesting = {k: v for k, v in ops.items() if k in ("quantize", "dequantize", "requantize",
+                                                               "quantize_linear", "dequantize_linear")}
+        faster = "faster" if latency < float_latency else "not faster"
+        report.notes.append(
+            f"CPU execution: {verdict} ({self.runtime}; quantize/dequantize ops after Paddle Inference's passes: "
+            f"{interesting or 'none'}); the int8 export runs in {latency:.3f} ms vs {float_latency:.3f} ms for the "
+            f"float export in the same predictor ({faster})")
+
+    # --- resume ---------------------------------------------------------------------------
+    def restore(self, model, folder, ctx):
+        """Re-apply the quantization structure to `model` and load the saved state into it."""
+        with compat.session_guard():
+            return load_state(self.structure(model, ctx), folder)
+
+    def structure(self, model, ctx):
+        """A quantized copy of `model` with the layers `apply` returns (values to be loaded)."""
+        raise NotImplementedError
+
+
+def load_state(model, folder):
+    """Set every tensor of `model` saved in `folder/model.pdparams` (shapes included)."""
+    # Not checkpoint.load_model: it also expects the non-persistable buffers paddle's
+    # quantize/dequantize layers carry (in_accum, in_state), which state_dict() leaves out.
+    state = paddle.load(str(folder / WEIGHTS))
+    layers = dict(model.named_sublayers(include_self=True))
+    tensors = {}
+    for prefix, layer in layers.items():
+        for name in list(layer._parameters) + list(layer._buffers):
+            key = f"{prefix}.{name}" if prefix else name
+            if key in state:
+                tensors[(prefix, name)] = state[key].numpy()
+    missing = [k for k in state if k not in {f"{p}.{n}" if p else n for p, n in tensors}]
+    if missing:
+        raise ModelError(f"{folder / WEIGHTS} holds tensors the quantized model lacks: {missing[:5]}",
+                         "resume with the same quantization options, or run the stage again (no --resume)")
+    return restore_tensors(model, {"tensors": tensors, "attrs": {}})
+
+
+@dataclasses.dataclass
+class QAT(_Quantization, type_name="qat"):
+    """Quantization-aware training: fake-quant the chosen layers, train with the engine, export int8."""
+
+    epochs: Optional[int] = option(None, "QAT epochs; null = train.epochs", ge=1)
+    lr: Optional[float] = option(None, "peak learning rate; null = a tenth of train.lr "
+                                       "(QAT fine-tunes an already trained model)", gt=0)
+    activation_quantize_type: Literal["moving_average_abs_max"] = option(
+        "moving_average_abs_max", "activation scales: moving average of the batch abs-max")
+    moving_rate: float = option(0.9, "moving-average rate of the activation scales", ge=0, lt=1)
+
+    def quantize(self, model, ctx):
+        quantized = self.structure(model, ctx)
+        lr = self.lr if self.lr is not None else ctx.engine.config.lr * 0.1
+        history = ctx.engine.train(quantized, epochs=self.epochs, lr=lr, desc=ctx.stage_name)
+        if history:
+            ctx.metrics["train_loss"] = round(history[-1]["loss"], 5)
+        quantized.eval()
+        return quantized
+
+    def structure(self, model, ctx):
+        quantized = quantize_for_training(model, activation_quantize_type=self.activation_quantize_type,
+                                          moving_rate=self.moving_rate, **self._options())
+        quantized.eval()
+        return quantized
+
+
+@dataclasses.dataclass
+class PTQ(_Quantization, type_name="ptq"):
+    """Post-training quantization: calibrate activation ranges on a few batches, no training, export int8."""
+
+    algo: Literal["abs_max", "avg", "hist", "kl", "mse"] = option("abs_max", "how activation ranges are chosen: abs_max (Paddle), avg, hist, kl, "
+                                             "mse (PaddleSlim observers)")
+    calibration_batches: int = option(10, "batches observed for calibration", gt=0)
+    calibration_split: Literal["train", "val"] = option("train", "split the calibration batches come from "
+                                                                 "(no augmentation)")
+    batch_size: Optional[int] = option(None, "calibration batch size; null = train.batch_size", gt=0)
+
+    def quantize(self, model, ctx):
+        observed = prepare_ptq(model, algo=self.algo, **self._options())
+        size = self.batch_size or ctx.engine.config.batch_size
+        seen = calibrate(observed, ctx.engine.batches(self.calibration_split, size, shuffle=False,
+                                                      max_batches=self.calibration_batches))
+        if seen == 0:
+            raise ConfigError("calibration_split", f"the {self.calibration_split} split gave no batch",
+                              "use a split with samples")
+        ctx.metrics["calibration_batches"] = seen
+        return convert(observed)
+
+    def structure(self, model, ctx):
+        # The calibrated values are loaded afterwards; one zero batch only gives every
+        # observer a value so convert() can build its quantize/dequantize layers.
+        observed = prepare_ptq(model, algo="abs_max", **self._options())
+        calibrate(observed, [(paddle.to_tensor(np.zeros([1, *ctx.input_shape[1:]], np.float32)), None)])
+        return convert(observed)
