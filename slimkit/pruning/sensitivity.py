@@ -9,13 +9,15 @@ the relative accuracy loss `(base - acc) / base`; the model is put back after ea
     # {"layer1.0.conv1": {0.1: 0.0, 0.3: 0.004, ...}, ...}
 
 What makes it cheaper than a naive loop: the model is traced once for the whole scan;
-trials remove channels for real (a pruned model evaluates faster) and put back only the
-layers they touched; ratios that round to the same channel count are evaluated once and
+the outputs of layers that run before a trial's pruned layers are recorded once and
+replayed (`PrefixCache`), so a trial computes only the rest of the network; trials remove
+channels for real (a pruned model evaluates faster) and put back only the layers they touched; ratios that round to the same channel count are evaluated once and
 ratios that remove nothing not at all. Results are written to `file` after every layer,
 and a rerun with the same file skips what is already there (so an interrupted scan
 resumes). A KeyboardInterrupt leaves a valid file and the model as it was.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,7 +30,8 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, ModelError
 from ..surgery import capture, restore
 from .criteria import get_criterion, score_groups
-from .selection import channels_to_keep, check_ratio, keep_indices, temporarily_pruned
+from .prefix_cache import PrefixCache
+from .selection import _member_layers, channels_to_keep, check_ratio, keep_indices, temporarily_pruned
 
 __all__ = ["sensitive", "load_sensitivity", "plot_sensitivity", "format_sensitivity", "DEFAULT_RATIOS"]
 
@@ -50,7 +53,8 @@ def model_digest(model):
 
 
 def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=None, layers=None, skip=(),
-              graph=None, engine=None, round_to=1, min_channels=1, plot=None, progress=True, verbose=False):
+              graph=None, engine=None, round_to=1, min_channels=1, plot=None, progress=True, verbose=False,
+              cache_mb=1024):
     """Relative accuracy loss of every prunable group at every ratio: {group: {ratio: loss}}.
 
     eval_fn(model) -> accuracy (higher is better) on a fixed evaluation subset.
@@ -60,6 +64,8 @@ def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=Non
     file: JSON written after every layer; a rerun with it resumes. A PNG of the curves is
     written next to it (or to `plot`). layers / skip: group or layer names to scan / leave out.
     graph: a DependencyGraph from `analyze(model, input_shape)` to reuse.
+    cache_mb: memory for replaying the outputs of layers that run before a trial's pruned
+    layers (`PrefixCache`); 0 computes every evaluation in full.
     """
     from .dependency import analyze
 
@@ -75,10 +81,32 @@ def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=Non
     state = _load(file, meta)
     snapshot = capture(model)
     total = len(groups) * len(ratios)
+    touched = {g.name: _member_layers(graph, [g.name]) for g in groups}
+    cache = PrefixCache(model, input_shape, list(touched.values()), cache_mb * 2**20) if cache_mb > 0 else None
     bar = tqdm(total=total, desc="sensitivity", disable=not progress, leave=False, dynamic_ncols=True)
+    with contextlib.ExitStack() as stack:
+        if cache is not None:
+            stack.enter_context(cache.installed())
+        _scan(model, graph, groups, ratios, eval_fn, criterion, engine, round_to, min_channels, state, file,
+              snapshot, touched, cache, bar)
+    result = {g.name: {float(r): l for r, l in state["layers"][g.name]["losses"].items() if float(r) in ratios}
+              for g in groups}
+    if file is not None or plot is not None:
+        plot_sensitivity(result, plot or Path(file).with_suffix(".png"))
+    if verbose:
+        print(format_sensitivity(result))
+    return result
+
+
+def _scan(model, graph, groups, ratios, eval_fn, criterion, engine, round_to, min_channels, state, file,
+          snapshot, touched, cache, bar):
+    def evaluate(changed):
+        with cache.trial(changed) if cache is not None else contextlib.nullcontext():
+            return float(eval_fn(model))
+
     try:
         if state.get("base") is None:
-            state["base"] = float(eval_fn(model))
+            state["base"] = evaluate(set())
             _save(file, state)
         base = state["base"]
         if base <= 0:
@@ -106,7 +134,7 @@ def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=Non
                     loss = by_kept[kept]
                 else:
                     with temporarily_pruned(model, graph, {g.name: keep_indices(scores[g.name], kept)}, snapshot):
-                        acc = float(eval_fn(model))
+                        acc = evaluate(touched[g.name])
                     loss = (base - acc) / base
                     by_kept[kept] = loss
                 entry["losses"][_key(r)] = loss
@@ -118,13 +146,6 @@ def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=Non
         # Leave the user's model exactly as it came, whatever stopped the scan.
         restore(model, snapshot)
         _save(file, state)
-    result = {g.name: {float(r): l for r, l in state["layers"][g.name]["losses"].items() if float(r) in ratios}
-              for g in groups}
-    if file is not None or plot is not None:
-        plot_sensitivity(result, plot or Path(file).with_suffix(".png"))
-    if verbose:
-        print(format_sensitivity(result))
-    return result
 
 
 def _groups_to_scan(graph, layers, skip):
