@@ -100,7 +100,7 @@ def import_paddleslim():
     """Import paddleslim with its Paddle 3.x patches applied (once)."""
     global _paddleslim
     if _paddleslim is None:
-        with session_guard(), _without_cv2():
+        with session_guard(), _without_cv2(), _keeping_matplotlib_backend():
             import paddleslim
             from paddleslim.core import dygraph as slim_dygraph
             from paddleslim.dygraph.prune import unstructured_pruner
@@ -109,6 +109,24 @@ def import_paddleslim():
         _patch_unstructured_masks(unstructured_pruner.UnstructuredPruner)
         _paddleslim = paddleslim
     return _paddleslim
+
+
+@contextlib.contextmanager
+def _keeping_matplotlib_backend():
+    # paddleslim.common.analyze_helper runs matplotlib.use('Agg') at import: a notebook would
+    # lose its inline plots (and a desktop session its windows) for the rest of the session.
+    # Switching back afterwards is not enough (the notebook's figure display hooks are only
+    # set up when pyplot first loads the inline backend), so the call is ignored instead.
+    import matplotlib
+
+    use = matplotlib.use
+    requested = []
+    matplotlib.use = lambda backend, *args, **kwargs: requested.append(backend)
+    try:
+        yield
+    finally:
+        matplotlib.use = use
+        FOUND["matplotlib_use_called"] = requested
 
 
 def _patch_trace(slim_dygraph):

@@ -86,3 +86,18 @@ def test_unstructured_masks_turn_bool_without_the_fix():
     mask = paddle.ones([4], dtype="float32")
     paddle.assign(np.array([True, False, True, True]), output=mask)
     assert mask.dtype == paddle.bool
+
+
+def test_importing_paddleslim_keeps_the_matplotlib_backend():
+    """paddleslim switches matplotlib to Agg at import; a notebook's inline plots must survive it."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import matplotlib, slimkit; from slimkit import compat; compat.import_paddleslim(); "
+            "print(compat.FOUND['matplotlib_use_called'] == ['Agg'], matplotlib.get_backend())")
+    env = {**os.environ, "MPLBACKEND": "svg"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    changed, backend = out.stdout.split()[-2:]
+    assert changed == "True", "paddleslim no longer calls matplotlib.use('Agg') at import: drop the guard"
+    assert backend.lower() == "svg"
