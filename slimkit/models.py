@@ -178,7 +178,9 @@ def build_model(name="small_cnn", num_classes=10, in_channels=None, input_size=N
     # The data decides these; pass each only where the constructor names it.
     data_args = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
     # paddle.vision constructors take num_classes through **kwargs and only 3 channels.
-    accepted = {"num_classes"} if name in vision_model_names() else _named_parameters(factory)
+    # (The registry's own `mobilenet_v1` shadows paddle.vision's and takes in_channels.)
+    from_vision = ":" not in name and name not in REGISTRY
+    accepted = {"num_classes"} if from_vision else _named_parameters(factory)
     kwargs = {k: v for k, v in data_args.items() if v is not None and k in accepted}
     try:
         model = factory(**{**kwargs, **args})

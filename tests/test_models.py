@@ -59,3 +59,9 @@ def test_checkpoint_pdparams_loads_and_mismatch_is_clear(tmp_path):
                             checkpoint=str(tmp_path / "w.pdparams"))
     with pytest.raises(ModelError, match="checkpoint not found"):
         slimkit.build_model("small_cnn", checkpoint=str(tmp_path / "missing.pdparams"))
+
+
+def test_registry_mobilenet_v1_takes_the_data_channels():
+    # paddle.vision also has a `mobilenet_v1` (3 channels only); the registry's wins and gets in_channels.
+    model = slimkit.build_model("mobilenet_v1", num_classes=10, in_channels=1, scale=0.5)
+    assert model(paddle.randn([2, 1, 28, 28])).shape == [2, 10]
