@@ -1,15 +1,13 @@
-"""Does distillation help? A student trained with and without a teacher, same epochs, several seeds.
+"""Does distillation help a pruned model recover? Finetune vs distill, same epochs, several seeds.
 
-On Fashion-MNIST (a seeded training subset), a small_cnn teacher is trained once; then for
-every seed the same student (same initial weights, same batch order) is trained twice for
-the same epochs: once with the `finetune` stage (cross-entropy) and once with the `distill`
-stage (alpha * CE + (1 - alpha) * T^2 * KL to the teacher). Test top-1 of both is written
-with mean, standard deviation and the paired per-seed difference.
+On Fashion-MNIST (a seeded training subset), a small_cnn teacher is trained once and a copy
+of it is filter-pruned (L1, the same share of channels in every prunable layer). For every
+seed that pruned student is trained twice for the same epochs and batch order: once with the
+`finetune` stage (cross-entropy) and once with the `distill` stage (alpha * CE + (1 - alpha) *
+T^2 * KL to the unpruned teacher). Test top-1 of both is written with mean, standard
+deviation and the paired per-seed difference.
 
     PYTHONPATH=. python3 benchmarks/distillation.py            # the run in benchmarks/results/distillation.md
-
-The student is small_cnn with a smaller `width` (the same family as the teacher), trained
-from scratch.
 """
 
 import argparse
@@ -32,16 +30,17 @@ RESULTS = Path(__file__).parent / "results" / "distillation.md"
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--train-samples", type=int, default=6000, help="Fashion-MNIST training subset")
+    p.add_argument("--train-samples", type=int, default=12000, help="Fashion-MNIST training subset")
     p.add_argument("--teacher-width", type=int, default=8, help="small_cnn width of the teacher")
-    p.add_argument("--teacher-epochs", type=int, default=3)
-    p.add_argument("--student-width", type=int, default=4, help="small_cnn width of the student")
-    p.add_argument("--epochs", type=int, default=3, help="epochs of each student run")
+    p.add_argument("--teacher-epochs", type=int, default=4)
+    p.add_argument("--prune-ratio", type=float, default=0.6, help="share of channels removed per prunable layer")
+    p.add_argument("--epochs", type=int, default=2, help="epochs of each recovery run")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--lr", type=float, default=0.05, help="learning rate of the teacher")
+    p.add_argument("--recover-lr", type=float, default=0.01, help="learning rate of the recovery runs")
     p.add_argument("--out", type=Path, default=RESULTS)
     return p.parse_args(argv)
 
@@ -63,14 +62,19 @@ def main(argv=None):
     teacher_top1 = engine.evaluate(teacher)["top1"]
     print(f"teacher small_cnn(width={args.teacher_width}): top-1 {teacher_top1:.2%}", flush=True)
 
+    pruned = copy.deepcopy(teacher)
+    result = slimkit.prune(pruned, [1, 1, 28, 28], criterion="l1", ratios=args.prune_ratio)
+    pruned_top1 = engine.evaluate(pruned)["top1"]
+    print(f"pruned: FLOPs {result.flops_before:,} -> {result.flops_after:,}, top-1 {pruned_top1:.2%}", flush=True)
+
     rows = []
     for seed in args.seeds:
         engine = slimkit.Engine(data, {**train, "seed": seed})
-        initial = build(args.student_width, 1000 + seed)
+        initial = pruned
         row = {"seed": seed}
-        for label, stage in (("plain", Finetune(epochs=args.epochs)),
-                             ("distill", Distillation(epochs=args.epochs, temperature=args.temperature,
-                                                      alpha=args.alpha))):
+        for label, stage in (("plain", Finetune(epochs=args.epochs, lr=args.recover_lr)),
+                             ("distill", Distillation(epochs=args.epochs, lr=args.recover_lr,
+                                                      temperature=args.temperature, alpha=args.alpha))):
             student = copy.deepcopy(initial)
             ctx = Context(data=data, engine=engine, input_shape=[1, 1, 28, 28], out_dir=Path(tempfile.mkdtemp()),
                           teacher=teacher, stage_name=label)
@@ -82,22 +86,26 @@ def main(argv=None):
         rows.append(row)
         print(f"seed {seed}: plain {row['plain']:.2%}  distill {row['distill']:.2%}", flush=True)
 
-    write(args, argv, teacher_top1, slimkit.count_params(teacher), rows, time.perf_counter() - start)
+    pruning = {"flops_before": result.flops_before, "flops_after": result.flops_after, "top1": pruned_top1}
+    write(args, argv, teacher_top1, slimkit.count_params(teacher), pruning, rows, time.perf_counter() - start)
 
 
 def mean_std(values):
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def write(args, argv, teacher_top1, teacher_params, rows, seconds):
+def write(args, argv, teacher_top1, teacher_params, pruning, rows, seconds):
     plain = [r["plain"] for r in rows]
     dist = [r["distill"] for r in rows]
     diff = [d - p for p, d in zip(plain, dist)]
     command = "PYTHONPATH=. python3 benchmarks/distillation.py" + (" " + " ".join(argv if argv is not None
                                                                                else sys.argv[1:])).rstrip()
-    student = f"small_cnn(width={args.student_width}), trained from scratch (same initial weights for both runs)"
+    kept = pruning["flops_after"] / pruning["flops_before"]
+    student = (f"the teacher with {args.prune_ratio:.0%} of every prunable layer's filters removed (L1): FLOPs "
+               f"{pruning['flops_before']:,} -> {pruning['flops_after']:,} ({kept:.2f}x), top-1 right after "
+               f"pruning {pruning['top1']:.2%}")
     lines = [
-        "# Distillation vs plain training of a small student (Fashion-MNIST)",
+        "# Recovering a pruned model: finetune vs distillation (Fashion-MNIST)",
         "",
         f"Command: `{command}`",
         "",
@@ -105,9 +113,11 @@ def write(args, argv, teacher_top1, teacher_params, rows, seconds):
         f"- teacher: small_cnn(input_size=28, width={args.teacher_width}), {teacher_params:,} params, "
         f"{args.teacher_epochs} epochs: test top-1 **{teacher_top1:.2%}**",
         f"- student: {student}, {rows[0]['params']:,} params",
-        f"- each student run: {args.epochs} epochs, batch {args.batch_size}, momentum SGD, lr {args.lr} cosine; "
+        f"- each recovery run: {args.epochs} epochs, batch {args.batch_size}, momentum SGD, lr {args.recover_lr} "
+        f"cosine; "
         f"`distill`: temperature {args.temperature}, alpha {args.alpha}, kd_loss kl, teacher = the trained model",
-        f"- seeds {args.seeds} (student init and batch order; both runs of a seed share them)",
+        f"- seeds {args.seeds} (batch order and augmentation; both runs of a seed share them, and start from "
+        f"the same pruned weights)",
         f"- machine: {platform.processor() or platform.machine()}, paddle {paddle.__version__}, "
         f"total {seconds / 60:.1f} min (shared 2-core CPU: times are indicative)",
         "",
