@@ -72,7 +72,7 @@ def prune(model, input_shape, criterion="l1", ratios=0.3, skip=(), round_to=1, m
                                   group.channel_multiple)
         if n_keep >= group.channels:
             continue
-        keep[group.name] = keep_indices(_scores(scorer, model, group), n_keep)
+        keep[group.name] = keep_indices(_scores(scorer, model, group), n_keep, group)
         layers += [(root, group.channels, n_keep) for root in group.roots]
     pruned_graph, undo = remove_with_undo(model, graph, keep) if keep else (graph, lambda: None)
     try:

@@ -13,7 +13,9 @@
   fixed sizes, so the channels they cut are not prunable (their parts are still followed);
 - a depthwise conv passes channels through (its weight and `groups` shrink with them);
 - flatten/reshape to [N, features] maps each channel to its H*W consecutive features;
-- anything else (grouped convs, channel shuffles, ops slimkit does not know, the model's
+- a grouped conv's outputs leave evenly (as many from every conv group) and its inputs
+  leave at the same positions in every conv group, so the group count stays;
+- anything else (channel shuffles, ops slimkit does not know, the model's
   output) makes the channels that reach it unprunable, with the reason.
 
 The result is a `DependencyGraph` of `Group`s; `slimkit.pruning.remove_channels` uses its
@@ -44,6 +46,11 @@ class Group:
     reason: str = ""
     min_channels: int = 1
     channel_multiple: int = 1
+    # Channels that pass a grouped conv leave evenly: `blocks` equal runs of channels (one per
+    # conv group) each keep as many; `aligned` also keeps the same positions in every run
+    # (the conv's inputs, which share its weight's input axis across groups).
+    blocks: int = 1
+    aligned: bool = False
     # Exact positions behind `members`: which tensor range holds which channel (see ChannelSlice).
     slices: list = dataclasses.field(default_factory=list, repr=False)
 
@@ -257,6 +264,7 @@ class _ChannelTracer:
         self.layer_node = {}  # layer name -> its output node (a layer called twice keeps one node)
         self.layer_inputs = {}  # layer name -> input segments of its first call
         self.followers = {}  # depthwise conv name -> nodes whose channels its output carries
+        self.constraints = {}  # node -> [(blocks, aligned)] from the grouped convs it meets
 
     # -- union-find over nodes
     def _new_node(self, channels, layer=None, reason=""):
@@ -401,12 +409,28 @@ class _ChannelTracer:
                 self._add_slices(layer, tensor, 0, segs)
             self.info[op.result(0).id] = list(segs)
         else:
-            why = (f"grouped convolution `{layer}` (groups={groups}): removing single channels would break its "
-                   "channel groups")
+            # Grouped: conv group k reads input channels [k*ipg, (k+1)*ipg) through weight
+            # positions 0..ipg-1 (shared by all groups) and writes outputs [k*opg, (k+1)*opg).
+            # Its inputs may only lose the same positions in every group, its outputs as many
+            # channels in every group; the group count stays.
             if segs:
-                self._block(segs, f"feeds {why}")
+                s0 = segs[0]
+                whole = (len(segs) == 1 and s0.start == 0 and s0.repeat == 1 and s0.count == in_c
+                         and self.nodes[s0.node].channels == in_c)
+                if not whole:
+                    self._block(segs, f"feeds grouped convolution `{layer}` (groups={groups}) together with "
+                                      "other channels (a concatenation or a slice): its groups cannot be followed")
+                elif layer in self.layer_inputs:
+                    self._couple(self.layer_inputs[layer], segs,
+                                 f"`{layer}` is called on tensors with different channels")
+                else:
+                    self.layer_inputs[layer] = segs
+                    for k in range(groups):
+                        self.slices.append((s0.node, ChannelSlice(layer, tensor, 1, 0, k * in_per_group,
+                                                                  in_per_group, 1, "in")))
+                    self.constraints.setdefault(s0.node, []).append((groups, True))
             node = self._root(op, layer, tensor, 0, out_c)
-            self._block([_Seg(node, 0, out_c)], f"output of {why}")
+            self.constraints.setdefault(node, []).append((groups, False))
 
     def _conv_transpose(self, op):
         x, w = op.operand_source(0), op.operand_source(1)
@@ -636,8 +660,15 @@ class _ChannelTracer:
                 if key not in members:
                     members.append(key)
             roots = [n.layer for n in layered]
+            found = {c for n in nodes for c in self.constraints.get(n.index, [])}
+            blocks = sorted({b for b, _ in found})
+            if len(blocks) > 1:
+                reasons.append(f"its channels pass grouped convolutions with different group counts {blocks}")
+            group_blocks = blocks[0] if len(blocks) == 1 else 1
             groups.append(Group(name=roots[0], roots=roots, channels=layered[0].channels, members=members,
-                                prunable=not reasons, reason="; ".join(reasons[:3]), slices=slices))
+                                prunable=not reasons, reason="; ".join(reasons[:3]), slices=slices,
+                                channel_multiple=group_blocks, blocks=group_blocks,
+                                aligned=any(aligned for _, aligned in found)))
         class_group = {self._find(self.layer_node[g.roots[0]]): g for g in groups}
         followers = {}
         for layer, nodes in self.followers.items():

@@ -78,6 +78,12 @@ def _keep_masks(graph, keep):
                              f"{group.channel_multiple}")
         mask = np.zeros(group.channels, dtype=bool)
         mask[idx] = True
+        if group.blocks > 1:
+            runs = mask.reshape(group.blocks, -1)
+            if len(set(runs.sum(axis=1).tolist())) > 1 or (group.aligned and not (runs == runs[0]).all()):
+                how = "the same positions" if group.aligned else "as many channels"
+                raise ModelError(f"keep[{name!r}] does not keep {how} in each of the {group.blocks} channel groups "
+                                 f"of a grouped convolution", "choose the indices with slimkit.pruning.keep_indices")
         masks[name] = mask
     return masks
 

@@ -52,11 +52,24 @@ def channels_to_keep(channels, ratio, round_to=1, min_channels=1, multiple=1):
     return int(min(channels, max(keep, floor)))
 
 
-def keep_indices(scores, keep):
-    """Sorted indices of the `keep` highest scores (ties keep the lower index)."""
+def keep_indices(scores, keep, group=None):
+    """Sorted indices of the `keep` highest scores (ties keep the lower index).
+
+    For a group that passes a grouped conv (`group.blocks` > 1) every block keeps
+    keep/blocks channels: its own best ones, or, for `group.aligned`, the positions whose
+    scores summed over the blocks are best, the same in every block.
+    """
     scores = np.asarray(scores)
-    order = np.argsort(-scores, kind="stable")[:keep]
-    return np.sort(order)
+    blocks = getattr(group, "blocks", 1) or 1
+    if blocks <= 1:
+        return np.sort(np.argsort(-scores, kind="stable")[:keep])
+    per_block, size = keep // blocks, scores.size // blocks
+    runs = scores.reshape(blocks, size)
+    if group.aligned:
+        positions = np.sort(np.argsort(-runs.sum(axis=0), kind="stable")[:per_block])
+        return (np.arange(blocks)[:, None] * size + positions[None, :]).ravel()
+    return np.concatenate([k * size + np.sort(np.argsort(-runs[k], kind="stable")[:per_block])
+                           for k in range(blocks)])
 
 
 def _restore_layers(model, snapshot, layer_names):
@@ -107,7 +120,8 @@ class FlopsProbe:
             if not cut:
                 self._cache[key] = self.base
             else:
-                keep = {g: np.arange(n) for g, n in cut.items()}
+                keep = {g: keep_indices(np.zeros(self.graph.group(g).channels), n, self.graph.group(g))
+                        for g, n in cut.items()}
                 with temporarily_pruned(self.model, self.graph, keep, self.snapshot):
                     self._cache[key] = count_flops(self.model, self.input_shape)[0]
                 self.probes += 1

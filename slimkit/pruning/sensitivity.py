@@ -133,7 +133,7 @@ def _scan(model, graph, groups, ratios, eval_fn, criterion, engine, round_to, mi
                 elif kept in by_kept:
                     loss = by_kept[kept]
                 else:
-                    with temporarily_pruned(model, graph, {g.name: keep_indices(scores[g.name], kept)}, snapshot):
+                    with temporarily_pruned(model, graph, {g.name: keep_indices(scores[g.name], kept, g)}, snapshot):
                         acc = evaluate(touched[g.name])
                     loss = (base - acc) / base
                     by_kept[kept] = loss

@@ -203,7 +203,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
                 result = pick(probe, groups, losses, target, self.round_to, self.min_channels)
         cut = [g for g in groups if result.keep.get(g.name, g.channels) < g.channels]
         scores = score_groups(model, cut, self.criterion, ctx.engine)
-        keep = {g.name: sel.keep_indices(scores[g.name], result.keep[g.name]) for g in cut}
+        keep = {g.name: sel.keep_indices(scores[g.name], result.keep[g.name], g) for g in cut}
         if keep:
             remove_channels(model, graph, keep)
         return result
