@@ -34,3 +34,9 @@ def outputs(model, shape, seed=0):
     x = paddle.to_tensor(np.random.RandomState(seed).randn(*shape).astype("float32"))
     with paddle.no_grad():
         return model(x).numpy()
+
+
+def prune_small_cnn(model, keep):
+    """small_cnn with only `keep` of its first two convs' filters (lowest L1 removed), in place."""
+    slimkit.prune(model, [1, 1, 8, 8], criterion="l1", ratios={"features.0": 1 - keep, "features.3": 1 - keep})
+    return model

@@ -10,27 +10,9 @@ import slimkit
 from slimkit import ConfigError, Distillation
 from slimkit.distill import FeatureDistiller
 from slimkit.strategy import Context
-from slimkit.surgery import replace_tensor
+from conftest import prune_small_cnn
 
 SAMPLE = paddle.zeros([1, 1, 8, 8])
-
-
-def prune_small_cnn(model, keep):
-    """Remove the lowest-L1 filters of small_cnn's first two convs (with their BatchNorm and the next conv's inputs)."""
-    layers = dict(model.named_sublayers())
-    for conv, bn, after in (("features.0", "features.1", "features.3"), ("features.3", "features.4", "features.7")):
-        weight = layers[conv].weight.numpy()
-        n = max(1, int(weight.shape[0] * keep))
-        idx = np.sort(np.argsort(-np.abs(weight).sum(axis=(1, 2, 3)))[:n])
-        replace_tensor(layers[conv], "weight", weight[idx])
-        replace_tensor(layers[conv], "bias", layers[conv].bias.numpy()[idx])
-        layers[conv]._out_channels = n
-        for name in ("weight", "bias", "_mean", "_variance"):
-            replace_tensor(layers[bn], name, getattr(layers[bn], name).numpy()[idx])
-        layers[bn]._num_features = n
-        replace_tensor(layers[after], "weight", layers[after].weight.numpy()[:, idx])
-        layers[after]._in_channels = n
-    return model
 
 
 def test_adapter_shapes_follow_pruned_channel_counts(trained_cnn):

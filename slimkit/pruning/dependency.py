@@ -161,19 +161,28 @@ def _check_shape(input_shape):
 def _check_forward_runs(model, input_shape):
     # The static trace checks fewer shapes than an eager run (a conv given the wrong channel
     # count traces fine), so run the model once as the user would.
-    training = {name: layer.training for name, layer in model.named_sublayers(include_self=True)}
     try:
-        with compat.session_guard(), paddle.no_grad():
-            model.eval()
+        with compat.session_guard(), _eval_mode(model), paddle.no_grad():
             model(paddle.zeros(input_shape, dtype="float32"))
     except Exception as err:
         raise ModelError(f"the model cannot run on input_shape {input_shape}: {type(err).__name__}: "
-                         f"{_last_line(err)}",
-                         "check input_shape ([batch, channels, height, width] of your data) and that "
-                         "model(paddle.randn(input_shape)) works") from None
+                         f"{_last_line(err)}", _SHAPE_HINT) from None
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    # Dropout/BN in eval mode: the same channels, fewer ops; every layer's own flag comes back.
+    training = {name: layer.training for name, layer in model.named_sublayers(include_self=True)}
+    try:
+        model.eval()
+        yield
     finally:
         for name, layer in model.named_sublayers(include_self=True):
             layer.training = training.get(name, layer.training)
+
+
+_SHAPE_HINT = ("check input_shape ([batch, channels, height, width] of your data) and that "
+               "model(paddle.randn(input_shape)) works")
 
 
 def _last_line(err):
@@ -183,23 +192,16 @@ def _last_line(err):
 
 def _trace(model, input_shape):
     # to_static on the bound forward (not on the layer) leaves `model.forward` untouched.
-    training = {name: layer.training for name, layer in model.named_sublayers(include_self=True)}
     pir_guard = contextlib.nullcontext() if compat.pir_enabled() else paddle.pir_utils.IrGuard()
     try:
-        with compat.session_guard(), pir_guard:
-            model.eval()  # dropout/BN in eval mode: the same channels, fewer ops
+        with compat.session_guard(), pir_guard, _eval_mode(model):
             spec = [paddle.static.InputSpec(input_shape, "float32")]
             static_forward = paddle.jit.to_static(model.forward, input_spec=spec, full_graph=True)
             program = static_forward.concrete_program
             return program.main_program, list(program.outputs)
     except Exception as err:
         raise ModelError(f"cannot trace the model on input_shape {input_shape}: {type(err).__name__}: "
-                         f"{_last_line(err)}",
-                         "check input_shape ([batch, channels, height, width] of your data) and that "
-                         "model(paddle.randn(input_shape)) works") from None
-    finally:
-        for name, layer in model.named_sublayers(include_self=True):
-            layer.training = training.get(name, layer.training)
+                         f"{_last_line(err)}", _SHAPE_HINT) from None
 
 
 # ---- the channel tracer -------------------------------------------------------------------------
