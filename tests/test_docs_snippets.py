@@ -38,3 +38,13 @@ def test_config_reference_is_up_to_date():
 
     assert (ROOT / "docs" / "config-reference.md").read_text() == config_reference(), \
         "regenerate: python -m slimkit.reference > docs/config-reference.md"
+
+
+def test_benchmarks_page_holds_every_result():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "collect.py")], capture_output=True, text=True,
+                         check=True).stdout
+    assert (ROOT / "docs" / "benchmarks.md").read_text() == out, \
+        "regenerate: python3 benchmarks/collect.py > docs/benchmarks.md"
