@@ -89,7 +89,11 @@ def _coerce(value, hint, path):
             try:
                 return _coerce(value, arg, path)
             except ConfigError as err:
-                errors.append(err)
+                errors.append((arg, err))
+        for arg, err in errors:
+            # A string meant as one of the choices: keep that error, it names the closest choice.
+            if get_origin(arg) is Literal and isinstance(value, str):
+                raise err
         raise ConfigError(path, f"expected {describe(hint)}, got {_type_name(value)} {value!r}")
     if origin is Literal:
         if value in args:

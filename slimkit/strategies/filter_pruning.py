@@ -15,6 +15,7 @@ from typing import Literal, Optional, Union
 
 from ..errors import ConfigError, ModelError
 from ..measure import count_flops
+from ..pruning.criteria import Criterion
 from ..schema import Options, option
 from ..strategy import Strategy
 from ..surgery import capture, restore
@@ -42,9 +43,10 @@ class SensitivityConfig(Options):
 class FilterPruning(Strategy, type_name="filter_pruning"):
     """Remove the least important output channels of conv/linear layers (and their dependents)."""
 
-    criterion: Literal["l1", "l2", "fpgm", "taylor", "random"] = option(
+    criterion: Union[Literal["l1", "l2", "fpgm", "taylor", "random"], Criterion] = option(
         "l1", "which channels go first: l1/l2 weight norm, fpgm (geometric median), "
-              "taylor (|activation x gradient| on training batches), random")
+              "taylor (|activation x gradient| on training batches), random; in Python also an instance of "
+              "a slimkit.pruning.Criterion subclass")
     ratios: Optional[Union[float, dict[str, float]]] = option(
         None, "fraction of output channels removed: one number for every group, or {layer: ratio} for the "
               "layers named (others untouched); exclusive with target_flops_reduction", ge=0, lt=1)
@@ -68,6 +70,13 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
     finetune_lr: Optional[float] = option(None, "learning rate of the training between rounds; null = train.lr",
                                           gt=0)
     name: Optional[str] = option(None, "stage name in reports and folders; default: filter_pruning")
+
+    def to_dict(self):
+        out = super().to_dict()
+        if isinstance(self.criterion, Criterion):
+            # Recorded by class so a resumed run can tell whether the criterion changed.
+            out["criterion"] = f"{type(self.criterion).__module__}.{type(self.criterion).__qualname__}"
+        return out
 
     def __post_init__(self):
         if isinstance(self.sensitivity, SensitivityConfig):
@@ -138,7 +147,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
             raise
         flops_after = count_flops(model, ctx.input_shape)[0]
         ctx.metrics.update({
-            "criterion": self.criterion, "selection": self.method,
+            "criterion": self.to_dict()["criterion"], "selection": self.method,
             "flops_before": flops_before, "flops_after": flops_after,
             "flops_reduction": round(1 - flops_after / flops_before, 5),
             "channels": {g: [original[g], channels[g]] for g in original},
