@@ -21,7 +21,8 @@ def count_flops(model, input_shape, custom_ops=None):
     """
     buffer = io.StringIO()
     was_training = model.training
-    before = {id(layer): (set(layer._forward_post_hooks), set(layer._buffers)) for layer in model.sublayers(include_self=True)}
+    before = {id(layer): (set(layer._forward_post_hooks), set(layer._buffers))
+              for layer in model.sublayers(include_self=True)}
     try:
         with contextlib.redirect_stdout(buffer), warnings.catch_warnings():
             # paddle.flops calls int() on 1-element arrays, deprecated since numpy 1.25.

@@ -45,8 +45,9 @@ def prune(model, input_shape, criterion="l1", ratios=0.3, skip=(), round_to=1, m
     `ratios` is one float in [0, 1) for every prunable group, or {layer name: ratio}.
     `criterion` is a criterion name ("l1", "l2", ...) or an object with `scores(weights)`.
     Channels kept per group are rounded to a multiple of `round_to` and never fewer than
-    `min_channels` (`selection.channels_to_keep`, the same rule as the sensitivity scan). `skip` names layers to leave alone. `graph` reuses an `analyze`
-    result of this (unpruned) model. On any error the model is left unchanged.
+    `min_channels` (`selection.channels_to_keep`, the same rule as the sensitivity scan).
+    `skip` names layers to leave alone. `graph` reuses an `analyze` result of this
+    (unpruned) model. On any error the model is left unchanged.
     """
     for name, ratio in (ratios.items() if isinstance(ratios, dict) else [(None, ratios)]):
         _check_ratio(ratio, "ratios" if name is None else f"ratios[{name!r}]")

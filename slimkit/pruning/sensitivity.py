@@ -11,8 +11,9 @@ the relative accuracy loss `(base - acc) / base`; the model is put back after ea
 What makes it cheaper than a naive loop: the model is traced once for the whole scan;
 the outputs of layers that run before a trial's pruned layers are recorded once and
 replayed (`PrefixCache`), so a trial computes only the rest of the network; trials remove
-channels for real (a pruned model evaluates faster) and put back only the layers they touched; ratios that round to the same channel count are evaluated once and
-ratios that remove nothing not at all. Results are written to `file` after every layer,
+channels for real (a pruned model evaluates faster) and put back only the layers they
+touched; ratios that round to the same channel count are evaluated once and ratios that
+remove nothing not at all. Results are written to `file` after every layer,
 and a rerun with the same file skips what is already there (so an interrupted scan
 resumes). A KeyboardInterrupt leaves a valid file and the model as it was.
 """
@@ -84,22 +85,10 @@ def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=Non
     touched = {g.name: _member_layers(graph, [g.name]) for g in groups}
     cache = PrefixCache(model, input_shape, list(touched.values()), cache_mb * 2**20) if cache_mb > 0 else None
     bar = tqdm(total=total, desc="sensitivity", disable=not progress, leave=False, dynamic_ncols=True)
-    with contextlib.ExitStack() as stack:
-        if cache is not None:
-            stack.enter_context(cache.installed())
-        _scan(model, graph, groups, ratios, eval_fn, criterion, engine, round_to, min_channels, state, file,
-              snapshot, touched, cache, bar)
-    result = {g.name: {float(r): l for r, l in state["layers"][g.name]["losses"].items() if float(r) in ratios}
-              for g in groups}
-    if file is not None or plot is not None:
-        plot_sensitivity(result, plot or Path(file).with_suffix(".png"))
-    if verbose:
-        print(format_sensitivity(result))
-    return result
+    replaying = contextlib.ExitStack()
+    if cache is not None:
+        replaying.enter_context(cache.installed())
 
-
-def _scan(model, graph, groups, ratios, eval_fn, criterion, engine, round_to, min_channels, state, file,
-          snapshot, touched, cache, bar):
     def evaluate(changed):
         with cache.trial(changed) if cache is not None else contextlib.nullcontext():
             return float(eval_fn(model))
@@ -143,9 +132,17 @@ def _scan(model, graph, groups, ratios, eval_fn, criterion, engine, round_to, mi
             _save(file, state)
     finally:
         bar.close()
+        replaying.close()
         # Leave the user's model exactly as it came, whatever stopped the scan.
         restore(model, snapshot)
         _save(file, state)
+    result = {g.name: {float(r): l for r, l in state["layers"][g.name]["losses"].items() if float(r) in ratios}
+              for g in groups}
+    if file is not None or plot is not None:
+        plot_sensitivity(result, plot or Path(file).with_suffix(".png"))
+    if verbose:
+        print(format_sensitivity(result))
+    return result
 
 
 def _groups_to_scan(graph, layers, skip):
