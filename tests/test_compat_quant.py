@@ -1,6 +1,5 @@
 """The quantization workarounds in slimkit.compat: each still works and is still needed."""
 
-import numpy as np
 import paddle
 import pytest
 

@@ -4,7 +4,6 @@ import numpy as np
 import paddle
 import pytest
 
-import slimkit
 from slimkit import PTQ, QAT, ConfigError, Pipeline, compat
 from slimkit.strategy import strategy_from_config
 

@@ -5,9 +5,7 @@ import copy
 
 import numpy as np
 import paddle
-import pytest
 
-import slimkit
 from slimkit import compat
 from slimkit.models import mobilenet_v1
 from slimkit.quant import (InferenceModel, calibrate, convert, export_float, export_quantized, exported_size,
