@@ -14,8 +14,10 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["slimkit", "slimkit.*"]),
     install_requires=[
-        # The suite is built and tested against the 3.3 line; 3.x minors move internals paddleslim uses.
-        "paddlepaddle>=3.3,<3.4",
+        # No Paddle here: `paddlepaddle` and `paddlepaddle-gpu` provide the same `paddle` module, and
+        # installing the CPU one beside a GPU build breaks it. The user brings either (as for
+        # PaddleSlim); the `cpu` extra pulls the CPU build, and `import slimkit` names both when
+        # none is found (slimkit/_paddle.py).
         # 2.6.0 is the last release; slimkit.compat patches it for Paddle 3.x, so the exact version matters.
         "paddleslim==2.6.0",
         # paddleslim imports these without declaring them.
@@ -31,7 +33,9 @@ setup(
         "scikit-learn",
     ],
     extras_require={
-        "dev": ["pytest>=7", "nbclient>=0.9", "nbformat>=5", "ipykernel"],
+        # The suite is built and tested against the 3.3 line; 3.x minors move internals paddleslim uses.
+        "cpu": ["paddlepaddle>=3.3,<3.4"],
+        "dev": ["pytest>=7", "packaging", "nbclient>=0.9", "nbformat>=5", "ipykernel"],
     },
     entry_points={"console_scripts": ["slimkit=slimkit.cli:main"]},
 )

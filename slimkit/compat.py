@@ -16,6 +16,8 @@ import warnings
 
 import numpy as np
 
+from . import _paddle
+
 
 @contextlib.contextmanager
 def _without_cv2():
@@ -36,7 +38,11 @@ def _without_cv2():
 with _without_cv2(), warnings.catch_warnings():
     # paddle warns at import that ccache (a C++ build cache) is missing; slimkit builds no extensions.
     warnings.filterwarnings("ignore", message="No ccache found")
-    import paddle
+    try:
+        import paddle
+    except ImportError as err:
+        raise _paddle.missing(err) from None
+    _paddle.check_version(paddle)
 
 # What the patches found, so the tests can tell "still needed" from "no longer needed".
 FOUND = {}

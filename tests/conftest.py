@@ -40,3 +40,12 @@ def prune_small_cnn(model, keep):
     """small_cnn with only `keep` of its first two convs' filters (lowest L1 removed), in place."""
     slimkit.prune(model, [1, 1, 8, 8], criterion="l1", ratios={"features.0": 1 - keep, "features.3": 1 - keep})
     return model
+
+
+def pytest_collection_modifyitems(config, items):
+    if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+        return
+    skip = pytest.mark.skip(reason="needs a GPU: the installed Paddle has no CUDA or sees no GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

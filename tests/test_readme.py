@@ -12,7 +12,7 @@ def commands():
 
 def test_readme_opens_with_install_and_test_commands():
     first, second = commands()[:2]
-    assert first.startswith("pip install -e .") and "slimkit run configs/quickstart.yaml" in first
+    assert first.startswith("pip install -e \".[cpu]\"") and "slimkit run configs/quickstart.yaml" in first
     assert "apt-get install -y dataset-fashion-mnist" in second and "pytest" in second
 
 
