@@ -5,7 +5,6 @@
 """
 
 import dataclasses
-import importlib
 import inspect
 from pathlib import Path
 from typing import Optional
@@ -14,6 +13,7 @@ import paddle
 import paddle.nn as nn
 
 from .errors import ModelError
+from .imports import import_object
 from .schema import Options, _suggest, option
 
 
@@ -202,15 +202,9 @@ def _named_parameters(factory):
 
 
 def _import_factory(spec):
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ModelError(f"cannot import {module_name!r} for model {spec!r}: {err}",
-                         "make the module importable (pip install it or add its folder to PYTHONPATH)") from None
-    factory = getattr(module, attr, None)
+    factory = import_object(spec, ModelError)
     if not callable(factory):
-        raise ModelError(f"{module_name} has no callable {attr!r}", "use `package.module:function`")
+        raise ModelError(f"{spec} is not callable", "use `package.module:function`")
     return factory
 
 

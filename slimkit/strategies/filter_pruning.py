@@ -69,7 +69,6 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
     finetune_epochs: int = option(0, "epochs of training between rounds (needs steps >= 2)", ge=0)
     finetune_lr: Optional[float] = option(None, "learning rate of the training between rounds; null = train.lr",
                                           gt=0)
-    name: Optional[str] = option(None, "stage name in reports and folders; default: filter_pruning")
 
     def to_dict(self):
         out = super().to_dict()
@@ -126,9 +125,9 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
             graph = analyze(model, ctx.input_shape)
             self._resolve_names(graph)
             for name, reason in graph.skipped().items():
-                ctx.note(f"{self.display_name}: {name} not pruned: {reason}")
+                ctx.note(f"{self.display_name}: {name} not pruned: {reason}", "skipped")
             for name in self.skip:
-                ctx.note(f"{self.display_name}: {graph.group(name).name} not pruned: in `skip`")
+                ctx.note(f"{self.display_name}: {graph.group(name).name} not pruned: in `skip`", "skipped")
             flops_before = count_flops(model, ctx.input_shape)[0]
             original = {g.name: g.channels for g in graph.prunable()}
             channels = dict(original)
@@ -140,7 +139,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
                 channels.update(selection.keep)
                 rounds.append(selection.to_dict())
                 if step < self.steps and self.finetune_epochs:
-                    ctx.engine.train(model, epochs=self.finetune_epochs, lr=self.finetune_lr,
+                    ctx.engine.train(model, epochs=self.finetune_epochs, lr=ctx.hyper("lr", self.finetune_lr),
                                      desc=f"{ctx.stage_name} round {step}")
         except BaseException:
             restore(model, snapshot)
@@ -157,7 +156,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
             ctx.metrics["predicted_loss"] = {g: l for r in rounds for g, l in r["predicted_loss"].items()}
         if self.target_flops_reduction is not None and 1 - flops_after / flops_before < self.target_flops_reduction:
             ctx.note(f"{self.display_name}: measured FLOPs reduction {1 - flops_after / flops_before:.1%} is below "
-                     f"the target {self.target_flops_reduction:.1%}")
+                     f"the target {self.target_flops_reduction:.1%}", "target")
         return model
 
     def _resolve_names(self, graph):
@@ -207,7 +206,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
                 losses = sensitive(model, ctx.input_shape, eval_fn, cfg.ratios, self.criterion, file=file,
                                    skip=self.skip, graph=graph, engine=engine, round_to=self.round_to,
                                    min_channels=self.min_channels,
-                                   progress=getattr(engine.config, "progress", False))
+                                   progress=bool(ctx.train.progress))
                 pick = sel.select_greedy if self.method == "greedy" else sel.select_by_threshold
                 result = pick(probe, groups, losses, target, self.round_to, self.min_channels)
         cut = [g for g in groups if result.keep.get(g.name, g.channels) < g.channels]

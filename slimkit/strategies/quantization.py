@@ -28,8 +28,6 @@ __all__ = ["QAT", "PTQ"]
 
 EXPORT_DIR = "inference"
 FLOAT_EXPORT_DIR = "float_inference"
-LATENCY_WARMUP, LATENCY_RUNS = 10, 50
-FLOPS_NOTE = "paddle.flops counts these layer types as zero FLOPs"
 
 
 @dataclasses.dataclass
@@ -49,7 +47,6 @@ class _Quantization(Strategy):
     runtime: Literal["onednn_int8", "cpu"] = option(
         "onednn_int8", "Paddle Inference CPU runtime used to evaluate and time the export: oneDNN with its "
                        "int8 passes, or the plain CPU predictor (computes in float)")
-    name: Optional[str] = option(None, "stage name in reports and folders; default: the type")
 
     def check(self):
         check_layer_types(self.quantizable_layer_type)
@@ -59,8 +56,8 @@ class _Quantization(Strategy):
         with compat.session_guard():
             layers_to_quantize(model, self.quantizable_layer_type, self.skip)  # bad names fail before any work
             flops, zero_types = count_flops(model, ctx.input_shape)
-            ctx.metrics.update(float_flops=flops, float_flops_zero_types=zero_types,
-                               float_params=count_params(model))
+            # For measure(): the quantized layers count as zero FLOPs, so the float structure's numbers are reported.
+            ctx.scratch.update(float_flops=flops, float_flops_zero_types=zero_types, float_params=count_params(model))
             quantized = self.quantize(model, ctx)
             export_quantized(quantized, ctx.out_dir / EXPORT_DIR, ctx.input_shape, self.weight_bits)
             export_float(model, ctx.out_dir / FLOAT_EXPORT_DIR, ctx.input_shape)
@@ -81,17 +78,19 @@ class _Quantization(Strategy):
             self._measure_export(ctx, report)
 
     def _measure_export(self, ctx, report):
-        shape = [1, *ctx.input_shape[1:]]
+        shape = [ctx.report.latency_batch, *ctx.input_shape[1:]]
+        warmup, runs = ctx.report.latency_warmup, ctx.report.latency_runs
         exported = InferenceModel(ctx.out_dir / EXPORT_DIR / "model", self.runtime)
         reference = InferenceModel(ctx.out_dir / FLOAT_EXPORT_DIR / "model", self.runtime)
-        metrics = exported.evaluate(ctx.engine, "test")
+        batches = ctx.engine.batches(ctx.report.eval_split, ctx.train.eval_batch_size)
+        metrics = exported.evaluate_batches(batches, ctx.data.num_classes)
         ops = exported.optimized_ops()
         verdict = int8_verdict(ops)
-        latency = exported.latency(shape, LATENCY_WARMUP, LATENCY_RUNS)
-        float_latency = reference.latency(shape, LATENCY_WARMUP, LATENCY_RUNS)
+        latency = exported.latency(shape, warmup, runs)
+        float_latency = reference.latency(shape, warmup, runs)
         size = exported_size(exported.prefix)
         float_size = exported_size(reference.prefix)
-        extra = ctx.metrics
+        extra = ctx.scratch
         report.extra.update(
             eager_top1=report.top1, eager_top5=report.top5, eager_latency_ms=report.latency_ms,
             export_dir=str(ctx.out_dir / EXPORT_DIR), runtime=self.runtime, cpu_execution=verdict,
@@ -101,21 +100,21 @@ class _Quantization(Strategy):
         report.top1, report.top5 = metrics["top1"], metrics["top5"]
         report.size_bytes = size
         report.latency_ms = latency
-        report.latency_method = exported.latency_method(shape, LATENCY_WARMUP, LATENCY_RUNS)
+        report.latency_method = exported.latency_method(shape, warmup, runs)
         report.flops, report.params = extra["float_flops"], extra["float_params"]
-        report.notes = [n for n in report.notes if not n.startswith(FLOPS_NOTE)]
-        report.notes.append("FLOPs and params are those of the float structure (paddle.flops counts the quantized "
-                            "layers as zero); top-1/top-5, size and latency are measured on the exported files "
-                            f"reloaded with paddle.inference ({report.extra['export_dir']})")
+        report.drop_notes("flops_zero_types")
+        report.add_note("FLOPs and params are those of the float structure (paddle.flops counts the quantized "
+                        "layers as zero); top-1/top-5, size and latency are measured on the exported files "
+                        f"reloaded with paddle.inference ({report.extra['export_dir']})", "export")
         # The float structure's zero-FLOPs types are those of the stage before: already noted there.
         report.extra["flops_zero_types"] = extra["float_flops_zero_types"]
         interesting = {k: v for k, v in ops.items() if k in ("quantize", "dequantize", "requantize",
                                                                "quantize_linear", "dequantize_linear")}
         faster = "faster" if latency < float_latency else "not faster"
-        report.notes.append(
+        report.add_note(
             f"CPU execution: {verdict} ({self.runtime}; quantize/dequantize ops after Paddle Inference's passes: "
             f"{interesting or 'none'}); the int8 export runs in {latency:.3f} ms vs {float_latency:.3f} ms for the "
-            f"float export in the same predictor ({faster})")
+            f"float export in the same predictor ({faster})", "export")
 
     # --- resume ---------------------------------------------------------------------------
     def restore(self, model, folder, ctx):
@@ -160,8 +159,8 @@ class QAT(_Quantization, type_name="qat"):
 
     def quantize(self, model, ctx):
         quantized = self.structure(model, ctx)
-        lr = self.lr if self.lr is not None else ctx.engine.config.lr * 0.1
-        history = ctx.engine.train(quantized, epochs=self.epochs, lr=lr, desc=ctx.stage_name)
+        lr = self.lr if self.lr is not None else ctx.train.lr * 0.1
+        history = ctx.engine.train(quantized, epochs=ctx.hyper("epochs", self.epochs), lr=lr, desc=ctx.stage_name)
         if history:
             ctx.metrics["train_loss"] = round(history[-1]["loss"], 5)
         quantized.eval()
@@ -187,7 +186,7 @@ class PTQ(_Quantization, type_name="ptq"):
 
     def quantize(self, model, ctx):
         observed = prepare_ptq(model, algo=self.algo, **self._options())
-        size = self.batch_size or ctx.engine.config.batch_size
+        size = ctx.hyper("batch_size", self.batch_size)
         seen = calibrate(observed, ctx.engine.batches(self.calibration_split, size, shuffle=False,
                                                       max_batches=self.calibration_batches))
         if seen == 0:

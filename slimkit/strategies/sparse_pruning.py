@@ -63,7 +63,6 @@ class SparsePruning(Strategy, type_name="sparse_pruning"):
     strip: bool = option(True, "fold the masks into the weights and remove them at the end (false keeps "
                                "`weight_mask` buffers, e.g. for a later sparse_pruning stage)")
     seed: int = option(0, "seed of method: random")
-    name: Optional[str] = option(None, "stage name in reports and folders; default: sparse_pruning")
 
     def __post_init__(self):
         if isinstance(self.schedule, SparsitySchedule):
@@ -92,7 +91,7 @@ class SparsePruning(Strategy, type_name="sparse_pruning"):
     def apply(self, model, ctx):
         layers = sparse_prunable_layers(model, self.skip, self.method)  # ModelError before any change
         engine = ctx.engine
-        epochs = engine.config.epochs if self.epochs is None else self.epochs
+        epochs = ctx.hyper("epochs", self.epochs)
         schedule = self.parsed_schedule
         if schedule is not None:
             steps = epochs * engine.steps_per_epoch() if epochs else 0
@@ -110,7 +109,8 @@ class SparsePruning(Strategy, type_name="sparse_pruning"):
                 updater.prune(model, self.sparsity)
             elif schedule.should_prune(0):
                 updater.prune(model, schedule.sparsity(0))
-            history = engine.train(model, epochs=epochs, lr=self.lr, on_step=updater, desc=ctx.stage_name)
+            history = engine.train(model, epochs=epochs, lr=ctx.hyper("lr", self.lr), on_step=updater,
+                                   desc=ctx.stage_name)
             stats = sparsity_stats(model, layers)
             if self.strip:
                 strip_masks(model)
@@ -134,7 +134,7 @@ class SparsePruning(Strategy, type_name="sparse_pruning"):
         if history:
             ctx.metrics["train_loss"] = round(history[-1]["loss"], 5)
         if self.skip:
-            ctx.note(f"left dense: {', '.join(self.skip)}")
+            ctx.note(f"left dense: {', '.join(self.skip)}", "skipped")
         if self.method == "neuron":
             ctx.note("neuron pruning zeroes Linear output columns; conv layers are left dense")
 
