@@ -31,7 +31,7 @@ setup(
         "scikit-learn",
     ],
     extras_require={
-        "dev": ["pytest>=7", "nbclient>=0.9", "nbformat>=5", "ipykernel"],
+        "dev": ["pytest>=7", "nbclient>=0.9", "nbformat>=5", "ipykernel", "ruff>=0.4"],
     },
     entry_points={"console_scripts": ["slimkit=slimkit.cli:main"]},
 )

@@ -26,7 +26,8 @@ def count_flops(model, input_shape, custom_ops=None):
     try:
         with eval_mode(model), contextlib.redirect_stdout(buffer), warnings.catch_warnings():
             # paddle.flops calls int() on 1-element arrays, deprecated since numpy 1.25.
-            warnings.filterwarnings("ignore", message="Conversion of an array with ndim > 0", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message="Conversion of an array with ndim > 0",
+                                    category=DeprecationWarning)
             flops = paddle.flops(model, list(input_shape), custom_ops=custom_ops, print_detail=False)
     except Exception as err:
         raise ModelError(f"the model cannot run on input shape {list(input_shape)}: {type(err).__name__}: {err}",

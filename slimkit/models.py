@@ -24,7 +24,8 @@ class ModelConfig(Options):
     name: str = option("small_cnn", "a registry name (`slimkit models` lists them) or `package.module:function`")
     args: dict = option(default_factory=dict, doc="keyword arguments of the constructor "
                                                   "(num_classes and in_channels come from the data)")
-    checkpoint: Optional[str] = option(None, "weights to load: a `.pdparams` file, or a folder written by slimkit's save")
+    checkpoint: Optional[str] = option(None, "weights to load: a `.pdparams` file, or a folder written by "
+                                             "slimkit's save")
 
 
 class SmallCNN(nn.Layer):
@@ -224,7 +225,8 @@ def load_weights(model, checkpoint):
              if k in state and list(state[k].shape) != list(v.shape)]
     if missing or wrong:
         raise ModelError(f"checkpoint {path} does not fit the model: "
-                         + (f"missing {missing[:5]} " if missing else "") + (f"shape mismatch {wrong[:5]}" if wrong else ""),
+                         + (f"missing {missing[:5]} " if missing else "")
+                         + (f"shape mismatch {wrong[:5]}" if wrong else ""),
                          "a pruned model's weights need its folder saved by slimkit (slimkit.save_model)")
     model.set_state_dict(state)
     return model

@@ -87,7 +87,8 @@ def state_shapes_differ(model, snapshot):
     out = []
     for (prefix, name), value in snapshot["tensors"].items():
         layer = layers.get(prefix)
-        t = None if layer is None else (layer._parameters.get(name) if name in layer._parameters else layer._buffers.get(name))
+        t = None if layer is None else (layer._parameters.get(name) if name in layer._parameters
+                                        else layer._buffers.get(name))
         if t is None or list(t.shape) != list(value.shape):
             out.append(f"{prefix}.{name}" if prefix else name)
     return out

@@ -79,7 +79,7 @@ def test_the_user_engine_implements_only_the_protocol(digits):
 
 
 def test_every_built_in_strategy_runs_with_a_user_engine(digits, tmp_path):
-    from slimkit import PTQ, QAT, Distillation, FilterPruning, Finetune, SparsePruning
+    from slimkit import QAT, Distillation, FilterPruning, Finetune, SparsePruning
 
     engine = ArrayLoopEngine(digits)
     stages = [Finetune(name="train", epochs=2),

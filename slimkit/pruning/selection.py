@@ -292,7 +292,7 @@ def select_greedy(probe, groups, sensitivities, target, round_to=1, min_channels
         need = t * base
         removed = {g.name: 0 for g in groups}
         loss = {g.name: 0.0 for g in groups}
-        for slope, _, _, g, a, b, step in segments:
+        for _slope, _, _, g, a, b, step in segments:
             if need <= 0:
                 break
             if removed[g.name] != a[0]:

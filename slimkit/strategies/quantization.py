@@ -177,8 +177,8 @@ class QAT(_Quantization, type_name="qat"):
 class PTQ(_Quantization, type_name="ptq"):
     """Post-training quantization: calibrate activation ranges on a few batches, no training, export int8."""
 
-    algo: Literal["abs_max", "avg", "hist", "kl", "mse"] = option("abs_max", "how activation ranges are chosen: abs_max (Paddle), avg, hist, kl, "
-                                             "mse (PaddleSlim observers)")
+    algo: Literal["abs_max", "avg", "hist", "kl", "mse"] = option(
+        "abs_max", "how activation ranges are chosen: abs_max (Paddle), avg, hist, kl, mse (PaddleSlim observers)")
     calibration_batches: int = option(10, "batches observed for calibration", gt=0)
     calibration_split: Literal["train", "val"] = option("train", "split the calibration batches come from "
                                                                  "(no augmentation)")
