@@ -47,3 +47,18 @@ def test_the_pruner_aliases_come_only_with_paddleslims_pruners():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.split()[-4:] == ["False", "False", "True", "True"]
+
+
+def test_the_top_level_is_narrow_and_old_names_point_to_their_subpackage():
+    import warnings
+
+    import slimkit
+    from slimkit import sparsity
+
+    public = {n for n in dir(slimkit) if not n.startswith("_") and not isinstance(getattr(slimkit, n), type(sys))}
+    assert public == set(slimkit.__all__) - {"__version__"}
+    assert len(slimkit.__all__) <= 40 and "convert" not in public and "Random" not in public
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert slimkit.PolynomialDecay is sparsity.PolynomialDecay
+    assert "moved to slimkit.sparsity.PolynomialDecay" in str(caught[0].message)
