@@ -14,15 +14,14 @@ import numpy as np
 import paddle
 
 from .. import compat
-from ..checkpoint import WEIGHTS
-from ..errors import ConfigError, ModelError
+from ..checkpoint import load_model
+from ..errors import ConfigError
 from ..measure import count_flops, count_params
 from ..quant.export import InferenceModel, export_float, export_quantized, exported_size, int8_verdict
 from ..quant.ptq import calibrate, prepare_ptq
 from ..quant.qat import QUANTIZABLE_TYPES, check_layer_types, convert, layers_to_quantize, quantize_for_training
 from ..schema import option
 from ..strategy import Strategy
-from ..surgery import restore as restore_tensors
 
 __all__ = ["QAT", "PTQ"]
 
@@ -120,30 +119,11 @@ class _Quantization(Strategy):
     def restore(self, model, folder, ctx):
         """Re-apply the quantization structure to `model` and load the saved state into it."""
         with compat.session_guard():
-            return load_state(self.structure(model, ctx), folder)
+            return load_model(folder, self.structure(model, ctx))
 
     def structure(self, model, ctx):
         """A quantized copy of `model` with the layers `apply` returns (values to be loaded)."""
         raise NotImplementedError
-
-
-def load_state(model, folder):
-    """Set every tensor of `model` saved in `folder/model.pdparams` (shapes included)."""
-    # Not checkpoint.load_model: it also expects the non-persistable buffers paddle's
-    # quantize/dequantize layers carry (in_accum, in_state), which state_dict() leaves out.
-    state = paddle.load(str(folder / WEIGHTS))
-    layers = dict(model.named_sublayers(include_self=True))
-    tensors = {}
-    for prefix, layer in layers.items():
-        for name in list(layer._parameters) + list(layer._buffers):
-            key = f"{prefix}.{name}" if prefix else name
-            if key in state:
-                tensors[(prefix, name)] = state[key].numpy()
-    missing = [k for k in state if k not in {f"{p}.{n}" if p else n for p, n in tensors}]
-    if missing:
-        raise ModelError(f"{folder / WEIGHTS} holds tensors the quantized model lacks: {missing[:5]}",
-                         "resume with the same quantization options, or run the stage again (no --resume)")
-    return restore_tensors(model, {"tensors": tensors, "attrs": {}})
 
 
 @dataclasses.dataclass
