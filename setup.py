@@ -35,7 +35,7 @@ setup(
     extras_require={
         # The suite is built and tested against the 3.3 line; 3.x minors move internals paddleslim uses.
         "cpu": ["paddlepaddle>=3.3,<3.4"],
-        "dev": ["pytest>=7", "packaging", "nbclient>=0.9", "nbformat>=5", "ipykernel"],
+        "dev": ["pytest>=7", "packaging", "nbclient>=0.9", "nbformat>=5", "ipykernel", "ruff>=0.4"],
     },
     entry_points={"console_scripts": ["slimkit=slimkit.cli:main"]},
 )

@@ -49,7 +49,7 @@ def main():
         return engine.evaluate(m, "val", max_batches=args.eval_batches)["top1"]
 
     # --- PaddleSlim -------------------------------------------------------------------------
-    paddleslim = compat.import_paddleslim()
+    paddleslim = compat.import_paddleslim_pruners()
     theirs = copy.deepcopy(model)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,32 +5,45 @@
     data = slimkit.load_dataset(name="digits")
     model = slimkit.build_model("small_cnn", num_classes=10, in_channels=1, input_size=8)
     reports = Pipeline(model, data, stages=[Finetune(epochs=5)]).run()
+
+The top level holds what a script needs: the pipeline and its parts, models and data,
+measurement, errors, the built-in strategies and the one-call pruning functions. The
+algorithms' building blocks live in their subpackages: `slimkit.pruning`,
+`slimkit.sparsity`, `slimkit.distill`, `slimkit.quant`.
 """
 
-from . import compat  # noqa: F401  (patches paddleslim/numpy before anything else runs)
+import warnings
+
+from . import compat  # noqa: F401  (the Paddle/PaddleSlim workarounds; importing it changes nothing)
 from ._version import __version__
 from .checkpoint import load_model, save_model
 from .data import DataBundle, DataConfig, load_dataset
-from .engine import Engine, TrainConfig
+from .engine import Engine, EngineProtocol, TrainConfig
 from .errors import ConfigError, DataError, ModelError, ResumeError, SlimkitError
 from .measure import count_flops, count_params, measure_latency
 from .models import ModelConfig, available_models, build_model
 from .pipeline import Pipeline
-from .pruning import *  # noqa: F401,F403
-from .pruning import __all__ as _pruning
-from .sparsity import *  # noqa: F401,F403
-from .sparsity import __all__ as _sparsity
-from .distill import *  # noqa: F401,F403
-from .distill import __all__ as _distill
-from .quant import *  # noqa: F401,F403
-from .quant import __all__ as _quant
-from .report import ReportConfig, StageReport
-from .strategies import *  # noqa: F401,F403
-from .strategies import __all__ as _strategies
+from .pruning import prunable_layers, prune, sensitive
+from .report import Note, ReportConfig, StageReport
+from .sparsity import sparsify
+from .strategies import PTQ, QAT, Distillation, FilterPruning, Finetune, SparsePruning
 from .strategy import Context, Strategy
 
-__all__ = ["__version__", "Pipeline", "Strategy", "Context", "Engine", "TrainConfig", "StageReport",
-           "ReportConfig", "DataConfig", "DataBundle", "ModelConfig", "load_dataset", "build_model",
-           "available_models", "save_model", "load_model", "count_flops", "count_params", "measure_latency",
-           "SlimkitError", "ConfigError", "DataError", "ModelError", "ResumeError",
-           *_strategies, *_pruning, *_sparsity, *_distill, *_quant]
+__all__ = ["__version__", "Pipeline", "Strategy", "Context", "Engine", "EngineProtocol", "TrainConfig",
+           "StageReport", "Note", "ReportConfig", "DataConfig", "DataBundle", "ModelConfig", "load_dataset",
+           "build_model", "available_models", "save_model", "load_model", "count_flops", "count_params",
+           "measure_latency", "SlimkitError", "ConfigError", "DataError", "ModelError", "ResumeError",
+           "Finetune", "FilterPruning", "SparsePruning", "Distillation", "QAT", "PTQ",
+           "prune", "prunable_layers", "sensitive", "sparsify"]
+
+
+def __getattr__(name):
+    # Names slimkit's top level used to export are still found, in their subpackage, with a
+    # warning naming where they live now; scripts written against the old top level keep running.
+    from . import distill, pruning, quant, sparsity, strategies
+
+    for package in (pruning, sparsity, distill, quant, strategies):
+        if name in package.__all__:
+            warnings.warn(f"slimkit.{name} moved to {package.__name__}.{name}", DeprecationWarning, stacklevel=2)
+            return getattr(package, name)
+    raise AttributeError(f"module 'slimkit' has no attribute {name!r}")

@@ -1,9 +1,12 @@
 """Every workaround slimkit needs to run PaddleSlim 2.6 on Paddle 3.3, in one place.
 
 Each patch is small, says why it exists, and has a test in tests/test_compat.py that
-fails if the patch stops working or stops being needed. Patches that only touch numpy
-or paddle run at `import slimkit`; the paddleslim ones run the first time slimkit
-imports paddleslim (`import_paddleslim()`), which keeps `import slimkit` fast.
+fails if the patch stops working or stops being needed. `import slimkit` patches
+nothing: numpy and paddle stay exactly as they were. slimkit itself uses PaddleSlim only
+for quantization observers and quanters (`import_paddleslim()`, no patches needed);
+PaddleSlim's own pruners, which slimkit does not call (the comparison benchmark does),
+need aliases in numpy and paddle and a scoped legacy IR around their graph trace: those
+are applied by `import_paddleslim_pruners()` only.
 
 The user's Paddle session stays as it was: PIR on and dynamic mode on, before and
 after every call here, even when the call fails.
@@ -48,17 +51,17 @@ with _without_cv2(), warnings.catch_warnings():
 FOUND = {}
 
 
-def apply_base_patches():
-    """Patches that need only numpy and paddle (run at import)."""
+def apply_pruner_aliases():
+    """numpy/paddle aliases PaddleSlim's pruners call (applied by `import_paddleslim_pruners` only)."""
     # numpy 2.0 removed np.product; paddleslim still calls it (fpgm, unstructured, flops).
-    FOUND["np_product_missing"] = not hasattr(np, "product")
-    if FOUND["np_product_missing"]:
+    FOUND.setdefault("np_product_missing", not hasattr(np, "product"))
+    if not hasattr(np, "product"):
         np.product = np.prod
 
     # Paddle 3.x renamed the guard paddleslim's graph trace enters.
     base = paddle.base.dygraph.base
-    FOUND["old_guard_missing"] = not hasattr(base, "_to_static_mode_guard_")
-    if FOUND["old_guard_missing"]:
+    FOUND.setdefault("old_guard_missing", not hasattr(base, "_to_static_mode_guard_"))
+    if not hasattr(base, "_to_static_mode_guard_"):
         base._to_static_mode_guard_ = base.to_static_mode_guard
 
 
@@ -103,18 +106,31 @@ _paddleslim = None
 
 
 def import_paddleslim():
-    """Import paddleslim with its Paddle 3.x patches applied (once)."""
+    """Import paddleslim (for its quantization observers and quanters) without touching the session."""
     global _paddleslim
     if _paddleslim is None:
         with session_guard(), _without_cv2(), _keeping_matplotlib_backend():
             import paddleslim
-            from paddleslim.core import dygraph as slim_dygraph
-            from paddleslim.dygraph.prune import unstructured_pruner
-
-        _patch_trace(slim_dygraph)
-        _patch_unstructured_masks(unstructured_pruner.UnstructuredPruner)
         _paddleslim = paddleslim
     return _paddleslim
+
+
+def import_paddleslim_pruners():
+    """paddleslim with what its dygraph pruners and `sensitive()` need on Paddle 3.x (applied once).
+
+    These patches change numpy and paddle for the rest of the process (the pruners call
+    `np.product` and `_to_static_mode_guard_` at run time), which is why only code that
+    runs PaddleSlim's pruners asks for them.
+    """
+    paddleslim = import_paddleslim()
+    apply_pruner_aliases()
+    with session_guard(), _without_cv2():
+        from paddleslim.core import dygraph as slim_dygraph
+        from paddleslim.dygraph.prune import unstructured_pruner
+
+    _patch_trace(slim_dygraph)
+    _patch_unstructured_masks(unstructured_pruner.UnstructuredPruner)
+    return paddleslim
 
 
 @contextlib.contextmanager
@@ -186,8 +202,6 @@ def _float_masks(pruner):
             pruner.masks[param_name] = (owner[0]._buffers[param_name.replace(".", "_") + "_mask"]
                                         if owner else paddle.cast(mask, "float32"))
 
-
-apply_base_patches()
 
 
 # --- quantization (paddle.quantization export) ---------------------------------------

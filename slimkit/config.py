@@ -21,7 +21,7 @@ from .errors import ConfigError, DataError
 from .models import ModelConfig, build_model
 from .report import ReportConfig
 from .schema import Options, option
-from .strategy import strategy_from_config
+from .strategy import Strategy, strategy_from_config
 
 
 @dataclasses.dataclass
@@ -38,7 +38,7 @@ class RunConfig(Options):
     def check(self):
         built = []
         for i, entry in enumerate(self.stages):
-            built.append(entry if hasattr(entry, "apply") else strategy_from_config(entry, f"stages[{i}]"))
+            built.append(entry if isinstance(entry, Strategy) else strategy_from_config(entry, f"stages[{i}]"))
         self.stages = built
         if not self.stages:
             raise ConfigError("stages", "no stages given", "add at least one, e.g. `- {type: finetune, epochs: 5}`")

@@ -3,19 +3,22 @@
 Strategies never write a loop of their own: they call `engine.train(model, ...)` with
 an optional loss (distillation) and per-step callback (sparsity masks, schedules), and
 `engine.evaluate(model, split)`. Replace the engine to plug in your own loop: any object
-with these two methods works.
+with the four methods of `EngineProtocol` works (`Pipeline(..., engine=yours)`); the
+hyperparameters strategies need come from the stage's `Context`, not from the engine.
 """
 
 import dataclasses
 import warnings
-from typing import Literal, Optional
+from typing import Iterator, Literal, Optional, Protocol, runtime_checkable
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 from tqdm.auto import tqdm
 
+from .errors import ConfigError
 from .schema import Options, option
+from .surgery import eval_mode
 
 
 @dataclasses.dataclass
@@ -36,6 +39,62 @@ class TrainConfig(Options):
     seed: int = option(0, "seed of initialisation order, shuffling and augmentation")
     max_steps_per_epoch: Optional[int] = option(None, "cap on optimizer steps per epoch (quick runs)", gt=0)
     progress: Optional[bool] = option(None, "show tqdm progress bars; null = only on a terminal")
+
+
+@runtime_checkable
+class EngineProtocol(Protocol):
+    """Everything a strategy asks of an engine: exactly these four methods (NNI's Evaluator idea).
+
+    `loss_fn(model, images, labels) -> (loss, logits)` replaces the default loss;
+    `on_step(step, model)` runs after every optimizer step (masks, schedules). `None` for
+    epochs/lr means the engine's own default (strategies pass the Context's values).
+    """
+
+    def train(self, model, epochs=None, lr=None, loss_fn=None, on_step=None, desc="train") -> list:
+        """Train `model` in place; one dict per epoch (at least `loss`)."""
+
+    def evaluate(self, model, split="test", max_batches=None) -> dict:
+        """`top1`, `top5` (fractions; top5 None with 5 classes or fewer) of `model` on a split."""
+
+    def batches(self, split, batch_size=None, shuffle=False, seed=0, max_batches=None) -> Iterator:
+        """(images, labels) paddle tensors of a split, no augmentation."""
+
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps one epoch of `train` takes (schedules count in steps)."""
+
+
+def missing_methods(engine):
+    """Names of EngineProtocol methods `engine` lacks (empty when it implements the contract)."""
+    return [name for name in ("train", "evaluate", "batches", "steps_per_epoch")
+            if not callable(getattr(engine, name, None))]
+
+
+def check_engine(engine):
+    """`engine` itself if it implements EngineProtocol; otherwise a ConfigError naming what it lacks."""
+    missing = missing_methods(engine)
+    if missing:
+        raise ConfigError("engine", f"{type(engine).__name__} lacks {', '.join(missing)}",
+                          "an engine implements train, evaluate, batches and steps_per_epoch "
+                          "(slimkit.engine.EngineProtocol), or subclass slimkit.Engine")
+    return engine
+
+
+def resolve_train_config(train=None, engine=None):
+    """The run's TrainConfig: `train` (a TrainConfig or mapping), else a slimkit Engine's own, else defaults."""
+    if isinstance(train, TrainConfig):
+        return train
+    if train:
+        return TrainConfig.from_dict(train, "train")
+    if isinstance(engine, Engine):
+        return engine.config
+    return TrainConfig()
+
+
+def topk_hits(logits, labels, k):
+    """(top-1 hits, top-k hits) of numpy `logits` [N, classes] against integer `labels` [N]."""
+    topk = np.argsort(-np.asarray(logits), axis=1, kind="stable")[:, :k]
+    y = np.asarray(labels).reshape(-1, 1)
+    return int((topk[:, :1] == y).sum()), int((topk == y).any(axis=1).sum())
 
 
 def cross_entropy(model, images, labels, label_smoothing=0.0):
@@ -145,22 +204,15 @@ class Engine:
     @paddle.no_grad()
     def evaluate(self, model, split="test", max_batches=None):
         """Top-1/top-5 accuracy (fractions) and mean loss of `model` on a split."""
-        was_training = model.training
-        model.eval()
         top1 = top5 = total = 0
         loss_sum = 0.0
         k = min(5, self.data.num_classes)
-        try:
+        with eval_mode(model):
             for images, labels in self.batches(split, self.config.eval_batch_size, max_batches=max_batches):
                 logits = model(images)
                 loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-                topk = paddle.topk(logits, k, axis=1)[1].numpy()
-                y = labels.numpy()[:, None]
-                top1 += int((topk[:, :1] == y).sum())
-                top5 += int((topk == y).any(axis=1).sum())
-                total += len(y)
-        finally:
-            model.train(was_training) if was_training else model.eval()
+                hits1, hitsk = topk_hits(logits.numpy(), labels.numpy(), k)
+                top1, top5, total = top1 + hits1, top5 + hitsk, total + int(labels.shape[0])
         return {"top1": top1 / max(total, 1),
                 "top5": top5 / max(total, 1) if self.data.num_classes > 5 else None,
                 "loss": loss_sum / max(total, 1), "samples": total}

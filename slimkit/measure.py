@@ -11,6 +11,7 @@ import numpy as np
 import paddle
 
 from .errors import ModelError
+from .surgery import eval_mode
 
 
 def count_flops(model, input_shape, custom_ops=None):
@@ -20,19 +21,18 @@ def count_flops(model, input_shape, custom_ops=None):
     counter for and counted as zero, so a report can say so instead of hiding it.
     """
     buffer = io.StringIO()
-    was_training = model.training
     before = {id(layer): (set(layer._forward_post_hooks), set(layer._buffers))
               for layer in model.sublayers(include_self=True)}
     try:
-        with contextlib.redirect_stdout(buffer), warnings.catch_warnings():
+        with eval_mode(model), contextlib.redirect_stdout(buffer), warnings.catch_warnings():
             # paddle.flops calls int() on 1-element arrays, deprecated since numpy 1.25.
-            warnings.filterwarnings("ignore", message="Conversion of an array with ndim > 0", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message="Conversion of an array with ndim > 0",
+                                    category=DeprecationWarning)
             flops = paddle.flops(model, list(input_shape), custom_ops=custom_ops, print_detail=False)
     except Exception as err:
         raise ModelError(f"the model cannot run on input shape {list(input_shape)}: {type(err).__name__}: {err}",
                          "check input_shape ([1, C, H, W] of your data) and that the model's forward works") from None
     finally:
-        model.train(was_training) if was_training else model.eval()
         _remove_flops_leftovers(model, before)
     zero = sorted(set(re.findall(r"Cannot find suitable count function for <class '([^']+)'>", buffer.getvalue())))
     return int(flops), [z.rsplit(".", 1)[-1] for z in zero]

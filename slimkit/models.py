@@ -5,7 +5,6 @@
 """
 
 import dataclasses
-import importlib
 import inspect
 from pathlib import Path
 from typing import Optional
@@ -14,6 +13,7 @@ import paddle
 import paddle.nn as nn
 
 from .errors import ModelError
+from .imports import import_object
 from .schema import Options, _suggest, option
 
 
@@ -24,7 +24,8 @@ class ModelConfig(Options):
     name: str = option("small_cnn", "a registry name (`slimkit models` lists them) or `package.module:function`")
     args: dict = option(default_factory=dict, doc="keyword arguments of the constructor "
                                                   "(num_classes and in_channels come from the data)")
-    checkpoint: Optional[str] = option(None, "weights to load: a `.pdparams` file, or a folder written by slimkit's save")
+    checkpoint: Optional[str] = option(None, "weights to load: a `.pdparams` file, or a folder written by "
+                                             "slimkit's save")
 
 
 class SmallCNN(nn.Layer):
@@ -202,15 +203,9 @@ def _named_parameters(factory):
 
 
 def _import_factory(spec):
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ModelError(f"cannot import {module_name!r} for model {spec!r}: {err}",
-                         "make the module importable (pip install it or add its folder to PYTHONPATH)") from None
-    factory = getattr(module, attr, None)
+    factory = import_object(spec, ModelError)
     if not callable(factory):
-        raise ModelError(f"{module_name} has no callable {attr!r}", "use `package.module:function`")
+        raise ModelError(f"{spec} is not callable", "use `package.module:function`")
     return factory
 
 
@@ -230,7 +225,8 @@ def load_weights(model, checkpoint):
              if k in state and list(state[k].shape) != list(v.shape)]
     if missing or wrong:
         raise ModelError(f"checkpoint {path} does not fit the model: "
-                         + (f"missing {missing[:5]} " if missing else "") + (f"shape mismatch {wrong[:5]}" if wrong else ""),
+                         + (f"missing {missing[:5]} " if missing else "")
+                         + (f"shape mismatch {wrong[:5]}" if wrong else ""),
                          "a pruned model's weights need its folder saved by slimkit (slimkit.save_model)")
     model.set_state_dict(state)
     return model

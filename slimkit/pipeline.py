@@ -15,10 +15,10 @@ from pathlib import Path
 
 from .checkpoint import save_model
 from .data import DataBundle, DataConfig, load_dataset
-from .engine import Engine, TrainConfig, set_seed
+from .engine import Engine, check_engine, resolve_train_config, set_seed
 from .errors import ConfigError, ResumeError
 from .measure import count_flops, count_params, latency_method, measure_latency, saved_size
-from .report import ConsoleTable, ReportConfig, StageReport, write_reports
+from .report import ConsoleTable, Note, ReportConfig, StageReport, write_reports
 from .strategy import Context, Strategy
 
 DONE = "stage.json"
@@ -40,7 +40,8 @@ class Pipeline:
         names = [self.stage_name(i) for i in range(len(self.stages))]
         if len(set(names)) != len(names):
             raise ConfigError("stages", f"stage names repeat: {names}", "give stages distinct `name`s")
-        self.engine = engine or Engine(self.data, train if isinstance(train, TrainConfig) else TrainConfig(**(train or {})))
+        self.train_config = resolve_train_config(train, engine)  # the hyperparameters every stage's Context gets
+        self.engine = check_engine(engine) if engine is not None else Engine(self.data, self.train_config)
         self.input_shape = list(input_shape) if input_shape else [1, *self.data.input_shape]
         self.report_config = report if isinstance(report, ReportConfig) else ReportConfig(**(report or {}))
         self.out_dir = Path(out_dir)
@@ -80,7 +81,8 @@ class Pipeline:
                 teacher.eval()
             folder = self.stage_dir(i)
             ctx = Context(data=self.data, engine=self.engine, input_shape=self.input_shape, out_dir=folder,
-                          teacher=teacher, original=original, stage_name=self.stage_name(i))
+                          teacher=teacher, original=original, stage_name=self.stage_name(i),
+                          train=self.train_config, report=self.report_config)
             done = self._load_done(folder, stage.to_config()) if resuming else None
             if done is not None:
                 model = stage.restore(model, folder, ctx)
@@ -90,7 +92,7 @@ class Pipeline:
             if folder.exists():
                 shutil.rmtree(folder)
             folder.mkdir(parents=True)
-            set_seed(self.engine.config.seed + i + 1)
+            set_seed(self.train_config.seed + i + 1)
             start = time.perf_counter()
             model = stage.apply(model, ctx)
             if model is None:
@@ -115,7 +117,8 @@ class Pipeline:
         notes = list(ctx.notes) if ctx else []
         previous = self.reports[-1].extra.get("flops_zero_types") if self.reports else None
         if zero_types and zero_types != previous:
-            notes.append(f"paddle.flops counts these layer types as zero FLOPs: {', '.join(zero_types)}")
+            notes.append(Note(f"paddle.flops counts these layer types as zero FLOPs: {', '.join(zero_types)}", name,
+                              "flops_zero_types"))
         report = StageReport(
             stage=name, strategy=strategy, flops=flops, params=count_params(model),
             top1=metrics["top1"], top5=metrics["top5"], size_bytes=saved_size(folder / "model.pdparams"),
@@ -133,7 +136,7 @@ class Pipeline:
 
     def describe(self):
         return {"data": self.data.name, "input_shape": self.input_shape, "model_spec": self.model_spec,
-                "train": self.engine.config.to_dict() if hasattr(self.engine.config, "to_dict") else None,
+                "train": self.train_config.to_dict(),
                 "stages": [s.to_config() for s in self.stages]}
 
     # --- bookkeeping --------------------------------------------------------------------
@@ -159,7 +162,7 @@ class Pipeline:
     def _check_resume(self, resume):
         marker = self.out_dir / "pipeline.json"
         current = {"data": self.data.name, "input_shape": self.input_shape, "model_spec": self.model_spec,
-                   "train": self.engine.config.to_dict() if hasattr(self.engine.config, "to_dict") else None}
+                   "train": self.train_config.to_dict()}
         current = json.loads(json.dumps(current))
         if resume and marker.is_file():
             saved = json.loads(marker.read_text())

@@ -26,6 +26,36 @@ class ReportConfig(Options):
             raise ConfigError("eval_split", f"{self.eval_split!r} is not a split", "use test or val")
 
 
+class Note(str):
+    """One note of a stage report: its text, plus the stage it belongs to and a `kind` to select it by.
+
+    A note reads as its message (so it prints and joins like text); code that needs to
+    pick notes out (e.g. replace the FLOPs note of a quantized stage) selects by `kind`,
+    never by matching the text. Kinds used: info, skipped, target, flops_zero_types, export.
+    """
+
+    def __new__(cls, message, stage="", kind="info"):
+        note = super().__new__(cls, message)
+        note.stage, note.kind = stage, kind
+        return note
+
+    @property
+    def message(self):
+        return str(self)
+
+    def to_dict(self):
+        return {"stage": self.stage, "kind": self.kind, "message": self.message}
+
+    @classmethod
+    def from_value(cls, value, stage=""):
+        """A Note from a saved dict, a Note, or plain text (reports written before notes had kinds)."""
+        if isinstance(value, Note):
+            return value
+        if isinstance(value, dict):
+            return cls(value["message"], value.get("stage", stage), value.get("kind", "info"))
+        return cls(str(value), stage)
+
+
 @dataclasses.dataclass
 class StageReport:
     """Everything measured on the model after one stage (the first row is the baseline)."""
@@ -43,13 +73,25 @@ class StageReport:
     notes: list = dataclasses.field(default_factory=list)
     extra: dict = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self):
+        self.notes = [Note.from_value(n, self.stage) for n in self.notes]
+
     def to_dict(self):
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(dataclasses.replace(self, notes=[]))
+        out["notes"] = [n.to_dict() for n in self.notes]
+        return out
 
     @classmethod
     def from_dict(cls, data):
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    def add_note(self, message, kind="info"):
+        self.notes.append(Note(message, self.stage, kind))
+
+    def drop_notes(self, kind):
+        """Remove the notes of one kind (a stage's `measure` replacing what the default measurement said)."""
+        self.notes = [n for n in self.notes if n.kind != kind]
 
 
 COLUMNS = [("stage", "stage", "{}"), ("strategy", "strategy", "{}"), ("flops", "FLOPs", "{:,}"),

@@ -82,19 +82,7 @@ def _coerce(value, hint, path):
     if hint is Any:
         return value
     if origin is Union:
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, path)
-            except ConfigError as err:
-                errors.append((arg, err))
-        for arg, err in errors:
-            # A string meant as one of the choices: keep that error, it names the closest choice.
-            if get_origin(arg) is Literal and isinstance(value, str):
-                raise err
-        raise ConfigError(path, f"expected {describe(hint)}, got {_type_name(value)} {value!r}")
+        return _coerce_union(value, hint, path)
     if origin is Literal:
         if value in args:
             return value
@@ -136,6 +124,27 @@ def _coerce(value, hint, path):
     if isinstance(hint, type) and not isinstance(value, hint):
         raise ConfigError(path, f"expected {hint.__name__}, got {_type_name(value)}")
     return value
+
+
+def _coerce_union(value, hint, path):
+    args = get_args(hint)
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in (a for a in args if a is not type(None)):
+        try:
+            return _coerce(value, arg, path)
+        except ConfigError as err:
+            errors.append((arg, err))
+    for arg, err in errors:
+        # The value had the shape of this member (a mapping for nested options, a list, ...) and
+        # failed inside it: that error names the exact key (sensitivity.ratios[1]), keep it.
+        if err.path != path:
+            raise err
+        # A string meant as one of the choices: keep that error, it names the closest choice.
+        if get_origin(arg) is Literal and isinstance(value, str):
+            raise err
+    raise ConfigError(path, f"expected {describe(hint)}, got {_type_name(value)} {value!r}")
 
 
 def _check_bounds(value, f, path):

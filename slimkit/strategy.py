@@ -2,10 +2,13 @@
 
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
+from .engine import Engine, TrainConfig
 from .errors import ConfigError
-from .schema import Options, _suggest
+from .imports import import_object
+from .report import Note, ReportConfig
+from .schema import Options, _suggest, option
 
 STRATEGIES = {}
 
@@ -14,22 +17,40 @@ STRATEGIES = {}
 class Context:
     """What a strategy may use while it runs: data, the training engine, the teacher, its folder.
 
-    `notes` and `metrics` flow into the stage's report (e.g. layers that could not be
-    pruned, per-layer sparsity), so nothing a strategy had to skip stays hidden.
+    `train` holds the run's resolved hyperparameters (epochs, lr, batch sizes, progress,
+    seed, ...): a strategy takes its defaults from there, never from the engine, so any
+    engine implementing `slimkit.engine.EngineProtocol` works. `report` holds how stages
+    are measured. `note()` and `metrics` flow into the stage's report (layers that could
+    not be pruned, per-layer sparsity), so nothing a strategy had to skip stays hidden;
+    `scratch` carries values from `apply` to `measure` that are not reported.
     """
 
     data: Any                      # slimkit.data.DataBundle
-    engine: Any                    # slimkit.engine.Engine
+    engine: Any                    # an EngineProtocol (slimkit.engine.Engine by default)
     input_shape: list              # [1, C, H, W]
     out_dir: Path                  # this stage's own folder
     teacher: Any = None            # the model before the first compressing stage
     original: Any = None           # the model the pipeline was given
     stage_name: str = ""
+    train: Optional[TrainConfig] = None    # default: the engine's config (slimkit.Engine) or TrainConfig()
+    report: Optional[ReportConfig] = None  # default: ReportConfig()
     notes: list = dataclasses.field(default_factory=list)
     metrics: dict = dataclasses.field(default_factory=dict)
+    scratch: dict = dataclasses.field(default_factory=dict)
 
-    def note(self, text):
-        self.notes.append(text)
+    def __post_init__(self):
+        if self.train is None:
+            self.train = self.engine.config if isinstance(self.engine, Engine) else TrainConfig()
+        if self.report is None:
+            self.report = ReportConfig()
+
+    def note(self, text, kind="info"):
+        """Add a note to the stage report; `kind` lets later code select it (skipped, target, ...)."""
+        self.notes.append(Note(text, self.stage_name, kind))
+
+    def hyper(self, name, value=None):
+        """`value`, or the run's default of hyperparameter `name` (a `train` option) when it is None."""
+        return getattr(self.train, name) if value is None else value
 
 
 @dataclasses.dataclass
@@ -39,17 +60,22 @@ class Strategy(Options):
     Subclasses are dataclasses of `option(...)` fields (their config), declare their
     YAML `type` with `class X(Strategy, type_name="x")`, and implement `apply`.
     Set `compresses = False` for steps that only train (the teacher is the model as it
-    was before the first step that compresses).
+    was before the first step that compresses). A subclass without `type_name` is still
+    reachable from YAML as `type: package.module:Class`.
     """
 
     type_name: ClassVar[str] = ""
     compresses: ClassVar[bool] = True
+
+    name: Optional[str] = option(None, "stage name in reports and folders; default: the stage's type")
 
     def __init_subclass__(cls, type_name=None, **kwargs):
         super().__init_subclass__(**kwargs)
         if type_name:
             cls.type_name = type_name
             STRATEGIES[type_name] = cls
+        else:  # recorded as the `package.module:Class` a config names it by, so a resume rebuilds it
+            cls.type_name = f"{cls.__module__}:{cls.__qualname__}"
 
     def apply(self, model, ctx: Context):
         """Return the compressed model (may be `model` changed in place, or a new one)."""
@@ -73,22 +99,34 @@ class Strategy(Options):
 
     @property
     def display_name(self):
-        return getattr(self, "name", None) or self.type_name
+        return self.name or self.type_name.rpartition(":")[2]
 
     def to_config(self):
         return {"type": self.type_name, **self.to_dict()}
 
 
+def strategy_class(kind, path):
+    """The Strategy class of a config `type`: a registered name or `package.module:Class`."""
+    valid = f"valid types: {', '.join(sorted(STRATEGIES))} (or `package.module:Class`)"
+    if ":" in kind:
+        found = import_object(kind, lambda message, hint: ConfigError(path, message, hint))
+        if not (isinstance(found, type) and issubclass(found, Strategy)):
+            raise ConfigError(path, f"{kind} is not a subclass of slimkit.Strategy", valid)
+        return found
+    if kind not in STRATEGIES:
+        raise ConfigError(path, f"unknown stage type {kind!r}", _suggest(kind, sorted(STRATEGIES)))
+    return STRATEGIES[kind]
+
+
 def strategy_from_config(entry, path):
     """Build a Strategy from a config entry `{type: ..., **options}`."""
+    valid = f"valid types: {', '.join(sorted(STRATEGIES))}"
     if not isinstance(entry, dict):
-        raise ConfigError(path, f"a stage is a mapping with a 'type', got {entry!r}",
-                          f"valid types: {', '.join(sorted(STRATEGIES))}")
+        raise ConfigError(path, f"a stage is a mapping with a 'type', got {entry!r}", valid)
     entry = dict(entry)
     kind = entry.pop("type", None)
     if kind is None:
-        raise ConfigError(path, "missing 'type'", f"valid types: {', '.join(sorted(STRATEGIES))}")
-    if kind not in STRATEGIES:
-        raise ConfigError(f"{path}.type", f"unknown stage type {kind!r}", _suggest(kind, sorted(STRATEGIES)))
-    return STRATEGIES[kind].from_dict(entry, path)
-
+        raise ConfigError(path, "missing 'type'", valid)
+    if not isinstance(kind, str):
+        raise ConfigError(f"{path}.type", f"expected a string, got {kind!r}", valid)
+    return strategy_class(kind, f"{path}.type").from_dict(entry, path)

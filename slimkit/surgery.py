@@ -5,6 +5,8 @@ their forward reads (`_in_channels`, `_groups`, ...). The same two operations re
 model after a failed change and rebuild a pruned model from a checkpoint.
 """
 
+import contextlib
+
 import numpy as np
 import paddle
 
@@ -85,7 +87,24 @@ def state_shapes_differ(model, snapshot):
     out = []
     for (prefix, name), value in snapshot["tensors"].items():
         layer = layers.get(prefix)
-        t = None if layer is None else (layer._parameters.get(name) if name in layer._parameters else layer._buffers.get(name))
+        t = None if layer is None else (layer._parameters.get(name) if name in layer._parameters
+                                        else layer._buffers.get(name))
         if t is None or list(t.shape) != list(value.shape):
             out.append(f"{prefix}.{name}" if prefix else name)
     return out
+
+
+@contextlib.contextmanager
+def eval_mode(model):
+    """Run the body with `model` in eval mode; every sublayer's own train/eval flag comes back after.
+
+    Restoring per layer (not `model.train()`) keeps a deliberately frozen BatchNorm or
+    a teacher in eval mode inside a training student as it was.
+    """
+    training = {name: layer.training for name, layer in model.named_sublayers(include_self=True)}
+    try:
+        model.eval()
+        yield model
+    finally:
+        for name, layer in model.named_sublayers(include_self=True):
+            layer.training = training.get(name, layer.training)

@@ -95,7 +95,8 @@ def check_attributes(model):
                 assert layer.bias.shape[0] == out_c, name
         elif isinstance(layer, paddle.nn.layer.norm._BatchNormBase):
             n = layer._num_features
-            assert [layer.weight.shape[0], layer.bias.shape[0], layer._mean.shape[0], layer._variance.shape[0]] == [n] * 4
+            shapes = [layer.weight.shape[0], layer.bias.shape[0], layer._mean.shape[0], layer._variance.shape[0]]
+            assert shapes == [n] * 4
         elif isinstance(layer, paddle.nn.Linear) and layer.bias is not None:
             assert layer.bias.shape[0] == layer.weight.shape[1], name
 

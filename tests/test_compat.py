@@ -9,19 +9,21 @@ from slimkit import compat
 
 
 def test_np_product_alias_is_needed_and_works():
+    compat.import_paddleslim_pruners()
     assert compat.FOUND["np_product_missing"], "numpy has np.product again: drop the alias"
     assert np.product is np.prod
     from paddleslim.dygraph.prune.fpgm_pruner import FPGMFilterPruner  # noqa: F401  (calls np.product)
 
 
 def test_static_mode_guard_alias_is_needed_and_works():
+    compat.import_paddleslim_pruners()
     assert compat.FOUND["old_guard_missing"], "paddle has _to_static_mode_guard_ again: drop the alias"
     base = paddle.base.dygraph.base
     assert base._to_static_mode_guard_ is base.to_static_mode_guard
 
 
 def _l1_pruner(model, shape):
-    ps = compat.import_paddleslim()
+    ps = compat.import_paddleslim_pruners()
     return ps.dygraph.L1NormFilterPruner(model, shape)
 
 
@@ -37,7 +39,7 @@ def test_paddleslim_trace_runs_under_scoped_legacy_ir_and_restores_session():
 
 def test_paddleslim_trace_fails_without_the_guard():
     """Proves the legacy-IR wrapper is still needed: the unwrapped trace breaks under PIR."""
-    compat.import_paddleslim()
+    compat.import_paddleslim_pruners()
     from paddleslim.core import dygraph as slim_dygraph
 
     raw = slim_dygraph._dy2prog.__wrapped__
@@ -67,7 +69,7 @@ def test_legacy_ir_scope_restores_after_error():
 
 
 def test_unstructured_masks_stay_float():
-    compat.import_paddleslim()
+    compat.import_paddleslim_pruners()
     from paddleslim.dygraph.prune.unstructured_pruner import UnstructuredPruner
 
     model = slimkit.build_model("small_cnn", num_classes=10, in_channels=1, input_size=8)

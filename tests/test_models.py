@@ -36,7 +36,8 @@ def test_user_model_by_module_path(tmp_path, monkeypatch):
     (tmp_path / "my_models.py").write_text(
         "import paddle\n"
         "def tiny(num_classes=10, hidden=8):\n"
-        "    return paddle.nn.Sequential(paddle.nn.Flatten(), paddle.nn.Linear(64, hidden), paddle.nn.Linear(hidden, num_classes))\n")
+        "    return paddle.nn.Sequential(paddle.nn.Flatten(), paddle.nn.Linear(64, hidden), "
+        "paddle.nn.Linear(hidden, num_classes))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     model = slimkit.build_model("my_models:tiny", num_classes=3, in_channels=1, input_size=8, hidden=5)
     assert model(paddle.randn([2, 1, 8, 8])).shape == [2, 3]

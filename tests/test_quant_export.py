@@ -41,7 +41,8 @@ def test_int8_weights_on_disk_and_same_answers(digits, trained_cnn, tmp_path):
                           if isinstance(l, (paddle.nn.Conv2D, paddle.nn.Linear)))
     assert int8 == float_shapes  # every conv/linear weight, and nothing else, is int8
     float_prefix = export_float(trained_cnn, tmp_path / "fp32", [1, 1, 8, 8])
-    params_ratio = (prefix.parent / "model.pdiparams").stat().st_size / (float_prefix.parent / "model.pdiparams").stat().st_size
+    params_ratio = ((prefix.parent / "model.pdiparams").stat().st_size
+                    / (float_prefix.parent / "model.pdiparams").stat().st_size)
     assert params_ratio < 0.3
     assert exported_size(prefix) < exported_size(float_prefix)
     x = digits.test.images[:128]

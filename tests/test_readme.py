@@ -21,4 +21,5 @@ def test_ci_runs_the_readme_test_command():
     assert "grep -m1 '^apt-get update' README.md" in ci
     second = commands()[1]
     assert second.startswith("apt-get update")
-    assert [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("apt-get update")][0] == second
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert [line for line in lines if line.startswith("apt-get update")][0] == second

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import slimkit
-from slimkit import ConfigError, ModelError, Pipeline, PolynomialDecay, SparsePruning
+from slimkit import ConfigError, ModelError, Pipeline, SparsePruning
+from slimkit.sparsity import PolynomialDecay
 from slimkit.config import load_config
 from slimkit.sparsity import masked_layers, sparse_prunable_layers, sparsify
 from slimkit.strategy import Context, strategy_from_config

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 import slimkit
-from slimkit import ConfigError, ConstantSparsity, PolynomialDecay, SparsePruning, SparsitySchedule
+from slimkit import ConfigError, SparsePruning
+from slimkit.sparsity import ConstantSparsity, PolynomialDecay, SparsitySchedule
 from slimkit.sparsity import sparse_prunable_layers
 from slimkit.strategy import Context
 

@@ -15,6 +15,7 @@ import paddle.nn.functional as F
 
 from ..errors import ConfigError
 from ..schema import Options, _suggest, option
+from ..surgery import eval_mode
 
 
 @dataclasses.dataclass
@@ -97,12 +98,8 @@ class FeatureDistiller(nn.Layer):
         try:
             with paddle.no_grad():
                 for side, model in self._models.items():
-                    was_training = model.training
-                    model.eval()  # a train-mode probe would move BatchNorm statistics
-                    try:
+                    with eval_mode(model):  # a train-mode probe would move BatchNorm statistics
                         model(sample)
-                    finally:
-                        model.train() if was_training else model.eval()
                     shapes[side] = {name: list(out.shape) for name, out in self._outputs[side].items()}
         finally:
             self.detach()

@@ -7,15 +7,13 @@ best ones (`remove_channels`) and measures FLOPs before and after with `paddle.f
 import dataclasses
 import numbers
 
-import numpy as np
-
 from ..errors import ConfigError, ModelError
 from ..measure import count_flops
 from ..schema import _suggest
-from .criteria import get_criterion
-from .dependency import DependencyGraph, analyze, group_weights
+from .criteria import get_criterion, score_groups
+from .dependency import DependencyGraph, analyze
 from .remove import remove_with_undo
-from .selection import channels_to_keep, keep_indices
+from .selection import channels_to_keep, check_ratio, keep_indices
 
 
 @dataclasses.dataclass
@@ -39,26 +37,28 @@ def prunable_layers(model, input_shape):
     return [root for g in analyze(model, input_shape).prunable() for root in g.roots]
 
 
-def prune(model, input_shape, criterion="l1", ratios=0.3, skip=(), round_to=1, min_channels=1, graph=None):
+def prune(model, input_shape, criterion="l1", ratios=0.3, skip=(), round_to=1, min_channels=1, graph=None,
+          batches=None):
     """Remove the fraction `ratios` of output channels of conv/linear layers, in place; return a PruneResult.
 
     `ratios` is one float in [0, 1) for every prunable group, or {layer name: ratio}.
-    `criterion` is a criterion name ("l1", "l2", ...) or an object with `scores(weights)`.
+    `criterion` is a criterion name ("l1", "l2", ...), a Criterion, or an object with `scores(weights)`;
+    a data criterion (taylor) needs `batches`, an iterable of (images, labels) training batches.
     Channels kept per group are rounded to a multiple of `round_to` and never fewer than
     `min_channels` (`selection.channels_to_keep`, the same rule as the sensitivity scan).
     `skip` names layers to leave alone. `graph` reuses an `analyze` result of this
     (unpruned) model. On any error the model is left unchanged.
     """
     for name, ratio in (ratios.items() if isinstance(ratios, dict) else [(None, ratios)]):
-        _check_ratio(ratio, "ratios" if name is None else f"ratios[{name!r}]")
+        check_ratio(name, ratio)
     for key, value in (("round_to", round_to), ("min_channels", min_channels)):
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
             raise ConfigError(key, f"must be an integer >= 1, got {value!r}")
     scorer = get_criterion(criterion)
-    if getattr(scorer, "needs_data", False):
-        raise ConfigError("criterion", f"{criterion!r} scores channels from activations and gradients, which "
-                                       "prune() has no data for", "use a weight criterion (l1, l2, fpgm) here, or "
-                                                                  "the filter_pruning strategy, which has the data")
+    if getattr(scorer, "needs_data", False) and batches is None:
+        raise ConfigError("criterion", f"{criterion!r} scores channels from activations and gradients: pass "
+                                       "batches=[(images, labels), ...]", "or use a weight criterion (l1, l2, fpgm), "
+                                                                          "or the filter_pruning strategy")
     graph = graph or analyze(model, input_shape)
     skip = [skip] if isinstance(skip, str) else list(skip)
     targets = _targets(graph, ratios, skip)
@@ -67,15 +67,11 @@ def prune(model, input_shape, criterion="l1", ratios=0.3, skip=(), round_to=1, m
         skipped.setdefault(graph.group(name).name, f"skipped as asked (skip={skip})")
 
     flops_before = count_flops(model, input_shape)[0]
-    keep, layers = {}, []
-    for group, ratio in targets:
-        n_keep = channels_to_keep(group.channels, ratio, round_to, max(min_channels, group.min_channels),
-                                  group.channel_multiple)
-        if n_keep >= group.channels:
-            continue
-        keep[group.name] = keep_indices(_scores(scorer, model, group), n_keep, group)
-        layers += [(root, group.channels, n_keep) for root in group.roots]
-    pruned_graph, undo = remove_with_undo(model, graph, keep) if keep else (graph, lambda: None)
+    counts = {group.name: channels_to_keep(group.channels, ratio, round_to, max(min_channels, group.min_channels),
+                                           group.channel_multiple) for group, ratio in targets}
+    layers = [(root, group.channels, counts[group.name]) for group, _ in targets
+              if counts[group.name] < group.channels for root in group.roots]
+    keep, pruned_graph, undo = prune_to_counts(model, graph, counts, scorer, batches=batches)
     try:
         flops_after = count_flops(model, input_shape)[0]
     except Exception:
@@ -84,10 +80,19 @@ def prune(model, input_shape, criterion="l1", ratios=0.3, skip=(), round_to=1, m
     return PruneResult(layers, flops_before, flops_after, skipped, keep, pruned_graph)
 
 
-def _check_ratio(ratio, path):
-    if not isinstance(ratio, numbers.Real) or isinstance(ratio, bool) or not 0 <= float(ratio) < 1:
-        raise ConfigError(path, f"a pruning ratio must be a number in [0, 1), got {ratio!r}",
-                          "0.3 removes 30% of a layer's output channels; 1.0 would remove all of them")
+def prune_to_counts(model, graph, counts, criterion, engine=None, batches=None):
+    """Keep `counts[group]` channels of each group (its highest-scoring ones), removing the rest in place.
+
+    The one removal path: `prune`, the filter_pruning stage and its rounds all come here.
+    Returns (keep: {group: indices kept}, the pruned model's graph, undo()).
+    """
+    cut = [graph.group(name) for name, n in counts.items() if n < graph.group(name).channels]
+    if not cut:
+        return {}, graph, lambda: None
+    scores = score_groups(model, cut, criterion, engine, batches)
+    keep = {g.name: keep_indices(scores[g.name], counts[g.name], g) for g in cut}
+    pruned_graph, undo = remove_with_undo(model, graph, keep)
+    return keep, pruned_graph, undo
 
 
 def _targets(graph, ratios, skip):
@@ -109,12 +114,3 @@ def _targets(graph, ratios, skip):
                               f"give all of {group.roots} the same ratio, or only one of them")
         chosen[group.name] = (group, float(ratio))
     return list(chosen.values())
-
-
-def _scores(scorer, model, group):
-    weights = group_weights(model, group)
-    scores = np.asarray(scorer.scores(weights), dtype=np.float64).reshape(-1)
-    if scores.shape != (group.channels,):
-        raise ModelError(f"criterion {type(scorer).__name__} gave {scores.shape[0]} scores for group "
-                         f"{group.name!r} of {group.channels} channels", "scores() must return one score per channel")
-    return scores

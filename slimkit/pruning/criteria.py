@@ -1,29 +1,93 @@
 """Filter importance criteria: which output channels of a group matter least.
 
 One small class per criterion behind one interface, in the style of Torch-Pruning's
-`importance.py`:
+`importance.py`: a criterion sees the whole group and returns one score per channel.
 
-    Criterion().scores(weights, grads=None, activations=None) -> np.ndarray  # one score per channel
+    Criterion().group_scores(group: GroupData) -> np.ndarray   # higher = keep
 
-`weights` is the list of the group's root weight arrays with output channels on axis 0
-(a group coupled by residual adds has several roots). Each root is scored on its own and
-the per-root scores are summed after normalising each to unit L2 norm, so a wide layer
-cannot outvote a narrow one. A higher score means a more important channel; pruning
-keeps the channels with the highest scores.
+`GroupData` holds every tensor the group's channels live in (the roots' output weights,
+the consumers' input weights, BatchNorm scales and shifts, biases; `slices`) and, for a
+criterion with `needs_data`, the roots' activations and loss gradients over a few
+training batches. The built-in weight criteria score each root on its own
+(`root_scores`) and sum the per-root scores after normalising each to unit L2 norm, so
+a wide layer cannot outvote a narrow one; `scores(weights, grads, activations)` is that
+root-level view and what a subclass written against it keeps overriding.
 
-`get_criterion("l1" | "l2" | "fpgm" | "taylor" | "random" | obj)` accepts these names,
-PaddleSlim's (`l1_norm`, `geometry_median`, `L1NormFilterPruner`, `FPGMFilterPruner`, ...)
-and any object with a `scores` method.
+Criteria register themselves by name (`class Mine(Criterion, name="mine")`): the
+registry is what `get_criterion`, `filter_pruning`'s `criterion` option and its docs
+accept. `get_criterion` also takes PaddleSlim's names (`l1_norm`, `geometry_median`,
+`L1NormFilterPruner`, `FPGMFilterPruner`, ...), a Criterion class or instance, and any
+object with a `scores` method.
 """
+
+import dataclasses
 
 import numpy as np
 import paddle.nn.functional as F
 
 from ..errors import ConfigError, ModelError
 from ..schema import _suggest
+from ..surgery import eval_mode
 
-__all__ = ["Criterion", "L1Norm", "L2Norm", "FPGM", "Taylor", "Random", "get_criterion", "CRITERIA",
-           "score_groups", "collect_taylor_data"]
+__all__ = ["Criterion", "GroupData", "L1Norm", "L2Norm", "FPGM", "Taylor", "Random", "BNScale", "get_criterion",
+           "CRITERIA", "score_groups", "collect_taylor_data", "group_data"]
+
+CRITERIA = {}   # name -> Criterion class, filled as the classes are defined
+ALIASES = {}    # other names (PaddleSlim's) -> name
+
+
+@dataclasses.dataclass
+class SliceData:
+    """The values of one tensor range a group's channels live in, channels on axis 0 ([count, -1])."""
+
+    layer: str
+    layer_type: str   # the layer's class name (Conv2D, BatchNorm2D, Linear, ...)
+    tensor: str       # weight, bias, _mean, ...
+    role: str         # out (a root's output channels), in (a consumer's inputs), channel (BN, bias, depthwise)
+    start: int        # first group channel of the range
+    values: np.ndarray
+
+
+@dataclasses.dataclass
+class GroupData:
+    """Everything a criterion may use to score one group's channels."""
+
+    name: str
+    channels: int
+    weights: list                 # root weight arrays, output channels on axis 0 (one per root)
+    slices: list                  # [SliceData] of every member tensor: roots, consumers, BN, biases
+    activations: list = None      # per root [N, C, ...] outputs over the data batches (needs_data only)
+    grads: list = None            # per root [N, C, ...] loss gradients w.r.t. those outputs
+
+    def select(self, role=None, layer_type=None, tensor=None):
+        """The slices matching a role, a layer type prefix (e.g. "BatchNorm") and/or a tensor name."""
+        return [s for s in self.slices if (role is None or s.role == role) and (tensor is None or s.tensor == tensor)
+                and (layer_type is None or s.layer_type.startswith(layer_type))]
+
+    def per_channel(self, slices, reduce):
+        """Sum over `slices` of `reduce(values) -> [count]`, placed at each slice's channels: one value per channel."""
+        total = np.zeros(self.channels)
+        for s in slices:
+            total[s.start:s.start + len(s.values)] += np.asarray(reduce(np.asarray(s.values, np.float64)))
+        return total
+
+
+def group_data(model, group, activations=None, grads=None):
+    """The GroupData of `group` in `model` (tensor values read now)."""
+    from .dependency import group_weights
+
+    layers = dict(model.named_sublayers(include_self=True))
+    slices = []
+    for s in group.slices:
+        layer = layers[s.layer]
+        tensor = layer._parameters.get(s.tensor)
+        tensor = layer._buffers.get(s.tensor) if tensor is None else tensor
+        if tensor is None:
+            continue
+        values = np.moveaxis(tensor.numpy(), s.axis, 0)[s.offset:s.offset + s.count * s.repeat]
+        slices.append(SliceData(s.layer, type(layer).__name__, s.tensor, s.role, s.start,
+                                values.reshape(s.count, -1)))
+    return GroupData(group.name, group.channels, group_weights(model, group), slices, activations, grads)
 
 
 def _flat(weight):
@@ -48,10 +112,28 @@ def combine(per_root):
 
 
 class Criterion:
-    """Base class: per-output-channel importance of a group from its root weights (higher = keep)."""
+    """Base class: per-output-channel importance of a group (higher = keep).
+
+    Override `group_scores(group)` to use the whole group (consumers, BN parameters,
+    activations), `scores(weights, grads, activations)` for the roots' weights only, or
+    `root_scores(weight)` for one root at a time (roots are combined by `combine`).
+    `class X(Criterion, name="x", aliases=("other",))` registers the name for configs.
+    """
 
     name = ""
     needs_data = False  # True when scores need activations and gradients (collected from training batches)
+    batches = 4         # training batches a data criterion looks at
+    batch_size = None   # their size; None = the engine's default
+
+    def __init_subclass__(cls, name=None, aliases=(), **kwargs):
+        super().__init_subclass__(**kwargs)
+        if name:
+            cls.name = name
+            CRITERIA[name] = cls
+            ALIASES.update({alias.lower(): name for alias in aliases})
+
+    def group_scores(self, group):
+        return self.scores(group.weights, grads=group.grads, activations=group.activations)
 
     def scores(self, weights, grads=None, activations=None):
         return combine([self.root_scores(np.asarray(w)) for w in weights])
@@ -63,32 +145,29 @@ class Criterion:
         return f"{type(self).__name__}()"
 
 
-class L1Norm(Criterion):
+class L1Norm(Criterion, name="l1", aliases=("l1_norm", "L1NormFilterPruner")):
     """Sum of absolute weights of each filter (Li et al. 2017; PaddleSlim's L1NormFilterPruner)."""
 
-    name = "l1"
 
     def root_scores(self, weight):
         return np.abs(_flat(weight)).sum(axis=1)
 
 
-class L2Norm(Criterion):
+class L2Norm(Criterion, name="l2", aliases=("l2_norm", "L2NormFilterPruner")):
     """Euclidean norm of each filter (PaddleSlim's L2NormFilterPruner)."""
 
-    name = "l2"
 
     def root_scores(self, weight):
         return np.sqrt((_flat(weight) ** 2).sum(axis=1))
 
 
-class FPGM(Criterion):
+class FPGM(Criterion, name="fpgm", aliases=("geometry_median", "FPGMFilterPruner")):
     """Filter pruning via geometric median (He et al. 2019, arXiv 1811.00250).
 
     A filter close to all others is replaceable: its importance is the sum of its
     Euclidean distances to every other filter of the layer, from one Gram matrix.
     """
 
-    name = "fpgm"
 
     def root_scores(self, weight):
         w = _flat(weight)
@@ -99,7 +178,7 @@ class FPGM(Criterion):
         return np.sqrt(d2).sum(axis=1)
 
 
-class Taylor(Criterion):
+class Taylor(Criterion, name="taylor"):
     """First-order Taylor expansion of the loss (Molchanov et al. 2017, arXiv 1611.06440).
 
     Importance of a channel = |mean over its feature map of activation x gradient|,
@@ -108,7 +187,6 @@ class Taylor(Criterion):
     and the loss gradient with respect to it (`collect_taylor_data` gathers them).
     """
 
-    name = "taylor"
     needs_data = True
 
     def __init__(self, batches=4, batch_size=None):
@@ -133,10 +211,9 @@ class Taylor(Criterion):
         return f"Taylor(batches={self.batches})"
 
 
-class Random(Criterion):
+class Random(Criterion, name="random"):
     """Random scores from a seeded generator: the baseline every criterion should beat."""
 
-    name = "random"
 
     def __init__(self, seed=0):
         self.seed = seed
@@ -149,10 +226,18 @@ class Random(Criterion):
         return f"Random(seed={self.seed})"
 
 
-CRITERIA = {"l1": L1Norm, "l2": L2Norm, "fpgm": FPGM, "taylor": Taylor, "random": Random}
-# PaddleSlim's names for the same criteria, so users coming from it find them.
-ALIASES = {"l1_norm": "l1", "l2_norm": "l2", "geometry_median": "fpgm",
-           "l1normfilterpruner": "l1", "l2normfilterpruner": "l2", "fpgmfilterpruner": "fpgm"}
+class BNScale(Criterion, name="bn_scale", aliases=("network_slimming",)):
+    """|gamma| of the BatchNorm layers the channels pass (Liu et al. 2017, network slimming, arXiv 1708.06519).
+
+    The scales of every BatchNorm on the group's channels are summed; a group with no
+    BatchNorm falls back to the L1 norm of its root weights.
+    """
+
+    def group_scores(self, group):
+        norms = group.select(role="channel", layer_type="BatchNorm", tensor="weight")
+        if not norms:
+            return L1Norm().group_scores(group)
+        return group.per_channel(norms, lambda gamma: np.abs(gamma).sum(axis=1))
 
 
 def get_criterion(criterion="l1"):
@@ -173,34 +258,46 @@ def get_criterion(criterion="l1"):
 
 # --- scoring the groups of a model ----------------------------------------------------------
 
-def score_groups(model, groups, criterion, engine=None):
-    """{group name: per-channel scores} of `groups` under `criterion` (data from `engine` if it needs any)."""
-    from .dependency import group_weights
+def score_groups(model, groups, criterion, engine=None, batches=None):
+    """{group name: per-channel scores} of `groups` under `criterion`.
 
+    A criterion that `needs_data` gets the roots' activations and gradients over
+    `batches` (an iterable of (images, labels)) or, without them, over the criterion's
+    number of shuffled training batches from `engine` (any EngineProtocol).
+    """
     criterion = get_criterion(criterion)
-    data = {}
-    if getattr(criterion, "needs_data", False):
+    data = _activations_and_grads(model, groups, criterion, engine, batches)
+    out = {}
+    for g in groups:
+        acts, grads = ([data[r][0] for r in g.roots], [data[r][1] for r in g.roots]) if data else (None, None)
+        scores = _scores_of(criterion, group_data(model, g, acts, grads))
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if len(scores) != g.channels:
+            raise ModelError(f"criterion {criterion!r} returned {len(scores)} scores for {g.name} "
+                             f"({g.channels} channels)", "scores() must return one value per output channel")
+        out[g.name] = scores
+    return out
+
+
+def _scores_of(criterion, group):
+    if isinstance(criterion, Criterion):
+        return criterion.group_scores(group)
+    # A plain object with the root-level `scores` (accepted by get_criterion).
+    if group.grads is None:
+        return criterion.scores(group.weights)
+    return criterion.scores(group.weights, grads=group.grads, activations=group.activations)
+
+
+def _activations_and_grads(model, groups, criterion, engine, batches):
+    if not getattr(criterion, "needs_data", False):
+        return {}
+    if batches is None:
         if engine is None:
             raise ModelError(f"criterion {criterion!r} needs training batches",
                              "pass engine= (slimkit.Engine), or use a weight-based criterion (l1, l2, fpgm)")
-        roots = sorted({r for g in groups for r in g.roots})
-        batches = engine.batches("train", getattr(criterion, "batch_size", None), shuffle=True, seed=0,
-                                 max_batches=getattr(criterion, "batches", 4))
-        data = collect_taylor_data(model, roots, batches)
-    out = {}
-    for g in groups:
-        if data:
-            acts = [data[r][0] for r in g.roots]
-            grads = [data[r][1] for r in g.roots]
-            s = criterion.scores(group_weights(model, g), grads=grads, activations=acts)
-        else:
-            s = criterion.scores(group_weights(model, g))
-        s = np.asarray(s, dtype=np.float64).reshape(-1)
-        if len(s) != g.channels:
-            raise ModelError(f"criterion {criterion!r} returned {len(s)} scores for {g.name} "
-                             f"({g.channels} channels)", "scores() must return one value per output channel")
-        out[g.name] = s
-    return out
+        batches = engine.batches("train", criterion.batch_size, shuffle=True, seed=0, max_batches=criterion.batches)
+    roots = sorted({r for g in groups for r in g.roots})
+    return collect_taylor_data(model, roots, batches)
 
 
 def collect_taylor_data(model, layer_names, batches, loss_fn=None):
@@ -225,17 +322,10 @@ def collect_taylor_data(model, layer_names, batches, loss_fn=None):
         return hook
 
     handles = [layers[n].register_forward_post_hook(make_hook(n)) for n in layer_names]
-    was_training = model.training
-    model.eval()
     frozen = {id(p): p.stop_gradient for p in model.parameters()}
     try:
-        count = 0
-        for images, labels in batches:
-            images.stop_gradient = True
-            logits = model(images)
-            loss = loss_fn(model, images, labels)[0] if loss_fn else F.cross_entropy(logits, labels)
-            loss.backward()
-            count += 1
+        with eval_mode(model):
+            count = _backward_over(model, batches, loss_fn)
         if count == 0:
             raise ModelError("no batches to collect activations and gradients from", "check the training split")
     finally:
@@ -244,10 +334,21 @@ def collect_taylor_data(model, layer_names, batches, loss_fn=None):
         for p in model.parameters():
             p.clear_gradient(False)
             p.stop_gradient = frozen[id(p)]
-        model.train() if was_training else model.eval()
     bad = [n for n in layer_names if not acts[n] or len(grads[n]) != len(acts[n])]
     if bad:
         raise ModelError(f"no gradient reached layer(s) {bad[:5]} (outputs unused by the loss?)",
                          "skip these layers or use a weight-based criterion (l1, l2, fpgm)")
     # Gradient hooks fire in reverse layer order but once per batch, so batch i pairs with batch i.
     return {n: (np.concatenate(acts[n]), np.concatenate(grads[n])) for n in layer_names}
+
+
+def _backward_over(model, batches, loss_fn):
+    """One backward pass per batch (the hooks collect what they need); returns the number of batches."""
+    count = 0
+    for images, labels in batches:
+        images.stop_gradient = True
+        logits = model(images)
+        loss = loss_fn(model, images, labels)[0] if loss_fn else F.cross_entropy(logits, labels)
+        loss.backward()
+        count += 1
+    return count

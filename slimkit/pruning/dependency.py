@@ -219,7 +219,8 @@ _PASS_THROUGH = {
 _PER_CHANNEL = {"batch_norm", "batch_norm_", "sync_batch_norm_", "instance_norm", "prelu", "affine_channel"}
 _BINARY = {"add", "add_", "subtract", "subtract_", "multiply", "multiply_", "divide", "divide_", "maximum",
            "minimum", "elementwise_pow"}
-_RESHAPES = {"reshape", "reshape_", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "flatten", "flatten_", "view_shape"}
+_RESHAPES = {"reshape", "reshape_", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "flatten", "flatten_",
+             "view_shape"}
 _PARAM_VIEWS = {"reshape", "reshape_", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "cast", "assign", "flatten"}
 _IGNORED = {"shape", "shape64", "full", "full_int_array", "full_like", "builtin.combine", "fetch",
             "builtin.shadow_output", "builtin.set_parameter", "numel"}
@@ -655,7 +656,7 @@ class _ChannelTracer:
                 reasons = [r if r != "model input" else "coupled with the model input (e.g. an identity shortcut)"
                            for r in reasons]
             members, slices = [], []
-            for node_index, s in slices_by_class.get(root, []):
+            for _node_index, s in slices_by_class.get(root, []):
                 # Every node of a class has the same channel indices; slices refer to class channels.
                 slices.append(s)
                 key = (s.layer, s.tensor, s.axis)

@@ -15,6 +15,8 @@ import math
 import numpy as np
 import paddle
 
+from ..surgery import eval_mode
+
 __all__ = ["PrefixCache"]
 
 
@@ -38,16 +40,12 @@ def _execution_order(model, input_shape):
     for name, layer in model.named_sublayers():
         handles.append(layer.register_forward_pre_hook(pre(name)))
         handles.append(layer.register_forward_post_hook(post(name)))
-    training = {name: layer.training for name, layer in model.named_sublayers(include_self=True)}
     try:
-        model.eval()
-        with paddle.no_grad():
+        with eval_mode(model), paddle.no_grad():
             model(paddle.zeros(list(input_shape), dtype="float32"))
     finally:
         for h in handles:
             h.remove()
-        for name, layer in model.named_sublayers(include_self=True):
-            layer.training = training.get(name, layer.training)
     return calls
 
 

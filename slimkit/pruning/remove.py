@@ -17,7 +17,7 @@ import paddle
 
 from ..errors import ModelError
 from ..schema import _suggest
-from ..surgery import capture, replace_tensor, restore
+from ..surgery import capture, eval_mode, replace_tensor, restore
 from .dependency import DependencyGraph
 
 
@@ -159,14 +159,8 @@ def _fix_shape_attrs(layer, old):
 
 
 def _check_forward(model, graph):
-    training = {name: l.training for name, l in model.named_sublayers(include_self=True)}
-    model.eval()
-    try:
-        with paddle.no_grad():
-            out = model(paddle.zeros(graph.input_shape, dtype="float32"))
-    finally:
-        for name, l in model.named_sublayers(include_self=True):
-            l.training = training[name]
+    with eval_mode(model), paddle.no_grad():
+        out = model(paddle.zeros(graph.input_shape, dtype="float32"))
     shapes = [list(t.shape) for t in _tensors(out)]
     if shapes != graph.output_shapes:
         raise ModelError(f"the pruned model's outputs have shapes {shapes}, expected {graph.output_shapes}")

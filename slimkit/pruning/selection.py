@@ -19,6 +19,7 @@ bisected on FLOPs measured after pruning (each probe prunes in place, counts, re
 import contextlib
 import dataclasses
 import math
+import numbers
 
 import numpy as np
 
@@ -33,9 +34,10 @@ __all__ = ["Selection", "FlopsProbe", "channels_to_keep", "keep_indices", "expli
 
 def check_ratio(name, ratio, path="ratios"):
     """A pruning ratio must be a number in [0, 1): 1 would remove every channel."""
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 <= float(ratio) < 1:
         raise ConfigError(f"{path}.{name}" if name else path, f"ratio {ratio!r} is outside [0, 1)",
-                          "a ratio is the fraction of a layer's output channels removed, e.g. 0.3")
+                          "a ratio is the fraction of a layer's output channels removed: 0.3 removes 30%, "
+                          "1.0 would remove all of them")
     return float(ratio)
 
 
@@ -290,7 +292,7 @@ def select_greedy(probe, groups, sensitivities, target, round_to=1, min_channels
         need = t * base
         removed = {g.name: 0 for g in groups}
         loss = {g.name: 0.0 for g in groups}
-        for slope, _, _, g, a, b, step in segments:
+        for _slope, _, _, g, a, b, step in segments:
             if need <= 0:
                 break
             if removed[g.name] != a[0]:

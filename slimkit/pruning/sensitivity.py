@@ -80,61 +80,29 @@ def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=Non
             "input_shape": list(input_shape), "round_to": round_to, "min_channels": min_channels,
             "model_digest": model_digest(model)}
     state = _load(file, meta)
-    snapshot = capture(model)
-    total = len(groups) * len(ratios)
-    touched = {g.name: _member_layers(graph, [g.name]) for g in groups}
-    cache = PrefixCache(model, input_shape, list(touched.values()), cache_mb * 2**20) if cache_mb > 0 else None
-    bar = tqdm(total=total, desc="sensitivity", disable=not progress, leave=False, dynamic_ncols=True)
-    replaying = contextlib.ExitStack()
-    if cache is not None:
-        replaying.enter_context(cache.installed())
-
-    def evaluate(changed):
-        with cache.trial(changed) if cache is not None else contextlib.nullcontext():
-            return float(eval_fn(model))
-
+    scan = _Scan(model, input_shape, graph, groups, eval_fn, cache_mb)
+    bar = tqdm(total=len(groups) * len(ratios), desc="sensitivity", disable=not progress, leave=False,
+               dynamic_ncols=True)
     try:
         if state.get("base") is None:
-            state["base"] = evaluate(set())
+            state["base"] = scan.evaluate(set())
             _save(file, state)
-        base = state["base"]
-        if base <= 0:
-            raise ModelError(f"the model's accuracy before pruning is {base}: relative losses are undefined",
+        if state["base"] <= 0:
+            raise ModelError(f"the model's accuracy before pruning is {state['base']}: relative losses are undefined",
                              "train the model first, or check eval_fn")
         todo = [g for g in groups if any(_key(r) not in state["layers"].get(g.name, {}).get("losses", {})
                                          for r in ratios)]
         scores = score_groups(model, todo, criterion, engine) if todo else {}
         for g in groups:
             entry = state["layers"].setdefault(g.name, {"channels": g.channels, "losses": {}, "kept": {}})
-            if g.name not in scores:
+            if g.name in scores:
+                scan.group(g, scores[g.name], entry, ratios, state["base"], (round_to, min_channels), bar)
+                _save(file, state)
+            else:
                 bar.update(len(ratios))
-                continue
-            by_kept = {int(k): entry["losses"][r] for r, k in entry["kept"].items() if r in entry["losses"]}
-            for r in ratios:
-                bar.set_postfix_str(f"{g.name} {r:g}")
-                if _key(r) in entry["losses"]:
-                    bar.update(1)
-                    continue
-                kept = channels_to_keep(g.channels, r, round_to, max(min_channels, g.min_channels),
-                                        g.channel_multiple)
-                if kept >= g.channels:
-                    loss = 0.0  # nothing removed at this ratio
-                elif kept in by_kept:
-                    loss = by_kept[kept]
-                else:
-                    with temporarily_pruned(model, graph, {g.name: keep_indices(scores[g.name], kept, g)}, snapshot):
-                        acc = evaluate(touched[g.name])
-                    loss = (base - acc) / base
-                    by_kept[kept] = loss
-                entry["losses"][_key(r)] = loss
-                entry["kept"][_key(r)] = kept
-                bar.update(1)
-            _save(file, state)
     finally:
         bar.close()
-        replaying.close()
-        # Leave the user's model exactly as it came, whatever stopped the scan.
-        restore(model, snapshot)
+        scan.close()  # leaves the user's model exactly as it came, whatever stopped the scan
         _save(file, state)
     result = {g.name: {float(r): l for r, l in state["layers"][g.name]["losses"].items() if float(r) in ratios}
               for g in groups}
@@ -143,6 +111,50 @@ def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=Non
     if verbose:
         print(format_sensitivity(result))
     return result
+
+
+class _Scan:
+    """The trials of one scan: prune a group for real, evaluate (replaying cached prefixes), put it back."""
+
+    def __init__(self, model, input_shape, graph, groups, eval_fn, cache_mb):
+        self.model, self.graph, self.eval_fn = model, graph, eval_fn
+        self.snapshot = capture(model)
+        self.touched = {g.name: _member_layers(graph, [g.name]) for g in groups}
+        self.cache = (PrefixCache(model, input_shape, list(self.touched.values()), cache_mb * 2**20)
+                      if cache_mb > 0 else None)
+        self._replaying = contextlib.ExitStack()
+        if self.cache is not None:
+            self._replaying.enter_context(self.cache.installed())
+
+    def evaluate(self, changed):
+        with self.cache.trial(changed) if self.cache is not None else contextlib.nullcontext():
+            return float(self.eval_fn(self.model))
+
+    def group(self, g, scores, entry, ratios, base, rounding, bar):
+        """Fill `entry` (losses and kept channels per ratio) of group `g`; ratios already there are kept."""
+        round_to, min_channels = rounding
+        by_kept = {int(k): entry["losses"][r] for r, k in entry["kept"].items() if r in entry["losses"]}
+        for r in ratios:
+            bar.set_postfix_str(f"{g.name} {r:g}")
+            if _key(r) not in entry["losses"]:
+                kept = channels_to_keep(g.channels, r, round_to, max(min_channels, g.min_channels),
+                                        g.channel_multiple)
+                if kept >= g.channels:
+                    loss = 0.0  # nothing removed at this ratio
+                elif kept in by_kept:
+                    loss = by_kept[kept]  # ratios that round to the same channel count are evaluated once
+                else:
+                    keep = {g.name: keep_indices(scores, kept, g)}
+                    with temporarily_pruned(self.model, self.graph, keep, self.snapshot):
+                        loss = (base - self.evaluate(self.touched[g.name])) / base
+                    by_kept[kept] = loss
+                entry["losses"][_key(r)] = loss
+                entry["kept"][_key(r)] = kept
+            bar.update(1)
+
+    def close(self):
+        self._replaying.close()
+        restore(self.model, self.snapshot)
 
 
 def _groups_to_scan(graph, layers, skip):
@@ -181,11 +193,12 @@ def _load(file, meta):
     try:
         saved = json.loads(Path(file).read_text())
     except ValueError:
-        warnings.warn(f"{file} is not valid JSON; the sensitivity scan starts over")
+        warnings.warn(f"{file} is not valid JSON; the sensitivity scan starts over", stacklevel=3)
         return state
     changed = [k for k in meta if saved.get(k) != json.loads(json.dumps(meta[k]))]
     if changed:
-        warnings.warn(f"{file} holds a scan with a different {', '.join(changed)}; the scan starts over")
+        warnings.warn(f"{file} holds a scan with a different {', '.join(changed)}; the scan starts over",
+                      stacklevel=3)
         return state
     state["base"] = saved.get("base")
     state["layers"] = saved.get("layers", {})

@@ -22,6 +22,7 @@ import paddle
 
 from .. import compat
 from ..errors import ModelError
+from ..engine import topk_hits
 from ..measure import saved_size
 
 MODEL_FILE = "model.pdmodel"
@@ -179,18 +180,18 @@ class InferenceModel:
         return self._output.copy_to_cpu()
 
     def evaluate(self, engine, split="test", max_batches=None):
-        """Top-1/top-5 (fractions) of the exported model on a split, like `Engine.evaluate`."""
+        """Top-1/top-5 (fractions) of the exported model on a split of a `slimkit.Engine`'s data."""
+        batches = engine.batches(split, engine.config.eval_batch_size, max_batches=max_batches)
+        return self.evaluate_batches(batches, engine.data.num_classes)
+
+    def evaluate_batches(self, batches, num_classes):
+        """Top-1/top-5 (fractions) of the exported model over (images, labels) `batches`, like `Engine.evaluate`."""
         top1 = top5 = total = 0
-        k = min(5, engine.data.num_classes)
-        for images, labels in engine.batches(split, engine.config.eval_batch_size, max_batches=max_batches):
-            logits = self.run(images.numpy())
-            y = labels.numpy()[:, None]
-            topk = np.argsort(-logits, axis=1)[:, :k]
-            top1 += int((topk[:, :1] == y).sum())
-            top5 += int((topk == y).any(axis=1).sum())
-            total += len(y)
+        for images, labels in batches:
+            hits1, hitsk = topk_hits(self.run(images.numpy()), labels.numpy(), min(5, num_classes))
+            top1, top5, total = top1 + hits1, top5 + hitsk, total + int(labels.shape[0])
         return {"top1": top1 / max(total, 1),
-                "top5": top5 / max(total, 1) if engine.data.num_classes > 5 else None, "samples": total}
+                "top5": top5 / max(total, 1) if num_classes > 5 else None, "samples": total}
 
     def latency(self, input_shape, warmup=10, runs=50):
         """Median wall time (ms) of `predictor.run()` on a random batch of `input_shape`."""

@@ -15,6 +15,7 @@ import paddle
 from .. import compat
 from ..errors import ConfigError
 from ..schema import _suggest
+from ..surgery import eval_mode
 
 # The layer types paddle.quantization can replace by a quantized twin (its DEFAULT_QAT_LAYER_MAPPINGS).
 QUANTIZABLE_TYPES = {"Conv2D": paddle.nn.Conv2D, "Linear": paddle.nn.Linear}
@@ -119,14 +120,9 @@ def convert(quantized, remain_weight=True):
     from paddle.quantization.config import QuantConfig
 
     compat.fix_linear_quanter_zero_point()
-    was_training = quantized.training
-    quantized.eval()
-    try:
-        with warnings.catch_warnings():
-            # paddle's LinearQuanter copies its scales with paddle.to_tensor(tensor) and warns about it.
-            warnings.filterwarnings("ignore", message="To copy construct from a tensor")
-            # convert() reads only the quanters already in the model; the config is unused.
-            return QAT(QuantConfig(activation=None, weight=None)).convert(quantized, inplace=False,
-                                                                          remain_weight=remain_weight)
-    finally:
-        quantized.train(was_training) if was_training else quantized.eval()
+    with eval_mode(quantized), warnings.catch_warnings():
+        # paddle's LinearQuanter copies its scales with paddle.to_tensor(tensor) and warns about it.
+        warnings.filterwarnings("ignore", message="To copy construct from a tensor")
+        # convert() reads only the quanters already in the model; the config is unused.
+        return QAT(QuantConfig(activation=None, weight=None)).convert(quantized, inplace=False,
+                                                                      remain_weight=remain_weight)

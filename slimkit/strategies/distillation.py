@@ -18,7 +18,7 @@ from ..errors import ConfigError, ModelError
 from ..models import ModelConfig, available_models, build_model
 from ..schema import _suggest, option
 from ..strategy import Strategy
-from ..surgery import capture, restore
+from ..surgery import capture, eval_mode, restore
 
 __all__ = ["Distillation"]
 
@@ -57,7 +57,6 @@ class Distillation(Strategy, type_name="distill"):
         default_factory=list, doc="feature distillation pairs `{student: layer, teacher: layer, weight: 1.0}`: "
                                   "mean squared error between the named layers' outputs, through a learned "
                                   "1x1 conv adapter when channel counts differ")
-    name: Optional[str] = option(None, "stage name in reports and folders; default: distill")
 
     def check(self):
         if self.teacher is not None:
@@ -85,29 +84,27 @@ class Distillation(Strategy, type_name="distill"):
         if from_config:
             ctx.metrics["teacher_top1"] = round(ctx.engine.evaluate(teacher)["top1"], 5)
 
-        config = getattr(ctx.engine, "config", None)
-        loss_fn = DistillLoss(teacher, self.temperature, self.alpha, self.kd_loss,
-                              getattr(config, "label_smoothing", 0.0), distiller)
+        loss_fn = DistillLoss(teacher, self.temperature, self.alpha, self.kd_loss, ctx.train.label_smoothing,
+                              distiller)
         trained = model if distiller is None else _StudentWithAdapters(model, distiller)
         snapshot = capture(model)
-        teacher_was_training = teacher.training
-        teacher.eval()
         try:
-            if distiller is not None:
-                distiller.attach()
-            history = ctx.engine.train(trained, epochs=self.epochs, lr=self.lr, loss_fn=loss_fn,
-                                       desc=ctx.stage_name or self.display_name)
+            with eval_mode(teacher):
+                if distiller is not None:
+                    distiller.attach()
+                history = ctx.engine.train(trained, epochs=ctx.hyper("epochs", self.epochs),
+                                           lr=ctx.hyper("lr", self.lr), loss_fn=loss_fn,
+                                           desc=ctx.stage_name or self.display_name)
         except BaseException:
             restore(model, snapshot)  # a failed stage leaves the student as it came in
             raise
         finally:
             if distiller is not None:
                 distiller.detach()
-            teacher.train() if teacher_was_training else teacher.eval()
         model.eval()
         if history:
             ctx.metrics["train_loss"] = round(history[-1]["loss"], 5)
-            steps = ctx.engine.steps_per_epoch() if hasattr(ctx.engine, "steps_per_epoch") else 0
+            steps = ctx.engine.steps_per_epoch()
             for key, value in loss_fn.mean_of_last(steps).items():
                 ctx.metrics[f"distill_{key}"] = round(value, 5)
         return model  # the adapters stay behind in the discarded wrapper
@@ -156,12 +153,8 @@ def _check_logits(student, teacher, sample):
     with paddle.no_grad():
         shapes = []
         for model in (student, teacher):
-            was_training = model.training
-            model.eval()
-            try:
+            with eval_mode(model):
                 shapes.append(list(model(sample).shape))
-            finally:
-                model.train() if was_training else model.eval()
     if shapes[0] != shapes[1]:
         raise ConfigError("teacher", f"teacher output {shapes[1]} differs from the student's {shapes[0]}",
                           "the teacher must be trained on the same classes as the student")

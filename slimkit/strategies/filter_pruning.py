@@ -15,7 +15,7 @@ from typing import Literal, Optional, Union
 
 from ..errors import ConfigError, ModelError
 from ..measure import count_flops
-from ..pruning.criteria import Criterion
+from ..pruning.criteria import CRITERIA, Criterion, get_criterion
 from ..schema import Options, option
 from ..strategy import Strategy
 from ..surgery import capture, restore
@@ -43,10 +43,9 @@ class SensitivityConfig(Options):
 class FilterPruning(Strategy, type_name="filter_pruning"):
     """Remove the least important output channels of conv/linear layers (and their dependents)."""
 
-    criterion: Union[Literal["l1", "l2", "fpgm", "taylor", "random"], Criterion] = option(
-        "l1", "which channels go first: l1/l2 weight norm, fpgm (geometric median), "
-              "taylor (|activation x gradient| on training batches), random; in Python also an instance of "
-              "a slimkit.pruning.Criterion subclass")
+    criterion: Union[str, Criterion] = option(
+        "l1", f"which channels go first, a registered criterion: {', '.join(CRITERIA)} (see the strategy page); "
+              "in Python also an instance of a slimkit.pruning.Criterion subclass")
     ratios: Optional[Union[float, dict[str, float]]] = option(
         None, "fraction of output channels removed: one number for every group, or {layer: ratio} for the "
               "layers named (others untouched); exclusive with target_flops_reduction", ge=0, lt=1)
@@ -56,9 +55,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         "auto", "how ratios are chosen for the target: greedy (least scanned loss per FLOP saved), threshold "
                 "(PaddleSlim's loss-threshold bisection), uniform (one ratio for all); auto = greedy with a "
                 "sensitivity scan, uniform without")
-    # Declared as a mapping and turned into SensitivityConfig in check(), so a bad key inside
-    # it is reported with its own path (sensitivity.ratios[1]) instead of "expected a mapping".
-    sensitivity: Optional[dict] = option(
+    sensitivity: Optional[SensitivityConfig] = option(
         None, "run a sensitivity scan to choose per-layer ratios: a mapping of `ratios` (default 0.1 ... 0.9), "
               "`eval_batches` (default 4) and `file` (default: sensitivity.json in the stage folder)")
     max_ratio: float = option(0.9, "largest ratio any group may get when `selection` is uniform", gt=0, lt=1)
@@ -69,7 +66,6 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
     finetune_epochs: int = option(0, "epochs of training between rounds (needs steps >= 2)", ge=0)
     finetune_lr: Optional[float] = option(None, "learning rate of the training between rounds; null = train.lr",
                                           gt=0)
-    name: Optional[str] = option(None, "stage name in reports and folders; default: filter_pruning")
 
     def to_dict(self):
         out = super().to_dict()
@@ -78,14 +74,9 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
             out["criterion"] = f"{type(self.criterion).__module__}.{type(self.criterion).__qualname__}"
         return out
 
-    def __post_init__(self):
-        if isinstance(self.sensitivity, SensitivityConfig):
-            self.sensitivity = self.sensitivity.to_dict()
-        super().__post_init__()
-
     def check(self):
-        if isinstance(self.sensitivity, dict):
-            self.sensitivity = SensitivityConfig.from_dict(self.sensitivity, "sensitivity")
+        if isinstance(self.criterion, str):
+            get_criterion(self.criterion)  # an unknown name fails here, naming the closest registered one
         if self.ratios is None and self.target_flops_reduction is None:
             raise ConfigError("ratios", "give either `ratios` or `target_flops_reduction`",
                               "e.g. target_flops_reduction: 0.5 (measured FLOPs), or ratios: 0.3 (channels)")
@@ -126,9 +117,9 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
             graph = analyze(model, ctx.input_shape)
             self._resolve_names(graph)
             for name, reason in graph.skipped().items():
-                ctx.note(f"{self.display_name}: {name} not pruned: {reason}")
+                ctx.note(f"{self.display_name}: {name} not pruned: {reason}", "skipped")
             for name in self.skip:
-                ctx.note(f"{self.display_name}: {graph.group(name).name} not pruned: in `skip`")
+                ctx.note(f"{self.display_name}: {graph.group(name).name} not pruned: in `skip`", "skipped")
             flops_before = count_flops(model, ctx.input_shape)[0]
             original = {g.name: g.channels for g in graph.prunable()}
             channels = dict(original)
@@ -140,7 +131,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
                 channels.update(selection.keep)
                 rounds.append(selection.to_dict())
                 if step < self.steps and self.finetune_epochs:
-                    ctx.engine.train(model, epochs=self.finetune_epochs, lr=self.finetune_lr,
+                    ctx.engine.train(model, epochs=self.finetune_epochs, lr=ctx.hyper("lr", self.finetune_lr),
                                      desc=f"{ctx.stage_name} round {step}")
         except BaseException:
             restore(model, snapshot)
@@ -157,7 +148,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
             ctx.metrics["predicted_loss"] = {g: l for r in rounds for g, l in r["predicted_loss"].items()}
         if self.target_flops_reduction is not None and 1 - flops_after / flops_before < self.target_flops_reduction:
             ctx.note(f"{self.display_name}: measured FLOPs reduction {1 - flops_after / flops_before:.1%} is below "
-                     f"the target {self.target_flops_reduction:.1%}")
+                     f"the target {self.target_flops_reduction:.1%}", "target")
         return model
 
     def _resolve_names(self, graph):
@@ -175,47 +166,54 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         return [g for g in graph.prunable() if g.name not in skipped]
 
     def _prune_round(self, model, graph, ctx, step, flops_before, original):
+        """One round: choose how many channels each group keeps, then the one prune path removes the rest."""
+        from ..pruning.api import prune_to_counts
+
+        selection = self._select(model, graph, ctx, step, flops_before, original)
+        prune_to_counts(model, graph, selection.keep, self.criterion, ctx.engine)
+        return selection
+
+    def _select(self, model, graph, ctx, step, flops_before, original):
+        """This round's Selection (kept channels per group) for the stage's goal.
+
+        Each goal kind is one branch returning a Selection: explicit ratios, a FLOPs
+        target; another target kind (e.g. latency) is one more branch of the same shape.
+        """
         from ..pruning import selection as sel
-        from ..pruning.criteria import score_groups
-        from ..pruning.remove import remove_channels
-        from ..pruning.sensitivity import sensitive
 
         groups = self._groups(graph)
         probe = sel.FlopsProbe(model, graph, ctx.input_shape)
         share = step / self.steps  # the linear schedule: this round's cumulative share of the goal
         if self.ratios is not None:
             chosen = self._explicit(graph, groups, share, original)
-            result = sel.explicit_ratios(probe, [g for g in groups if g.name in chosen], chosen,
-                                         self.round_to, self.min_channels)
-        else:
-            goal = self.target_flops_reduction * share
-            target = 1 - (1 - goal) * flops_before / probe.base  # relative to the model as it is now
-            if target <= 0:
-                return sel.Selection(self.method, {}, {}, {}, probe.base, probe.base)
-            if self.method == "uniform":
-                result = sel.select_uniform(probe, groups, target, self.round_to, self.min_channels, self.max_ratio)
-            else:
-                cfg = self.sensitivity
-                file = Path(cfg.file) if cfg.file else ctx.out_dir / "sensitivity.json"
-                if step > 1:  # each round scans a different (already pruned) model
-                    file = file.with_name(f"{file.stem}-{step}{file.suffix}")
-                engine = ctx.engine
+            return sel.explicit_ratios(probe, [g for g in groups if g.name in chosen], chosen,
+                                       self.round_to, self.min_channels)
+        goal = self.target_flops_reduction * share
+        target = 1 - (1 - goal) * flops_before / probe.base  # relative to the model as it is now
+        if target <= 0:
+            return sel.Selection(self.method, {}, {}, {}, probe.base, probe.base)
+        if self.method == "uniform":
+            return sel.select_uniform(probe, groups, target, self.round_to, self.min_channels, self.max_ratio)
+        losses = self._scan(model, graph, ctx, step)
+        pick = sel.select_greedy if self.method == "greedy" else sel.select_by_threshold
+        return pick(probe, groups, losses, target, self.round_to, self.min_channels)
 
-                def eval_fn(m):
-                    return engine.evaluate(m, "val", max_batches=cfg.eval_batches)["top1"]
+    def _scan(self, model, graph, ctx, step):
+        """The sensitivity scan of the model as it is at this round (its own file per round)."""
+        from ..pruning.sensitivity import sensitive
 
-                losses = sensitive(model, ctx.input_shape, eval_fn, cfg.ratios, self.criterion, file=file,
-                                   skip=self.skip, graph=graph, engine=engine, round_to=self.round_to,
-                                   min_channels=self.min_channels,
-                                   progress=getattr(engine.config, "progress", False))
-                pick = sel.select_greedy if self.method == "greedy" else sel.select_by_threshold
-                result = pick(probe, groups, losses, target, self.round_to, self.min_channels)
-        cut = [g for g in groups if result.keep.get(g.name, g.channels) < g.channels]
-        scores = score_groups(model, cut, self.criterion, ctx.engine)
-        keep = {g.name: sel.keep_indices(scores[g.name], result.keep[g.name], g) for g in cut}
-        if keep:
-            remove_channels(model, graph, keep)
-        return result
+        cfg = self.sensitivity
+        file = Path(cfg.file) if cfg.file else ctx.out_dir / "sensitivity.json"
+        if step > 1:  # each round scans a different (already pruned) model
+            file = file.with_name(f"{file.stem}-{step}{file.suffix}")
+        engine = ctx.engine
+
+        def eval_fn(m):
+            return engine.evaluate(m, "val", max_batches=cfg.eval_batches)["top1"]
+
+        return sensitive(model, ctx.input_shape, eval_fn, cfg.ratios, self.criterion, file=file, skip=self.skip,
+                         graph=graph, engine=engine, round_to=self.round_to, min_channels=self.min_channels,
+                         progress=bool(ctx.train.progress))
 
     def _explicit(self, graph, groups, share, original):
         """This round's ratios relative to the current channels, reaching `share` of the final cut."""

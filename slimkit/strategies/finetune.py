@@ -15,10 +15,10 @@ class Finetune(Strategy, type_name="finetune"):
 
     epochs: Optional[int] = option(None, "epochs; null = train.epochs", ge=0)
     lr: Optional[float] = option(None, "peak learning rate; null = train.lr", gt=0)
-    name: Optional[str] = option(None, "stage name in reports and folders; default: finetune")
 
     def apply(self, model, ctx):
-        history = ctx.engine.train(model, epochs=self.epochs, lr=self.lr, desc=ctx.stage_name)
+        history = ctx.engine.train(model, epochs=ctx.hyper("epochs", self.epochs), lr=ctx.hyper("lr", self.lr),
+                                   desc=ctx.stage_name)
         if history:
             ctx.metrics["train_loss"] = round(history[-1]["loss"], 5)
         return model

@@ -14,22 +14,19 @@ import numpy as np
 import paddle
 
 from .. import compat
-from ..checkpoint import WEIGHTS
-from ..errors import ConfigError, ModelError
+from ..checkpoint import load_model
+from ..errors import ConfigError
 from ..measure import count_flops, count_params
 from ..quant.export import InferenceModel, export_float, export_quantized, exported_size, int8_verdict
 from ..quant.ptq import calibrate, prepare_ptq
 from ..quant.qat import QUANTIZABLE_TYPES, check_layer_types, convert, layers_to_quantize, quantize_for_training
 from ..schema import option
 from ..strategy import Strategy
-from ..surgery import restore as restore_tensors
 
 __all__ = ["QAT", "PTQ"]
 
 EXPORT_DIR = "inference"
 FLOAT_EXPORT_DIR = "float_inference"
-LATENCY_WARMUP, LATENCY_RUNS = 10, 50
-FLOPS_NOTE = "paddle.flops counts these layer types as zero FLOPs"
 
 
 @dataclasses.dataclass
@@ -49,7 +46,6 @@ class _Quantization(Strategy):
     runtime: Literal["onednn_int8", "cpu"] = option(
         "onednn_int8", "Paddle Inference CPU runtime used to evaluate and time the export: oneDNN with its "
                        "int8 passes, or the plain CPU predictor (computes in float)")
-    name: Optional[str] = option(None, "stage name in reports and folders; default: the type")
 
     def check(self):
         check_layer_types(self.quantizable_layer_type)
@@ -59,8 +55,8 @@ class _Quantization(Strategy):
         with compat.session_guard():
             layers_to_quantize(model, self.quantizable_layer_type, self.skip)  # bad names fail before any work
             flops, zero_types = count_flops(model, ctx.input_shape)
-            ctx.metrics.update(float_flops=flops, float_flops_zero_types=zero_types,
-                               float_params=count_params(model))
+            # For measure(): the quantized layers count as zero FLOPs, so the float structure's numbers are reported.
+            ctx.scratch.update(float_flops=flops, float_flops_zero_types=zero_types, float_params=count_params(model))
             quantized = self.quantize(model, ctx)
             export_quantized(quantized, ctx.out_dir / EXPORT_DIR, ctx.input_shape, self.weight_bits)
             export_float(model, ctx.out_dir / FLOAT_EXPORT_DIR, ctx.input_shape)
@@ -81,17 +77,19 @@ class _Quantization(Strategy):
             self._measure_export(ctx, report)
 
     def _measure_export(self, ctx, report):
-        shape = [1, *ctx.input_shape[1:]]
+        shape = [ctx.report.latency_batch, *ctx.input_shape[1:]]
+        warmup, runs = ctx.report.latency_warmup, ctx.report.latency_runs
         exported = InferenceModel(ctx.out_dir / EXPORT_DIR / "model", self.runtime)
         reference = InferenceModel(ctx.out_dir / FLOAT_EXPORT_DIR / "model", self.runtime)
-        metrics = exported.evaluate(ctx.engine, "test")
+        batches = ctx.engine.batches(ctx.report.eval_split, ctx.train.eval_batch_size)
+        metrics = exported.evaluate_batches(batches, ctx.data.num_classes)
         ops = exported.optimized_ops()
         verdict = int8_verdict(ops)
-        latency = exported.latency(shape, LATENCY_WARMUP, LATENCY_RUNS)
-        float_latency = reference.latency(shape, LATENCY_WARMUP, LATENCY_RUNS)
+        latency = exported.latency(shape, warmup, runs)
+        float_latency = reference.latency(shape, warmup, runs)
         size = exported_size(exported.prefix)
         float_size = exported_size(reference.prefix)
-        extra = ctx.metrics
+        extra = ctx.scratch
         report.extra.update(
             eager_top1=report.top1, eager_top5=report.top5, eager_latency_ms=report.latency_ms,
             export_dir=str(ctx.out_dir / EXPORT_DIR), runtime=self.runtime, cpu_execution=verdict,
@@ -101,50 +99,31 @@ class _Quantization(Strategy):
         report.top1, report.top5 = metrics["top1"], metrics["top5"]
         report.size_bytes = size
         report.latency_ms = latency
-        report.latency_method = exported.latency_method(shape, LATENCY_WARMUP, LATENCY_RUNS)
+        report.latency_method = exported.latency_method(shape, warmup, runs)
         report.flops, report.params = extra["float_flops"], extra["float_params"]
-        report.notes = [n for n in report.notes if not n.startswith(FLOPS_NOTE)]
-        report.notes.append("FLOPs and params are those of the float structure (paddle.flops counts the quantized "
-                            "layers as zero); top-1/top-5, size and latency are measured on the exported files "
-                            f"reloaded with paddle.inference ({report.extra['export_dir']})")
+        report.drop_notes("flops_zero_types")
+        report.add_note("FLOPs and params are those of the float structure (paddle.flops counts the quantized "
+                        "layers as zero); top-1/top-5, size and latency are measured on the exported files "
+                        f"reloaded with paddle.inference ({report.extra['export_dir']})", "export")
         # The float structure's zero-FLOPs types are those of the stage before: already noted there.
         report.extra["flops_zero_types"] = extra["float_flops_zero_types"]
         interesting = {k: v for k, v in ops.items() if k in ("quantize", "dequantize", "requantize",
                                                                "quantize_linear", "dequantize_linear")}
         faster = "faster" if latency < float_latency else "not faster"
-        report.notes.append(
+        report.add_note(
             f"CPU execution: {verdict} ({self.runtime}; quantize/dequantize ops after Paddle Inference's passes: "
             f"{interesting or 'none'}); the int8 export runs in {latency:.3f} ms vs {float_latency:.3f} ms for the "
-            f"float export in the same predictor ({faster})")
+            f"float export in the same predictor ({faster})", "export")
 
     # --- resume ---------------------------------------------------------------------------
     def restore(self, model, folder, ctx):
         """Re-apply the quantization structure to `model` and load the saved state into it."""
         with compat.session_guard():
-            return load_state(self.structure(model, ctx), folder)
+            return load_model(folder, self.structure(model, ctx))
 
     def structure(self, model, ctx):
         """A quantized copy of `model` with the layers `apply` returns (values to be loaded)."""
         raise NotImplementedError
-
-
-def load_state(model, folder):
-    """Set every tensor of `model` saved in `folder/model.pdparams` (shapes included)."""
-    # Not checkpoint.load_model: it also expects the non-persistable buffers paddle's
-    # quantize/dequantize layers carry (in_accum, in_state), which state_dict() leaves out.
-    state = paddle.load(str(folder / WEIGHTS))
-    layers = dict(model.named_sublayers(include_self=True))
-    tensors = {}
-    for prefix, layer in layers.items():
-        for name in list(layer._parameters) + list(layer._buffers):
-            key = f"{prefix}.{name}" if prefix else name
-            if key in state:
-                tensors[(prefix, name)] = state[key].numpy()
-    missing = [k for k in state if k not in {f"{p}.{n}" if p else n for p, n in tensors}]
-    if missing:
-        raise ModelError(f"{folder / WEIGHTS} holds tensors the quantized model lacks: {missing[:5]}",
-                         "resume with the same quantization options, or run the stage again (no --resume)")
-    return restore_tensors(model, {"tensors": tensors, "attrs": {}})
 
 
 @dataclasses.dataclass
@@ -160,8 +139,8 @@ class QAT(_Quantization, type_name="qat"):
 
     def quantize(self, model, ctx):
         quantized = self.structure(model, ctx)
-        lr = self.lr if self.lr is not None else ctx.engine.config.lr * 0.1
-        history = ctx.engine.train(quantized, epochs=self.epochs, lr=lr, desc=ctx.stage_name)
+        lr = self.lr if self.lr is not None else ctx.train.lr * 0.1
+        history = ctx.engine.train(quantized, epochs=ctx.hyper("epochs", self.epochs), lr=lr, desc=ctx.stage_name)
         if history:
             ctx.metrics["train_loss"] = round(history[-1]["loss"], 5)
         quantized.eval()
@@ -178,8 +157,8 @@ class QAT(_Quantization, type_name="qat"):
 class PTQ(_Quantization, type_name="ptq"):
     """Post-training quantization: calibrate activation ranges on a few batches, no training, export int8."""
 
-    algo: Literal["abs_max", "avg", "hist", "kl", "mse"] = option("abs_max", "how activation ranges are chosen: abs_max (Paddle), avg, hist, kl, "
-                                             "mse (PaddleSlim observers)")
+    algo: Literal["abs_max", "avg", "hist", "kl", "mse"] = option(
+        "abs_max", "how activation ranges are chosen: abs_max (Paddle), avg, hist, kl, mse (PaddleSlim observers)")
     calibration_batches: int = option(10, "batches observed for calibration", gt=0)
     calibration_split: Literal["train", "val"] = option("train", "split the calibration batches come from "
                                                                  "(no augmentation)")
@@ -187,7 +166,7 @@ class PTQ(_Quantization, type_name="ptq"):
 
     def quantize(self, model, ctx):
         observed = prepare_ptq(model, algo=self.algo, **self._options())
-        size = self.batch_size or ctx.engine.config.batch_size
+        size = ctx.hyper("batch_size", self.batch_size)
         seen = calibrate(observed, ctx.engine.batches(self.calibration_split, size, shuffle=False,
                                                       max_batches=self.calibration_batches))
         if seen == 0:

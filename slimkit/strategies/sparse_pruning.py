@@ -52,7 +52,7 @@ class SparsePruning(Strategy, type_name="sparse_pruning"):
     sparsity: Optional[float] = option(
         None, "one-shot target: share of weights (neurons) set to zero before training, "
               "exactly round(sparsity * n); exclusive with schedule", ge=0, lt=1)
-    schedule: Optional[dict] = option(
+    schedule: Optional[SparsitySchedule] = option(
         None, "sparsity schedule during training: `{type: polynomial_decay, initial_sparsity, final_sparsity, "
               "begin_step, end_step, power, frequency}` or `{type: constant, target, begin_step, end_step, "
               "frequency}` (steps are optimizer steps of this stage); exclusive with sparsity")
@@ -63,12 +63,6 @@ class SparsePruning(Strategy, type_name="sparse_pruning"):
     strip: bool = option(True, "fold the masks into the weights and remove them at the end (false keeps "
                                "`weight_mask` buffers, e.g. for a later sparse_pruning stage)")
     seed: int = option(0, "seed of method: random")
-    name: Optional[str] = option(None, "stage name in reports and folders; default: sparse_pruning")
-
-    def __post_init__(self):
-        if isinstance(self.schedule, SparsitySchedule):
-            self.schedule = self.schedule.to_dict()
-        super().__post_init__()
 
     def check(self):
         if (self.sparsity is None) == (self.schedule is None):
@@ -77,23 +71,21 @@ class SparsePruning(Strategy, type_name="sparse_pruning"):
                               "give a sparsity (one-shot) or a schedule",
                               "e.g. sparsity: 0.8, or schedule: {type: polynomial_decay, final_sparsity: 0.9, "
                               "end_step: 1000}")
-        if self.schedule is not None:
-            parsed = SparsitySchedule.from_dict(self.schedule, "schedule")
-            self.schedule = parsed.to_dict()  # defaults filled in: the stage config says what ran
 
     @property
     def parsed_schedule(self):
-        return None if self.schedule is None else SparsitySchedule.from_dict(self.schedule, "schedule")
+        """The schedule (kept for code written when `schedule` was stored as a mapping)."""
+        return self.schedule
 
     @property
     def target_sparsity(self):
-        return self.sparsity if self.schedule is None else self.parsed_schedule.final_sparsity
+        return self.sparsity if self.schedule is None else self.schedule.final_sparsity
 
     def apply(self, model, ctx):
         layers = sparse_prunable_layers(model, self.skip, self.method)  # ModelError before any change
         engine = ctx.engine
-        epochs = engine.config.epochs if self.epochs is None else self.epochs
-        schedule = self.parsed_schedule
+        epochs = ctx.hyper("epochs", self.epochs)
+        schedule = self.schedule
         if schedule is not None:
             steps = epochs * engine.steps_per_epoch() if epochs else 0
             if steps < schedule.last_step:
@@ -110,7 +102,8 @@ class SparsePruning(Strategy, type_name="sparse_pruning"):
                 updater.prune(model, self.sparsity)
             elif schedule.should_prune(0):
                 updater.prune(model, schedule.sparsity(0))
-            history = engine.train(model, epochs=epochs, lr=self.lr, on_step=updater, desc=ctx.stage_name)
+            history = engine.train(model, epochs=epochs, lr=ctx.hyper("lr", self.lr), on_step=updater,
+                                   desc=ctx.stage_name)
             stats = sparsity_stats(model, layers)
             if self.strip:
                 strip_masks(model)
@@ -134,7 +127,7 @@ class SparsePruning(Strategy, type_name="sparse_pruning"):
         if history:
             ctx.metrics["train_loss"] = round(history[-1]["loss"], 5)
         if self.skip:
-            ctx.note(f"left dense: {', '.join(self.skip)}")
+            ctx.note(f"left dense: {', '.join(self.skip)}", "skipped")
         if self.method == "neuron":
             ctx.note("neuron pruning zeroes Linear output columns; conv layers are left dense")
 
