@@ -6,6 +6,7 @@ best ones (`remove_channels`) and measures FLOPs before and after with `paddle.f
 
 import dataclasses
 import numbers
+import warnings
 
 import numpy as np
 
@@ -75,6 +76,8 @@ def prune(model, input_shape, criterion="l1", ratios=0.3, skip=(), round_to=1, m
             continue
         keep[group.name] = keep_indices(_scores(scorer, model, group), n_keep, group)
         layers += [(root, group.channels, n_keep) for root in group.roots]
+    if not keep:
+        warnings.warn(graph.nothing_pruned(targets), stacklevel=2)
     pruned_graph, undo = remove_with_undo(model, graph, keep) if keep else (graph, lambda: None)
     try:
         flops_after = count_flops(model, input_shape)[0]

@@ -30,6 +30,7 @@ import numpy as np
 import paddle
 
 from .. import compat
+from . import ops
 from ..errors import ModelError
 from ..schema import _suggest
 
@@ -86,6 +87,7 @@ class DependencyGraph:
         self.unused = dict(unused or {})  # conv/linear layers the traced forward never called
         # Depthwise convs whose output carries another group's channels -> that Group (None: several groups).
         self.followers = dict(followers or {})
+        self.output_structure = None  # containers and shapes of the eager output (see output_structure)
         self._by_root = {root: g for g in groups for root in g.roots}
 
     def group(self, layer_name):
@@ -117,6 +119,15 @@ class DependencyGraph:
         out.update(self.unused)
         return out
 
+    def nothing_pruned(self, targets):
+        """The warning for a prune that removed no channel: why, group by group (the first few)."""
+        if targets:
+            return (f"prune removed no channels: the ratios keep every channel of the {len(targets)} prunable "
+                    "groups (too few channels for the ratio, round_to or min_channels)")
+        reasons = [f"{name}: {why}" for name, why in self.skipped().items()]
+        more = f"; ... ({len(reasons) - 5} more in PruneResult.skipped)" if len(reasons) > 5 else ""
+        return "prune removed no channels, no group can be pruned: " + "; ".join(reasons[:5]) + more
+
     def __repr__(self):
         return (f"DependencyGraph({len(self.groups)} groups, {len(self.prunable())} prunable, "
                 f"input_shape={self.input_shape})")
@@ -140,11 +151,34 @@ def analyze(model, input_shape):
     PIR flag) are left as they were, also when tracing fails.
     """
     input_shape = _check_shape(input_shape)
-    _check_forward_runs(model, input_shape)
+    eager_out = _check_forward_runs(model, input_shape)
     program, outputs = _trace(model, input_shape)
     tracer = _ChannelTracer(model)
-    tracer.run(program, outputs)
-    return tracer.graph(input_shape, [list(v.shape) for v in outputs])
+    tracer.run(program, flat_outputs(outputs))
+    graph = tracer.graph(input_shape, [list(t.shape) for t in flat_outputs(eager_out)])
+    graph.output_structure = output_structure(eager_out)
+    from .probe import probe_fixed_shapes  # it removes channels (remove.py), which needs this module
+
+    probe_fixed_shapes(model, graph, tracer.fixed_shape_groups(graph))
+    return graph
+
+
+def flat_outputs(out):
+    """The tensors (or traced values) of a model output of any nesting of tuples, lists and dicts, in order."""
+    if isinstance(out, dict):
+        return [t for key in out for t in flat_outputs(out[key])]
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in flat_outputs(o)]
+    return [out] if out is not None and hasattr(out, "shape") else []
+
+
+def output_structure(out):
+    """What the eager output looks like (containers, keys and concrete shapes), to compare a pruned model's with."""
+    if isinstance(out, dict):
+        return {key: output_structure(value) for key, value in out.items()}
+    if isinstance(out, (list, tuple)):
+        return (type(out).__name__, [output_structure(o) for o in out])
+    return list(out.shape) if hasattr(out, "shape") else type(out).__name__
 
 
 def _check_shape(input_shape):
@@ -163,7 +197,7 @@ def _check_forward_runs(model, input_shape):
     # count traces fine), so run the model once as the user would.
     try:
         with compat.session_guard(), _eval_mode(model), paddle.no_grad():
-            model(paddle.zeros(input_shape, dtype="float32"))
+            return model(paddle.zeros(input_shape, dtype="float32"))
     except Exception as err:
         raise ModelError(f"the model cannot run on input_shape {input_shape}: {type(err).__name__}: "
                          f"{_last_line(err)}", _SHAPE_HINT) from None
@@ -206,23 +240,8 @@ def _trace(model, input_shape):
 
 # ---- the channel tracer -------------------------------------------------------------------------
 
-# Ops whose first output has the same channels, in the same order, as their first input.
-_PASS_THROUGH = {
-    "relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "elu", "elu_", "gelu", "silu", "swish",
-    "hardswish", "hardsigmoid", "sigmoid", "sigmoid_", "tanh", "tanh_", "mish", "softplus", "selu", "celu",
-    "dropout", "pool2d", "pool3d", "max_pool2d_with_index", "lp_pool2d", "cast", "cast_", "assign", "scale",
-    "scale_", "clip", "clip_", "bilinear_interp", "nearest_interp", "bicubic_interp", "abs", "exp", "square",
-    "sqrt", "pow", "thresholded_relu", "logsigmoid", "hardtanh", "brelu", "hardshrink", "softshrink",
-    "tanh_shrink", "relu6_", "hardswish_", "assign_out_", "contiguous",
-}
-# Ops whose 1-D parameters are indexed by channel (BN's scale/bias/mean/variance, ...).
-_PER_CHANNEL = {"batch_norm", "batch_norm_", "sync_batch_norm_", "instance_norm", "prelu", "affine_channel"}
-_BINARY = {"add", "add_", "subtract", "subtract_", "multiply", "multiply_", "divide", "divide_", "maximum",
-           "minimum", "elementwise_pow"}
-_RESHAPES = {"reshape", "reshape_", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "flatten", "flatten_", "view_shape"}
+# Views of a parameter (a PReLU slope reshaped for broadcasting, ...) still name that parameter.
 _PARAM_VIEWS = {"reshape", "reshape_", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "cast", "assign", "flatten"}
-_IGNORED = {"shape", "shape64", "full", "full_int_array", "full_like", "builtin.combine", "fetch",
-            "builtin.shadow_output", "builtin.set_parameter", "numel"}
 
 
 class _Node:
@@ -267,6 +286,7 @@ class _ChannelTracer:
         self.layer_inputs = {}  # layer name -> input segments of its first call
         self.followers = {}  # depthwise conv name -> nodes whose channels its output carries
         self.constraints = {}  # node -> [(blocks, aligned)] from the grouped convs it meets
+        self.fixed_shapes = []  # (op name, constant shape, segments) of reshapes to constant sizes
 
     # -- union-find over nodes
     def _new_node(self, channels, layer=None, reason=""):
@@ -309,47 +329,47 @@ class _ChannelTracer:
             shape = list(op.result(0).shape)
             if len(shape) >= 2 and shape[1] > 0:
                 self.info[op.result(0).id] = [_Seg(self._new_node(shape[1], reason="model input"), 0, shape[1])]
-        elif kind in _IGNORED:
-            pass
-        elif kind in _PARAM_VIEWS and op.operand_source(0).id in self.param_of:
+        elif kind in _PARAM_VIEWS and _present(op.operand_source(0)) and op.operand_source(0).id in self.param_of:
             self.param_of[op.result(0).id] = self.param_of[op.operand_source(0).id]
-        elif kind in ("conv2d", "depthwise_conv2d", "conv3d"):
-            self._conv(op)
-        elif kind in ("conv2d_transpose", "depthwise_conv2d_transpose"):
-            self._conv_transpose(op)
-        elif kind == "matmul":
-            self._matmul(op)
-        elif kind in _PER_CHANNEL:
-            self._per_channel(op)
-        elif kind in _BINARY:
-            self._binary(op)
-        elif kind in _PASS_THROUGH:
-            self._pass(op)
-        elif kind in _RESHAPES:
-            self._reshape(op)
-        elif kind == "concat":
-            self._concat(op)
-        elif kind in ("split", "split_with_num"):
-            self._split(op)
-        elif kind == "builtin.split":
-            self._unpack_split(op)
-        elif kind == "slice":
-            self._slice(op)
-        elif kind in ("mean", "sum", "max", "min", "amax", "amin", "logsumexp"):
-            self._reduce(op)
         else:
-            self._unknown(op, f"its channels reach `{op.name()}`, which slimkit does not follow")
+            handler = ops.handler_for(kind)
+            if handler is None:
+                return self.unknown(op, f"its channels reach `{op.name()}`, which slimkit does not follow "
+                                        "(teach it with slimkit.pruning.ops.register_op)")
+            handler.visit(self, op)
+
+    # -- what an op handler (slimkit.pruning.ops) may use
+    def channels(self, value):
+        """The channel segments `value` carries along axis 1, or None (not followed / no channels)."""
+        return self.info.get(value.id) if _present(value) else None
+
+    def set_channels(self, value, segs):
+        """`value` carries `segs` (as `channels` returned them for an input)."""
+        self.info[value.id] = list(segs)
+
+    def block(self, segs, reason):
+        """The channels in `segs` cannot be removed, because of `reason`."""
+        self._block(segs or [], reason)
+
+    def couple(self, a, b, reason):
+        """Channel i of `a` is channel i of `b` (else both are blocked with `reason`)."""
+        self._couple(a, b, reason)
+
+    def opaque(self, op):
+        """The op's outputs carry channels slimkit does not follow (whatever consumes them keeps them whole)."""
+        for i in range(op.num_results()):
+            self._opaque(op.result(i), f"produced by `{op.name()}`, which slimkit does not follow")
+
+    def unknown(self, op, reason):
+        """Block every channel reaching `op` with `reason`; its outputs are not followed."""
+        self._block(self._operand_segs(op), reason)
+        self.opaque(op)
 
     def _segs(self, value):
-        return self.info.get(value.id)
+        return self.channels(value)
 
     def _operand_segs(self, op):
         return [s for i in range(op.num_operands()) for s in (self._segs(op.operand_source(i)) or [])]
-
-    def _unknown(self, op, reason):
-        self._block(self._operand_segs(op), reason)
-        for i in range(op.num_results()):
-            self._opaque(op.result(i), f"produced by `{op.name()}`, which slimkit does not follow")
 
     def _opaque(self, value, reason):
         try:
@@ -365,7 +385,7 @@ class _ChannelTracer:
             offset += s.width
 
     def _param(self, value):
-        name = self.param_of.get(value.id)
+        name = self.param_of.get(value.id) if _present(value) else None
         return (name, self.param_owner.get(name)) if name else (None, None)
 
     def _root(self, op, layer, tensor, axis, channels):
@@ -385,13 +405,13 @@ class _ChannelTracer:
         self.layer_inputs[layer] = segs
         self._add_slices(layer, tensor, axis, segs, role="in")
 
-    def _conv(self, op):
+    def conv(self, op):
         x, w = op.operand_source(0), op.operand_source(1)
         segs = self._segs(x)
         _, owner = self._param(w)
         attrs = op.attrs()
         if owner is None or attrs.get("data_format", "NCHW") not in ("NCHW", "NCDHW", "AnyLayout"):
-            return self._unknown(op, f"its channels reach a `{op.name()}` whose weight is not a layer parameter "
+            return self.unknown(op, f"its channels reach a `{op.name()}` whose weight is not a layer parameter "
                                      "or whose layout is not channels-first")
         layer, tensor, wshape = owner
         groups = int(attrs.get("groups", 1))
@@ -401,15 +421,19 @@ class _ChannelTracer:
             if segs:
                 self._consume(op, layer, tensor, 1, segs)
             self._root(op, layer, tensor, 0, out_c)
-        elif groups == in_c and in_per_group == 1 and out_c == in_c and segs:
-            # Depthwise: output channel c is input channel c filtered alone.
+        elif groups == in_c and in_per_group == 1 and out_c % in_c == 0 and segs and (
+                out_c == in_c or all(s.repeat == 1 for s in segs)):
+            # Depthwise: output channels [k*c, (k+1)*c) are input channel c filtered alone (k = the
+            # channel multiplier, 1 for a plain depthwise conv), so they leave k at a time.
+            multiplier = out_c // in_c
+            out = [_Seg(s.node, s.start, s.count, s.repeat * multiplier) for s in segs]
             self.followers[layer] = [seg.node for seg in segs]
             if layer in self.layer_inputs:
                 self._couple(self.layer_inputs[layer], segs, f"`{layer}` is called on tensors with different channels")
             else:
                 self.layer_inputs[layer] = segs
-                self._add_slices(layer, tensor, 0, segs)
-            self.info[op.result(0).id] = list(segs)
+                self._add_slices(layer, tensor, 0, out)
+            self.info[op.result(0).id] = out
         else:
             # Grouped: conv group k reads input channels [k*ipg, (k+1)*ipg) through weight
             # positions 0..ipg-1 (shared by all groups) and writes outputs [k*opg, (k+1)*opg).
@@ -434,43 +458,46 @@ class _ChannelTracer:
             node = self._root(op, layer, tensor, 0, out_c)
             self.constraints.setdefault(node, []).append((groups, False))
 
-    def _conv_transpose(self, op):
+    def conv_transpose(self, op):
         x, w = op.operand_source(0), op.operand_source(1)
         segs = self._segs(x)
         _, owner = self._param(w)
         groups = int(op.attrs().get("groups", 1))
         if owner is None or groups != 1:
-            return self._unknown(op, f"its channels reach `{op.name()}` with groups > 1 or no layer weight")
+            return self.unknown(op, f"its channels reach `{op.name()}` with groups > 1 or no layer weight")
         layer, tensor, wshape = owner
         if segs:
             self._consume(op, layer, tensor, 0, segs)
         self._root(op, layer, tensor, 1, wshape[1])
 
-    def _matmul(self, op):
+    def matmul(self, op):
         x, y = op.operand_source(0), op.operand_source(1)
         segs = self._segs(x)
         _, owner = self._param(y)
         attrs = op.attrs()
         if owner is None or len(owner[2]) != 2 or attrs.get("transpose_x") or len(list(x.shape)) != 2:
-            return self._unknown(op, "its channels reach a `matmul` that is not a linear layer on [batch, features]")
+            return self.unknown(op, "its channels reach a `matmul` that is not a linear layer on [batch, features]")
         layer, tensor, _ = owner
         in_axis, out_axis = (1, 0) if attrs.get("transpose_y") else (0, 1)
         if segs:
             self._consume(op, layer, tensor, in_axis, segs)
         self._root(op, layer, tensor, out_axis, owner[2][out_axis])
 
-    def _per_channel(self, op):
-        segs = self._segs(op.operand_source(0))
-        if not segs:
-            return self._unknown(op, f"`{op.name()}` on a tensor without traced channels")
+    def per_channel_params(self, op, segs, operand_indices):
+        """Slice the 1-D parameters among `operand_indices` with `segs`; False (op blocked) if one is not per channel.
+
+        A one-value parameter (PReLU's shared slope, a scalar scale) applies to every channel
+        alike and stays as it is.
+        """
         width = sum(s.width for s in segs)
         params = []
-        for i in range(1, op.num_operands()):
+        for i in operand_indices:
             name, owner = self._param(op.operand_source(i))
-            if name is None:
+            if name is None or (owner is not None and math.prod(owner[2]) == 1):
                 continue
             if owner is None or len(owner[2]) != 1 or owner[2][0] != width:
-                return self._unknown(op, f"`{op.name()}` has a parameter that is not one value per channel")
+                self.unknown(op, f"`{op.name()}` has a parameter that is not one value per channel")
+                return False
             params.append(owner)
         for layer in dict.fromkeys(layer for layer, _, _ in params):
             if (layer, "per-channel") in self.layer_inputs:  # a shared norm layer: same channels every call
@@ -481,13 +508,16 @@ class _ChannelTracer:
             for owner, tensor, _ in params:
                 if owner == layer:
                     self._add_slices(layer, tensor, 0, segs)
-        self.info[op.result(0).id] = list(segs)
+        return True
 
-    def _binary(self, op):
+    def combine(self, op):
+        """An elementwise op of several tensors: tensors with channels are coupled, per-channel parameters sliced."""
         out_rank = len(list(op.result(0).shape))
         with_channels, params, others = [], [], []
         for i in range(op.num_operands()):
             v = op.operand_source(i)
+            if not _present(v):
+                continue
             if self._segs(v):
                 with_channels.append(self._segs(v))
             elif v.id in self.param_of:
@@ -510,7 +540,7 @@ class _ChannelTracer:
                 continue
             _, owner = self._param(v)
             if owner is None or len(owner[2]) != 1 or size != width or owner[2][0] != width:
-                return self._unknown(op, f"`{op.name()}` with a parameter that is not one value per channel")
+                return self.unknown(op, f"`{op.name()}` with a parameter that is not one value per channel")
             self._add_slices(owner[0], owner[1], 0, segs)
         self.info[op.result(0).id] = list(segs)
 
@@ -522,35 +552,35 @@ class _ChannelTracer:
         else:
             self._block(list(a) + list(b), reason)
 
-    def _pass(self, op):
-        segs = self._segs(op.operand_source(0))
-        if segs:
-            kind = op.name().split(".")[-1]
-            if kind == "pool2d" and op.attrs().get("data_format", "NCHW") != "NCHW":
-                return self._unknown(op, "channels-last pooling is not followed")
-            self.info[op.result(0).id] = list(segs)
-        elif any(self._segs(op.operand_source(i)) for i in range(op.num_operands())):
-            self._unknown(op, f"its channels reach `{op.name()}` as a secondary input")
+    def pool(self, op):
+        if op.attrs().get("data_format", "NCHW") != "NCHW" and self._segs(op.operand_source(0)):
+            return self.unknown(op, "channels-last pooling is not followed")
+        return ops.PassThrough().visit(self, op)
 
-    def _reshape(self, op):
+    def reshape(self, op):
         x = op.operand_source(0)
         segs = self._segs(x)
         if not segs:
             return
         src, dst = list(x.shape), list(op.result(0).shape)
         out = _reshape_segs(segs, src, dst)
+        fixed = _constant(op.operand_source(1)) if op.num_operands() > 1 else None
+        if out is not None and isinstance(fixed, list) and len(fixed) >= 2 and fixed[1] > 0:
+            # A size written into the forward ([-1, 2048]) looks the same in the trace as one
+            # computed from x.shape: `probe_fixed_shapes` tells them apart by trying.
+            self.fixed_shapes.append((op.name(), [int(d) for d in fixed], list(segs)))
         if out is None:
-            return self._unknown(op, f"reshaped from {src} to {dst} (e.g. a channel shuffle): the channel order "
+            return self.unknown(op, f"reshaped from {src} to {dst} (e.g. a channel shuffle): the channel order "
                                      "after it is not followed")
         self.info[op.result(0).id] = out
 
-    def _concat(self, op):
+    def concat(self, op):
         parts = op.operand_source(0)
         combine = parts.get_defining_op()
         axis = _constant(op.operand_source(1))
         inputs = [combine.operand_source(i) for i in range(combine.num_operands())] if combine else []
         if not inputs or axis is None:
-            return self._unknown(op, "`concat` whose inputs or axis are not known")
+            return self.unknown(op, "`concat` whose inputs or axis are not known")
         rank = len(list(op.result(0).shape))
         axis = int(axis) % rank
         segs_in = [self._segs(v) for v in inputs]
@@ -565,17 +595,17 @@ class _ChannelTracer:
                 self._block(segs or [], "concatenated with a tensor slimkit cannot follow")
             self._opaque(op.result(0), "concatenation with a tensor slimkit cannot follow")
 
-    def _split(self, op):
+    def split(self, op):
         segs = self._segs(op.operand_source(0))
         if not segs:
             return
         axis = _constant(op.operand_source(op.num_operands() - 1))
         rank = len(list(op.operand_source(0).shape))
         if axis is None:
-            return self._unknown(op, "`split` along an unknown axis")
+            return self.unknown(op, "`split` along an unknown axis")
         self.vectors[op.result(0).id] = (segs, int(axis) % rank, op)
 
-    def _unpack_split(self, op):
+    def unpack_split(self, op):
         entry = self.vectors.get(op.operand_source(0).id)
         if entry is None:
             return
@@ -591,11 +621,11 @@ class _ChannelTracer:
             size = list(op.result(i).shape)[1]
             part = _take(segs, offset, size)
             if part is None:
-                return self._unknown(split_op, "`split` through flattened features of one channel")
+                return self.unknown(split_op, "`split` through flattened features of one channel")
             self.info[op.result(i).id] = part
             offset += size
 
-    def _slice(self, op):
+    def slice(self, op):
         segs = self._segs(op.operand_source(0))
         if not segs:
             return
@@ -607,18 +637,18 @@ class _ChannelTracer:
             if len(dst) == len(src):
                 self.info[op.result(0).id] = list(segs)
                 return
-            return self._unknown(op, "`slice` that drops axes")
+            return self.unknown(op, "`slice` that drops axes")
         start = starts[axes.index(1)] if isinstance(starts, list) else None
         if start is None or len(axes) != 1 or len(dst) != len(src):
-            return self._unknown(op, "`slice` of channels with unknown bounds")
+            return self.unknown(op, "`slice` of channels with unknown bounds")
         start = start % src[1] if start < 0 else min(start, src[1])
         self._block(segs, "sliced along channels at fixed positions")
         part = _take(segs, start, dst[1])
         if part is None:
-            return self._unknown(op, "`slice` through flattened features of one channel")
+            return self.unknown(op, "`slice` through flattened features of one channel")
         self.info[op.result(0).id] = part
 
-    def _reduce(self, op):
+    def reduce(self, op):
         x = op.operand_source(0)
         segs = self._segs(x)
         if not segs:
@@ -630,9 +660,20 @@ class _ChannelTracer:
         if axes and 0 not in axes and 1 not in axes and len(dst) >= 2 and dst[1] == src[1]:
             self.info[op.result(0).id] = list(segs)
         else:
-            self._unknown(op, f"`{op.name()}` reduces over the channel axis")
+            self.unknown(op, f"`{op.name()}` reduces over the channel axis")
 
     # -- result
+    def fixed_shape_groups(self, graph):
+        """[(description, [Group])] for every reshape to a constant size, with the prunable groups reaching it."""
+        by_class = {self._find(self.layer_node[g.roots[0]]): g for g in graph.groups}
+        out = []
+        for name, shape, segs in self.fixed_shapes:
+            groups = [by_class.get(self._find(s.node)) for s in segs]
+            groups = list({id(g): g for g in groups if g is not None and g.prunable}.values())
+            if groups:
+                out.append((f"`{name}` to the fixed shape {shape}", groups))
+        return out
+
     def graph(self, input_shape, output_shapes):
         classes = {}
         for node in self.nodes:
@@ -681,6 +722,11 @@ class _ChannelTracer:
         unused = {name: f"{kind} not called by forward on input_shape {list(input_shape)}"
                   for name, kind in self.weighted_layers.items() if name not in seen}
         return DependencyGraph(groups, input_shape, output_shapes, tensor_shapes, unused, followers)
+
+
+def _present(value):
+    # Optional operands left out (an interpolate without a size tensor) are empty values without an id.
+    return value is not None and value.initialized()
 
 
 def _channel_dim(value, out_rank):

@@ -18,7 +18,7 @@ import paddle
 from ..errors import ModelError
 from ..schema import _suggest
 from ..surgery import capture, replace_tensor, restore
-from .dependency import DependencyGraph
+from .dependency import DependencyGraph, flat_outputs, output_structure
 
 
 def remove_channels(model, graph, keep):
@@ -119,7 +119,7 @@ def _cut_tensors(model, removed):
     for (layer_name, tensor), axes in removed.items():
         layer = layers[layer_name]
         if layer_name not in old_attrs:
-            old_attrs[layer_name] = {k: getattr(layer, k, None) for k in ("_in_channels", "_groups")}
+            old_attrs[layer_name] = {k: getattr(layer, k, None) for k in ("_in_channels", "_out_channels", "_groups")}
         value = layer._parameters[tensor].numpy()
         for axis, positions in axes.items():
             value = np.delete(value, positions, axis=axis)
@@ -138,8 +138,10 @@ def _fix_shape_attrs(layer, old):
         groups = old["_groups"]
         transposed = isinstance(layer, _TRANSPOSED)
         if groups > 1 and groups == old["_in_channels"] and not transposed:
-            # Depthwise: one filter per channel, the group count follows the channels.
-            layer._groups = layer._in_channels = layer._out_channels = w[0]
+            # Depthwise: `multiplier` filters per channel, the group count follows the channels.
+            multiplier = max(1, (old["_out_channels"] or groups) // groups)
+            layer._groups = layer._in_channels = w[0] // multiplier
+            layer._out_channels = w[0]
         elif transposed:
             layer._in_channels, layer._out_channels = w[0], w[1] * groups
         else:
@@ -167,19 +169,16 @@ def _check_forward(model, graph):
     finally:
         for name, l in model.named_sublayers(include_self=True):
             l.training = training[name]
-    shapes = [list(t.shape) for t in _tensors(out)]
-    if shapes != graph.output_shapes:
-        raise ModelError(f"the pruned model's outputs have shapes {shapes}, expected {graph.output_shapes}")
+    structure = output_structure(out)
+    expected = graph.output_structure
+    if expected is None:  # a graph built by hand: compare the flat shapes
+        structure, expected = [list(t.shape) for t in flat_outputs(out)], graph.output_shapes
+    if structure != expected:
+        raise ModelError(f"the pruned model's outputs are {_describe(structure)}, expected {_describe(expected)}")
 
 
-def _tensors(out):
-    if isinstance(out, paddle.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        out = list(out.values())
-    if isinstance(out, (list, tuple)):
-        return [t for o in out for t in _tensors(o)]
-    return []
+def _describe(structure):
+    return str(structure).replace("'", "")
 
 
 def _pruned_graph(graph, masks, removed):
@@ -204,4 +203,6 @@ def _pruned_graph(graph, masks, removed):
         shapes[key] = shape
     by_name = {g.name: g for g in groups}
     followers = {k: (by_name[g.name] if g is not None else None) for k, g in graph.followers.items()}
-    return DependencyGraph(groups, graph.input_shape, graph.output_shapes, shapes, graph.unused, followers)
+    pruned = DependencyGraph(groups, graph.input_shape, graph.output_shapes, shapes, graph.unused, followers)
+    pruned.output_structure = graph.output_structure
+    return pruned
