@@ -763,6 +763,9 @@ def _take(segs, offset, size):
 
 
 def _reshape_segs(segs, src, dst):
+    if len(src) >= 2 and len(dst) >= 2 and src[:2] == dst[:2] and src[1] > 0:
+        # Batch and channels kept: the rest (sizes the trace may leave symbolic) only regroups space.
+        return list(segs)
     if any(d <= 0 for d in src + dst) or len(src) < 2 or len(dst) < 2 or src[0] != dst[0]:
         return None
     spatial_in, spatial_out = math.prod(src[2:]), math.prod(dst[2:])
