@@ -26,11 +26,13 @@ def run(model, x):
     return [o.numpy() for o in flat_outputs(out)]
 
 
-def prune_and_check(build, input_shape, ratio=0.3, out_dim=10, tmp_path=None, export=True):
+def prune_and_check(build, input_shape, ratio=0.3, out_dim=10, tmp_path=None, export=True, exact=True):
     """Prune `build()` uniformly by `ratio`; assert exactness, shapes, attributes, FLOPs, export, training.
 
     `out_dim=None`: a model whose outputs are not [batch, classes] logits (feature maps, several
-    heads, dicts); its outputs must keep the unpruned model's shapes.
+    heads, dicts); its outputs must keep the unpruned model's shapes. `exact=False` for groups
+    through a LayerNorm over channels: its statistics change with the channels, so the pruned
+    model cannot equal the masked one.
     """
     paddle.seed(0)
     model = build()
@@ -50,7 +52,8 @@ def prune_and_check(build, input_shape, ratio=0.3, out_dim=10, tmp_path=None, ex
     else:
         assert all(o.shape == (input_shape[0], out_dim) for o in outs), [o.shape for o in outs]
     check_attributes(model)
-    check_exact(build, original, graph, result.keep, x, outs)
+    if exact:
+        check_exact(build, original, graph, result.keep, x, outs)
     for name, before, after in result.layers:
         assert after < before and graph.group(name).channels == before
     if export:

@@ -279,7 +279,8 @@ class _ChannelTracer:
         self.nodes = []
         self.parent = []
         self.slices = []  # (node, ChannelSlice-without-group) pairs
-        self.info = {}  # value id -> list of _Seg along axis 1
+        self.info = {}  # value id -> list of _Seg along the value's channel axis
+        self.axes = {}  # value id -> its channel axis when not 1 (channels-last blocks, tokens)
         self.param_of = {}  # value id -> parameter name, for parameters and views of them
         self.vectors = {}  # value id of a pd_op.split result -> (segments, split op)
         self.layer_node = {}  # layer name -> its output node (a layer called twice keeps one node)
@@ -336,6 +337,12 @@ class _ChannelTracer:
             if handler is None:
                 return self.unknown(op, f"its channels reach `{op.name()}`, which slimkit does not follow "
                                         "(teach it with slimkit.pruning.ops.register_op)")
+            moved = [i for i in range(op.num_operands()) if self.channels(op.operand_source(i))
+                     and self.channel_axis(op.operand_source(i)) != 1]
+            if moved and not getattr(handler, "any_axis", False):
+                return self.unknown(op, f"its channels reach `{op.name()}` on axis "
+                                        f"{self.channel_axis(op.operand_source(moved[0]))}, and that op is only "
+                                        "followed with channels on axis 1")
             handler.visit(self, op)
 
     # -- what an op handler (slimkit.pruning.ops) may use
@@ -343,9 +350,17 @@ class _ChannelTracer:
         """The channel segments `value` carries along axis 1, or None (not followed / no channels)."""
         return self.info.get(value.id) if _present(value) else None
 
-    def set_channels(self, value, segs):
-        """`value` carries `segs` (as `channels` returned them for an input)."""
+    def set_channels(self, value, segs, axis=1):
+        """`value` carries `segs` (as `channels` returned them for an input) along `axis`."""
         self.info[value.id] = list(segs)
+        if axis % max(1, len(list(value.shape))) != 1:
+            self.axes[value.id] = axis % len(list(value.shape))
+        else:
+            self.axes.pop(value.id, None)
+
+    def channel_axis(self, value):
+        """The axis along which `value` carries its channels (1 unless a transpose moved them)."""
+        return self.axes.get(value.id, 1) if _present(value) else 1
 
     def block(self, segs, reason):
         """The channels in `segs` cannot be removed, because of `reason`."""
@@ -388,13 +403,13 @@ class _ChannelTracer:
         name = self.param_of.get(value.id) if _present(value) else None
         return (name, self.param_owner.get(name)) if name else (None, None)
 
-    def _root(self, op, layer, tensor, axis, channels):
+    def _root(self, op, layer, tensor, axis, channels, value_axis=1):
         # The layer's output channels: one node per layer, even when the layer is called twice.
         if layer not in self.layer_node:
             self.layer_node[layer] = self._new_node(channels, layer=layer)
             self.slices.append((self.layer_node[layer], ChannelSlice(layer, tensor, axis, 0, 0, channels, 1, "out")))
         node = self.layer_node[layer]
-        self.info[op.result(0).id] = [_Seg(node, 0, channels)]
+        self.set_channels(op.result(0), [_Seg(node, 0, channels)], value_axis)
         return node
 
     def _consume(self, op, layer, tensor, axis, segs):
@@ -475,13 +490,53 @@ class _ChannelTracer:
         segs = self._segs(x)
         _, owner = self._param(y)
         attrs = op.attrs()
-        if owner is None or len(owner[2]) != 2 or attrs.get("transpose_x") or len(list(x.shape)) != 2:
-            return self.unknown(op, "its channels reach a `matmul` that is not a linear layer on [batch, features]")
+        rank = len(list(x.shape))
+        if (owner is None or len(owner[2]) != 2 or attrs.get("transpose_x") or rank < 2
+                or (segs and self.channel_axis(x) != rank - 1)):
+            return self.unknown(op, "its channels reach a `matmul` that is not a linear layer on their axis "
+                                    "([batch, features] or channels-last [..., C])")
         layer, tensor, _ = owner
         in_axis, out_axis = (1, 0) if attrs.get("transpose_y") else (0, 1)
         if segs:
             self._consume(op, layer, tensor, in_axis, segs)
-        self._root(op, layer, tensor, out_axis, owner[2][out_axis])
+        self._root(op, layer, tensor, out_axis, owner[2][out_axis], value_axis=rank - 1)
+
+    def transpose(self, op):
+        """A permutation of axes moves the channel axis (NCHW <-> NHWC, [N, C, L] <-> [N, L, C] tokens)."""
+        x = op.operand_source(0)
+        segs = self._segs(x)
+        if segs:
+            perm = [int(p) % len(list(x.shape)) for p in op.attrs()["perm"]]
+            self.set_channels(op.result(0), segs, perm.index(self.channel_axis(x)))
+
+    def layer_norm(self, op):
+        """LayerNorm over the channel axis alone (channels-last) is per channel; over more axes it is not."""
+        x = op.operand_source(0)
+        segs = self._segs(x)
+        if not segs:
+            return
+        rank = len(list(x.shape))
+        if int(op.attrs().get("begin_norm_axis", 1)) != rank - 1 or self.channel_axis(x) != rank - 1:
+            return self.unknown(op, "`layer_norm` normalizes over more than the channel axis")
+        if self.per_channel_params(op, segs, range(1, op.num_operands())):
+            self.set_channels(op.result(0), segs, rank - 1)
+
+    def group_norm(self, op):
+        """GroupNorm keeps its group count: channels leave evenly from its groups (like a grouped conv)."""
+        x = op.operand_source(0)
+        segs = self._segs(x)
+        if not segs:
+            return
+        attrs = op.attrs()
+        groups = int(attrs.get("groups", 1))
+        whole = len(segs) == 1 and segs[0].start == 0 and segs[0].repeat == 1 and (
+            segs[0].count == self.nodes[segs[0].node].channels)
+        if attrs.get("data_format", "NCHW") != "NCHW" or (groups > 1 and not whole):
+            return self.unknown(op, f"`group_norm` (groups={groups}) on channels it cannot split evenly")
+        if self.per_channel_params(op, segs, range(1, op.num_operands())):
+            if groups > 1:
+                self.constraints.setdefault(segs[0].node, []).append((groups, False))
+            self.set_channels(op.result(0), segs)
 
     def per_channel_params(self, op, segs, operand_indices):
         """Slice the 1-D parameters among `operand_indices` with `segs`; False (op blocked) if one is not per channel.
@@ -528,21 +583,27 @@ class _ChannelTracer:
             return
         segs = with_channels[0]
         width = sum(s.width for s in segs)
+        # The channel axis counted from the right, which broadcasting lines up.
+        axes = {self.channel_axis(op.operand_source(i)) - len(list(op.operand_source(i).shape))
+                for i in range(op.num_operands()) if self._segs(op.operand_source(i))}
+        if len(axes) > 1:
+            return self.unknown(op, f"`{op.name()}` combines tensors with channels on different axes")
+        axis = out_rank + axes.pop()
         for other in with_channels[1:]:
             self._couple(segs, other, f"`{op.name()}` combines tensors whose channels do not line up")
         for v in others:
-            if _channel_dim(v, out_rank) not in (None, 1):
+            if _channel_dim(v, out_rank, axis) not in (None, 1):
                 # Something slimkit did not trace is combined channel by channel with these channels.
                 self._block(segs, f"`{op.name()}` combines them with a tensor slimkit cannot follow")
         for v in params:
-            size = _channel_dim(v, out_rank)
+            size = _channel_dim(v, out_rank, axis)
             if size in (None, 1):
                 continue
             _, owner = self._param(v)
             if owner is None or len(owner[2]) != 1 or size != width or owner[2][0] != width:
                 return self.unknown(op, f"`{op.name()}` with a parameter that is not one value per channel")
             self._add_slices(owner[0], owner[1], 0, segs)
-        self.info[op.result(0).id] = list(segs)
+        self.set_channels(op.result(0), segs, axis)
 
     def _couple(self, a, b, reason):
         """Channel i of `a` is channel i of `b`: their nodes must be pruned with the same indices."""
@@ -563,6 +624,12 @@ class _ChannelTracer:
         if not segs:
             return
         src, dst = list(x.shape), list(op.result(0).shape)
+        if self.channel_axis(x) != 1:
+            # Channels last ([N, L, C] tokens <-> [N, H, W, C]): only the axes before them may regroup.
+            if self.channel_axis(x) == len(src) - 1 and src[-1] == dst[-1] > 0 and src[0] == dst[0] and len(dst) > 2:
+                return self.set_channels(op.result(0), segs, len(dst) - 1)
+            return self.unknown(op, f"reshaped from {src} to {dst} with channels on axis {self.channel_axis(x)}: "
+                                    "not followed")
         out = _reshape_segs(segs, src, dst)
         fixed = _constant(op.operand_source(1)) if op.num_operands() > 1 else None
         if out is not None and isinstance(fixed, list) and len(fixed) >= 2 and fixed[1] > 0:
@@ -729,10 +796,10 @@ def _present(value):
     return value is not None and value.initialized()
 
 
-def _channel_dim(value, out_rank):
+def _channel_dim(value, out_rank, channel_axis=1):
     """Size of `value` along the output's channel axis after broadcasting (None: no such axis)."""
     shape = list(value.shape)
-    axis = 1 - (out_rank - len(shape))
+    axis = channel_axis - (out_rank - len(shape))
     return shape[axis] if 0 <= axis < len(shape) else None
 
 

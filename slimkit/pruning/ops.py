@@ -74,7 +74,14 @@ def _key(name):
 
 
 class OpHandler:
-    """Base of the handler kinds; a subclass overrides `visit(walk, op)`."""
+    """Base of the handler kinds; a subclass overrides `visit(walk, op)`.
+
+    `any_axis = False` (the default) lets the walk keep whole, before `visit`, any channels
+    that reach the op on an axis other than 1 (after a transpose to channels-last); a
+    handler that reads `walk.channel_axis(value)` itself sets it True.
+    """
+
+    any_axis = False
 
     def visit(self, walk, op):
         raise NotImplementedError
@@ -91,12 +98,15 @@ class Ignore(OpHandler):
 
 
 class PassThrough(OpHandler):
-    """The first output has the first input's channels, in the same order."""
+    """The first output has the first input's channels, in the same order (on the same axis)."""
+
+    any_axis = True
 
     def visit(self, walk, op):
         segs = walk.channels(op.operand_source(0))
-        if segs and _same_channel_count(op):
-            walk.set_channels(op.result(0), segs)
+        axis = walk.channel_axis(op.operand_source(0))
+        if segs and _same_channel_count(op, axis):
+            walk.set_channels(op.result(0), segs, axis)
             return
         if segs:
             return walk.unknown(op, f"`{op.name()}` changes the channel count (e.g. padding along channels)")
@@ -108,9 +118,9 @@ class PassThrough(OpHandler):
             walk.opaque(op)
 
 
-def _same_channel_count(op):
+def _same_channel_count(op, axis):
     src, dst = list(op.operand_source(0).shape), list(op.result(0).shape)
-    return len(src) < 2 or len(dst) < 2 or src[1] == dst[1] or min(src[1], dst[1]) < 0
+    return len(src) != len(dst) or len(src) <= axis or src[axis] == dst[axis] or min(src[axis], dst[axis]) < 0
 
 
 class PerChannel(OpHandler):
@@ -128,6 +138,8 @@ class PerChannel(OpHandler):
 
 class Couple(OpHandler):
     """Tensor operands are combined channel by channel: their channels are pruned with the same indices."""
+
+    any_axis = True
 
     def visit(self, walk, op):
         return walk.combine(op)
@@ -149,8 +161,9 @@ class Block(OpHandler):
 class WalkMethod(OpHandler):
     """One of the walk's structural rules (convs, matmuls, reshapes, concat, split, ...), by name."""
 
-    def __init__(self, method):
+    def __init__(self, method, any_axis=False):
         self.method = method
+        self.any_axis = any_axis
 
     def visit(self, walk, op):
         return getattr(walk, self.method)(op)
@@ -182,9 +195,12 @@ register_op(("add", "add_", "subtract", "subtract_", "multiply", "multiply_", "d
 register_op("pool2d", WalkMethod("pool"))
 register_op(("conv2d", "depthwise_conv2d", "conv3d"), WalkMethod("conv"))
 register_op(("conv2d_transpose", "depthwise_conv2d_transpose"), WalkMethod("conv_transpose"))
-register_op("matmul", WalkMethod("matmul"))
+register_op("matmul", WalkMethod("matmul", any_axis=True))
+register_op(("transpose", "transpose_"), WalkMethod("transpose", any_axis=True))
+register_op("layer_norm", WalkMethod("layer_norm", any_axis=True))
+register_op("group_norm", WalkMethod("group_norm"))
 register_op(("reshape", "reshape_", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "flatten", "flatten_",
-             "view_shape"), WalkMethod("reshape"))
+             "view_shape"), WalkMethod("reshape", any_axis=True))
 register_op("concat", WalkMethod("concat"))
 register_op(("split", "split_with_num"), WalkMethod("split"))
 register_op("builtin.split", WalkMethod("unpack_split"))
