@@ -5,7 +5,6 @@ Linear layers on the last axis and per-channel `gamma * x` are sliced with the c
 so both the hidden 4C width and the residual stream prune.
 """
 
-import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
