@@ -233,6 +233,14 @@ def _trace(model, input_shape):
             static_forward = paddle.jit.to_static(model.forward, input_spec=spec, full_graph=True)
             program = static_forward.concrete_program
             return program.main_program, list(program.outputs)
+    except OSError as err:
+        if "source code" not in str(err):
+            raise ModelError(f"cannot trace the model on input_shape {input_shape}: OSError: {_last_line(err)}",
+                             _SHAPE_HINT) from None
+        raise ModelError(f"cannot trace the model: the source code of {type(model).__name__}.forward (or of a "
+                         "layer it calls) cannot be read, and Paddle's to_static trace converts forward from its "
+                         "source (classes defined in `python -`, `exec` or an interactive session have none)",
+                         "define the model classes in a .py file and import them (notebook cells work too)") from None
     except Exception as err:
         raise ModelError(f"cannot trace the model on input_shape {input_shape}: {type(err).__name__}: "
                          f"{_last_line(err)}", _SHAPE_HINT) from None

@@ -41,6 +41,7 @@ def remove_with_undo(model, graph, keep):
 
     try:
         _cut_tensors(model, removed)
+        _check_layers(layers, graph, masks, removed)
         _check_forward(model, graph)
     except Exception as err:
         undo()
@@ -158,6 +159,44 @@ def _fix_shape_attrs(layer, old):
         layer._num_parameters = size
     if isinstance(getattr(layer, "_normalized_shape", None), (list, tuple)) and len(layer._normalized_shape) == 1:
         layer._normalized_shape = [size]
+
+
+def _check_layers(layers, graph, masks, removed):
+    """Each group's removal is valid layer by layer before the whole model runs.
+
+    Every tensor a group slices must keep exactly the channels its slices keep (a grouped
+    conv's shared input axis: once per conv group), and a conv's channels must still split
+    into its groups. The error names the group, which the final forward could not.
+    """
+    kept, owners = {}, {}
+    for group in graph.groups:
+        mask = masks.get(group.name)
+        for s in group.slices:
+            if (s.layer, s.tensor) not in removed:
+                continue
+            key = (s.layer, s.tensor, s.axis)
+            count = int(mask[s.start:s.start + s.count].sum()) if mask is not None else s.count
+            kept[key] = kept.get(key, 0) + count * s.repeat
+            owners.setdefault(key, []).append(group.name)
+    for (layer_name, tensor, axis), width in kept.items():
+        layer = layers[layer_name]
+        size = layer._parameters[tensor].shape[axis]
+        shared = layer._groups if isinstance(layer, paddle.nn.layer.conv._ConvNd) and axis == 1 and (
+            not isinstance(layer, _TRANSPOSED)) and tensor == "weight" else 1
+        problem = (f"its {tensor} keeps {size * shared} channels on axis {axis}, the groups' slices {width}"
+                   if width != size * shared else _conv_problem(layer))
+        if problem:
+            names = " / ".join(dict.fromkeys(owners[(layer_name, tensor, axis)]))
+            raise ModelError(f"removing channels of group {names} leaves `{layer_name}` invalid: {problem}")
+
+
+def _conv_problem(layer):
+    if not isinstance(layer, paddle.nn.layer.conv._ConvNd):
+        return ""
+    groups = layer._groups
+    if layer._in_channels % groups or layer._out_channels % groups:
+        return f"{layer._in_channels} input and {layer._out_channels} output channels do not split into {groups} groups"
+    return ""
 
 
 def _check_forward(model, graph):
