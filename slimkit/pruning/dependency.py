@@ -466,7 +466,17 @@ class _ChannelTracer:
                 s0 = segs[0]
                 whole = (len(segs) == 1 and s0.start == 0 and s0.repeat == 1 and s0.count == in_c
                          and self.nodes[s0.node].channels == in_c)
-                if not whole:
+                runs = _one_node_per_group(segs, groups, in_per_group, self.nodes)
+                if not whole and runs:
+                    # A concatenation of `groups` whole outputs (ESPNetV2's branches): conv group k reads
+                    # run k through the same weight positions, so the runs are pruned with the same indices.
+                    for run in runs[1:]:
+                        self._couple([runs[0]], [run], f"`{layer}` reads them through the same weights")
+                    if layer not in self.layer_inputs:
+                        self.layer_inputs[layer] = segs
+                        for run in runs:
+                            self.slices.append((run.node, ChannelSlice(layer, tensor, 1, 0, 0, in_per_group, 1, "in")))
+                elif not whole:
                     self._block(segs, f"feeds grouped convolution `{layer}` (groups={groups}) together with "
                                       "other channels (a concatenation or a slice): its groups cannot be followed")
                 elif layer in self.layer_inputs:
@@ -771,7 +781,7 @@ class _ChannelTracer:
                 reasons = [r if r != "model input" else "coupled with the model input (e.g. an identity shortcut)"
                            for r in reasons]
             members, slices = [], []
-            for node_index, s in slices_by_class.get(root, []):
+            for _node_index, s in slices_by_class.get(root, []):
                 # Every node of a class has the same channel indices; slices refer to class channels.
                 slices.append(s)
                 key = (s.layer, s.tensor, s.axis)
@@ -797,6 +807,14 @@ class _ChannelTracer:
         unused = {name: f"{kind} not called by forward on input_shape {list(input_shape)}"
                   for name, kind in self.weighted_layers.items() if name not in seen}
         return DependencyGraph(groups, input_shape, output_shapes, tensor_shapes, unused, followers)
+
+
+def _one_node_per_group(segs, groups, in_per_group, nodes):
+    """The segments when each of a grouped conv's `groups` input runs is one whole node, else None."""
+    if len(segs) != groups or any(s.repeat != 1 or s.start != 0 or s.count != in_per_group
+                                  or nodes[s.node].channels != in_per_group for s in segs):
+        return None
+    return list(segs)
 
 
 def _present(value):
