@@ -171,20 +171,22 @@ def _check_layers(layers, graph, masks, removed):
     kept, owners = {}, {}
     for group in graph.groups:
         mask = masks.get(group.name)
-        for s in group.slices:
+        for s in dict.fromkeys(group.slices):  # a layer called twice lists its bias once per call
             if (s.layer, s.tensor) not in removed:
                 continue
             key = (s.layer, s.tensor, s.axis)
             count = int(mask[s.start:s.start + s.count].sum()) if mask is not None else s.count
-            kept[key] = kept.get(key, 0) + count * s.repeat
+            kept.setdefault(key, []).append(count * s.repeat)
             owners.setdefault(key, []).append(group.name)
-    for (layer_name, tensor, axis), width in kept.items():
+    for (layer_name, tensor, axis), widths in kept.items():
         layer = layers[layer_name]
         size = layer._parameters[tensor].shape[axis]
-        shared = layer._groups if isinstance(layer, paddle.nn.layer.conv._ConvNd) and axis == 1 and (
-            not isinstance(layer, _TRANSPOSED)) and tensor == "weight" else 1
-        problem = (f"its {tensor} keeps {size * shared} channels on axis {axis}, the groups' slices {width}"
-                   if width != size * shared else _conv_problem(layer))
+        shared = isinstance(layer, paddle.nn.layer.conv._ConvNd) and axis == 1 and tensor == "weight" and (
+            not isinstance(layer, _TRANSPOSED)) and layer._groups > 1
+        # A grouped conv's input axis is shared by its conv groups: each of their slices keeps all of it.
+        fits = all(w == size for w in widths) if shared else sum(widths) == size
+        problem = (f"its {tensor} keeps {size} channels on axis {axis}, the groups' slices {widths}"
+                   if not fits else _conv_problem(layer))
         if problem:
             names = " / ".join(dict.fromkeys(owners[(layer_name, tensor, axis)]))
             raise ModelError(f"removing channels of group {names} leaves `{layer_name}` invalid: {problem}")
