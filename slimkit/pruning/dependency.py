@@ -463,33 +463,38 @@ class _ChannelTracer:
             # Its inputs may only lose the same positions in every group, its outputs as many
             # channels in every group; the group count stays.
             if segs:
-                s0 = segs[0]
-                whole = (len(segs) == 1 and s0.start == 0 and s0.repeat == 1 and s0.count == in_c
-                         and self.nodes[s0.node].channels == in_c)
-                runs = _one_node_per_group(segs, groups, in_per_group, self.nodes)
-                if not whole and runs:
-                    # A concatenation of `groups` whole outputs (ESPNetV2's branches): conv group k reads
-                    # run k through the same weight positions, so the runs are pruned with the same indices.
-                    for run in runs[1:]:
-                        self._couple([runs[0]], [run], f"`{layer}` reads them through the same weights")
-                    if layer not in self.layer_inputs:
-                        self.layer_inputs[layer] = segs
-                        for run in runs:
-                            self.slices.append((run.node, ChannelSlice(layer, tensor, 1, 0, 0, in_per_group, 1, "in")))
-                elif not whole:
-                    self._block(segs, f"feeds grouped convolution `{layer}` (groups={groups}) together with "
-                                      "other channels (a concatenation or a slice): its groups cannot be followed")
-                elif layer in self.layer_inputs:
-                    self._couple(self.layer_inputs[layer], segs,
-                                 f"`{layer}` is called on tensors with different channels")
-                else:
-                    self.layer_inputs[layer] = segs
-                    for k in range(groups):
-                        self.slices.append((s0.node, ChannelSlice(layer, tensor, 1, 0, k * in_per_group,
-                                                                  in_per_group, 1, "in")))
-                    self.constraints.setdefault(s0.node, []).append((groups, True))
+                self._grouped_conv_inputs(layer, tensor, segs, groups, in_per_group)
             node = self._root(op, layer, tensor, 0, out_c)
             self.constraints.setdefault(node, []).append((groups, False))
+
+    def _grouped_conv_inputs(self, layer, tensor, segs, groups, in_per_group):
+        """The inputs of a grouped conv: one whole output (evenly, aligned), or one whole output per conv group."""
+        in_c = in_per_group * groups
+        s0 = segs[0]
+        whole = (len(segs) == 1 and s0.start == 0 and s0.repeat == 1 and s0.count == in_c
+                 and self.nodes[s0.node].channels == in_c)
+        runs = _one_node_per_group(segs, groups, in_per_group, self.nodes)
+        if not whole and runs:
+            # A concatenation of `groups` whole outputs (ESPNetV2's branches): conv group k reads
+            # run k through the same weight positions, so the runs are pruned with the same indices.
+            for run in runs[1:]:
+                self._couple([runs[0]], [run], f"`{layer}` reads them through the same weights")
+            if layer not in self.layer_inputs:
+                self.layer_inputs[layer] = segs
+                for run in runs:
+                    self.slices.append((run.node, ChannelSlice(layer, tensor, 1, 0, 0, in_per_group, 1, "in")))
+        elif not whole:
+            self._block(segs, f"feeds grouped convolution `{layer}` (groups={groups}) together with "
+                              "other channels (a concatenation or a slice): its groups cannot be followed")
+        elif layer in self.layer_inputs:
+            self._couple(self.layer_inputs[layer], segs,
+                         f"`{layer}` is called on tensors with different channels")
+        else:
+            self.layer_inputs[layer] = segs
+            for k in range(groups):
+                self.slices.append((s0.node, ChannelSlice(layer, tensor, 1, 0, k * in_per_group,
+                                                          in_per_group, 1, "in")))
+            self.constraints.setdefault(s0.node, []).append((groups, True))
 
     def conv_transpose(self, op):
         x, w = op.operand_source(0), op.operand_source(1)
