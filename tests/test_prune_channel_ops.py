@@ -107,3 +107,18 @@ def test_padding_along_channels_keeps_them_whole():
 
     graph = analyze(PadChannels(), [1, 3, 8, 8])
     assert not graph.group("a").prunable and "channel count" in graph.group("a").reason
+
+
+def test_scalar_parameters_pass_channels():
+    class ScalarScale(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2D(3, 8, 3), nn.Conv2D(8, 4, 3)
+            self.alpha = self.create_parameter([1], default_initializer=nn.initializer.Constant(0.5))
+            self.slope = nn.PReLU()
+
+        def forward(self, x):
+            return self.b(self.slope(self.a(x) * self.alpha))
+
+    graph = analyze(ScalarScale(), [1, 3, 8, 8])
+    assert graph.group("a").prunable and not any(m[0] in ("", "slope") for m in graph.group("a").members)
