@@ -10,6 +10,7 @@ import paddle
 
 import slimkit
 from slimkit.pruning import analyze, prune
+from slimkit.pruning.dependency import flat_outputs
 from slimkit.surgery import capture, restore
 
 
@@ -18,35 +19,47 @@ def first(out):
 
 
 def run(model, x):
+    """Every output tensor of `model(x)` (any nesting of lists, tuples and dicts), in order, as numpy."""
     model.eval()
     with paddle.no_grad():
         out = model(x)
-    return [o.numpy() for o in (out if isinstance(out, (list, tuple)) else [out])]
+    return [o.numpy() for o in flat_outputs(out)]
 
 
-def prune_and_check(build, input_shape, ratio=0.3, out_dim=10, tmp_path=None, export=True):
-    """Prune `build()` uniformly by `ratio`; assert exactness, shapes, attributes, FLOPs, export, training."""
+def prune_and_check(build, input_shape, ratio=0.3, out_dim=10, tmp_path=None, export=True, exact=True):
+    """Prune `build()` uniformly by `ratio`; assert exactness, shapes, attributes, FLOPs, export, training.
+
+    `out_dim=None`: a model whose outputs are not [batch, classes] logits (feature maps, several
+    heads, dicts); its outputs must keep the unpruned model's shapes. `exact=False` for groups
+    through a LayerNorm over channels: its statistics change with the channels, so the pruned
+    model cannot equal the masked one.
+    """
     paddle.seed(0)
     model = build()
     _randomize_bn(model)
     graph = analyze(model, input_shape)
     original = capture(model)
     x = paddle.to_tensor(np.random.RandomState(0).randn(*input_shape).astype("float32"))
+    shapes_before = [o.shape for o in run(model, x)]
 
     result = prune(model, input_shape, ratios=ratio, graph=graph)
 
     assert result.layers and result.flops_after < result.flops_before
     assert slimkit.count_flops(model, input_shape)[0] == result.flops_after
     outs = run(model, x)
-    assert all(o.shape == (input_shape[0], out_dim) for o in outs), [o.shape for o in outs]
+    if out_dim is None:
+        assert [o.shape for o in outs] == shapes_before
+    else:
+        assert all(o.shape == (input_shape[0], out_dim) for o in outs), [o.shape for o in outs]
     check_attributes(model)
-    check_exact(build, original, graph, result.keep, x, outs)
+    if exact:
+        check_exact(build, original, graph, result.keep, x, outs)
     for name, before, after in result.layers:
         assert after < before and graph.group(name).channels == before
     if export:
         check_jit_roundtrip(model, input_shape, x, outs, tmp_path)
         check_checkpoint_roundtrip(model, build, x, outs, tmp_path)
-    check_train_step(model, input_shape)
+    check_train_step(model, input_shape, classes=out_dim is not None)
     return model, graph, result
 
 
@@ -118,14 +131,19 @@ def check_checkpoint_roundtrip(model, build, x, outs, tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-4)
 
 
-def check_train_step(model, input_shape):
+def check_train_step(model, input_shape, classes=True):
+    """One SGD step changes the weights: cross-entropy on the first output, or (classes=False) the
+    mean square of every output."""
     model.train()
     shape = [max(2, input_shape[0])] + list(input_shape[1:])
     x = paddle.randn(shape)
     labels = paddle.to_tensor(np.arange(shape[0]) % 10, dtype="int64")
     before = [p.numpy().copy() for p in model.parameters() if not p.stop_gradient][:3]
     opt = paddle.optimizer.SGD(learning_rate=0.1, parameters=model.parameters())
-    loss = paddle.nn.functional.cross_entropy(first(model(x)), labels)
+    if classes:
+        loss = paddle.nn.functional.cross_entropy(first(model(x)), labels)
+    else:
+        loss = paddle.add_n([(o * o).mean() for o in flat_outputs(model(x))])
     loss.backward()
     opt.step()
     opt.clear_grad()

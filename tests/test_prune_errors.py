@@ -87,22 +87,25 @@ def test_stale_graph_is_refused(model):
     assert_unchanged(model, before)
 
 
-class HardCodedWidth(nn.Layer):
-    """Its forward reshapes to a fixed feature count, so it breaks once channels are removed."""
+class ChecksWidth(nn.Layer):
+    """Its forward insists on 16 channels, so it breaks once channels are removed."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2D(1, 16, 3, padding=1)
-        self.fc = nn.Linear(16 * 64, 10)
+        self.fc = nn.Linear(16, 10)
 
     def forward(self, x):
-        return self.fc(paddle.reshape(self.conv(x), [-1, 16 * 64]))
+        y = self.conv(x)
+        if y.shape[1] != 16:
+            raise ValueError(f"expected 16 channels, got {y.shape[1]}")
+        return self.fc(y.mean(axis=[2, 3]))
 
 
 def test_failed_removal_restores_the_model_exactly():
-    model = HardCodedWidth()
+    model = ChecksWidth()
     before = fingerprint(model)
-    with pytest.raises(ModelError, match="restored unchanged"):
+    with pytest.raises(ModelError, match="restored unchanged.*expected 16 channels"):
         prune(model, SHAPE, ratios=0.5)
     assert_unchanged(model, before)
     assert model.conv._out_channels == 16

@@ -2,6 +2,7 @@
 
 from .criteria import *  # noqa: F401,F403
 from .criteria import __all__ as _criteria
+from . import ops
 from .dependency import ChannelSlice, DependencyGraph, Group, analyze, group_weights  # noqa: F401
 from .remove import remove_channels
 from .api import PruneResult, prunable_layers, prune
@@ -10,5 +11,5 @@ from .selection import __all__ as _selection
 from .sensitivity import *  # noqa: F401,F403
 from .sensitivity import __all__ as _sensitivity
 
-__all__ = ["Group", "DependencyGraph", "analyze", "remove_channels", "PruneResult", "prune", "prunable_layers",
+__all__ = ["ops", "Group", "DependencyGraph", "analyze", "remove_channels", "PruneResult", "prune", "prunable_layers",
            *_criteria, *_selection, *_sensitivity]

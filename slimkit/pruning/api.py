@@ -6,6 +6,7 @@ best ones (`remove_channels`) and measures FLOPs before and after with `paddle.f
 
 import dataclasses
 import numbers
+import warnings
 
 from ..errors import ConfigError, ModelError
 from ..measure import count_flops
@@ -72,6 +73,8 @@ def prune(model, input_shape, criterion="l1", ratios=0.3, skip=(), round_to=1, m
     layers = [(root, group.channels, counts[group.name]) for group, _ in targets
               if counts[group.name] < group.channels for root in group.roots]
     keep, pruned_graph, undo = prune_to_counts(model, graph, counts, scorer, batches=batches)
+    if not layers:
+        warnings.warn(graph.nothing_pruned(targets), stacklevel=2)
     try:
         flops_after = count_flops(model, input_shape)[0]
     except Exception:

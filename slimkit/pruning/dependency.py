@@ -30,6 +30,7 @@ import numpy as np
 import paddle
 
 from .. import compat
+from . import ops
 from ..errors import ModelError
 from ..schema import _suggest
 
@@ -86,6 +87,7 @@ class DependencyGraph:
         self.unused = dict(unused or {})  # conv/linear layers the traced forward never called
         # Depthwise convs whose output carries another group's channels -> that Group (None: several groups).
         self.followers = dict(followers or {})
+        self.output_structure = None  # containers and shapes of the eager output (see output_structure)
         self._by_root = {root: g for g in groups for root in g.roots}
 
     def group(self, layer_name):
@@ -117,6 +119,15 @@ class DependencyGraph:
         out.update(self.unused)
         return out
 
+    def nothing_pruned(self, targets):
+        """The warning for a prune that removed no channel: why, group by group (the first few)."""
+        if targets:
+            return (f"prune removed no channels: the ratios keep every channel of the {len(targets)} prunable "
+                    "groups (too few channels for the ratio, round_to or min_channels)")
+        reasons = [f"{name}: {why}" for name, why in self.skipped().items()]
+        more = f"; ... ({len(reasons) - 5} more in PruneResult.skipped)" if len(reasons) > 5 else ""
+        return "prune removed no channels, no group can be pruned: " + "; ".join(reasons[:5]) + more
+
     def __repr__(self):
         return (f"DependencyGraph({len(self.groups)} groups, {len(self.prunable())} prunable, "
                 f"input_shape={self.input_shape})")
@@ -140,11 +151,34 @@ def analyze(model, input_shape):
     PIR flag) are left as they were, also when tracing fails.
     """
     input_shape = _check_shape(input_shape)
-    _check_forward_runs(model, input_shape)
+    eager_out = _check_forward_runs(model, input_shape)
     program, outputs = _trace(model, input_shape)
     tracer = _ChannelTracer(model)
-    tracer.run(program, outputs)
-    return tracer.graph(input_shape, [list(v.shape) for v in outputs])
+    tracer.run(program, flat_outputs(outputs))
+    graph = tracer.graph(input_shape, [list(t.shape) for t in flat_outputs(eager_out)])
+    graph.output_structure = output_structure(eager_out)
+    from .probe import probe_fixed_shapes  # it removes channels (remove.py), which needs this module
+
+    probe_fixed_shapes(model, graph, tracer.fixed_shape_groups(graph))
+    return graph
+
+
+def flat_outputs(out):
+    """The tensors (or traced values) of a model output of any nesting of tuples, lists and dicts, in order."""
+    if isinstance(out, dict):
+        return [t for key in out for t in flat_outputs(out[key])]
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in flat_outputs(o)]
+    return [out] if out is not None and hasattr(out, "shape") else []
+
+
+def output_structure(out):
+    """What the eager output looks like (containers, keys and concrete shapes), to compare a pruned model's with."""
+    if isinstance(out, dict):
+        return {key: output_structure(value) for key, value in out.items()}
+    if isinstance(out, (list, tuple)):
+        return (type(out).__name__, [output_structure(o) for o in out])
+    return list(out.shape) if hasattr(out, "shape") else type(out).__name__
 
 
 def _check_shape(input_shape):
@@ -163,7 +197,7 @@ def _check_forward_runs(model, input_shape):
     # count traces fine), so run the model once as the user would.
     try:
         with compat.session_guard(), _eval_mode(model), paddle.no_grad():
-            model(paddle.zeros(input_shape, dtype="float32"))
+            return model(paddle.zeros(input_shape, dtype="float32"))
     except Exception as err:
         raise ModelError(f"the model cannot run on input_shape {input_shape}: {type(err).__name__}: "
                          f"{_last_line(err)}", _SHAPE_HINT) from None
@@ -199,6 +233,14 @@ def _trace(model, input_shape):
             static_forward = paddle.jit.to_static(model.forward, input_spec=spec, full_graph=True)
             program = static_forward.concrete_program
             return program.main_program, list(program.outputs)
+    except OSError as err:
+        if "source code" not in str(err):
+            raise ModelError(f"cannot trace the model on input_shape {input_shape}: OSError: {_last_line(err)}",
+                             _SHAPE_HINT) from None
+        raise ModelError(f"cannot trace the model: the source code of {type(model).__name__}.forward (or of a "
+                         "layer it calls) cannot be read, and Paddle's to_static trace converts forward from its "
+                         "source (classes defined in `python -`, `exec` or an interactive session have none)",
+                         "define the model classes in a .py file and import them (notebook cells work too)") from None
     except Exception as err:
         raise ModelError(f"cannot trace the model on input_shape {input_shape}: {type(err).__name__}: "
                          f"{_last_line(err)}", _SHAPE_HINT) from None
@@ -206,24 +248,8 @@ def _trace(model, input_shape):
 
 # ---- the channel tracer -------------------------------------------------------------------------
 
-# Ops whose first output has the same channels, in the same order, as their first input.
-_PASS_THROUGH = {
-    "relu", "relu_", "relu6", "leaky_relu", "leaky_relu_", "elu", "elu_", "gelu", "silu", "swish",
-    "hardswish", "hardsigmoid", "sigmoid", "sigmoid_", "tanh", "tanh_", "mish", "softplus", "selu", "celu",
-    "dropout", "pool2d", "pool3d", "max_pool2d_with_index", "lp_pool2d", "cast", "cast_", "assign", "scale",
-    "scale_", "clip", "clip_", "bilinear_interp", "nearest_interp", "bicubic_interp", "abs", "exp", "square",
-    "sqrt", "pow", "thresholded_relu", "logsigmoid", "hardtanh", "brelu", "hardshrink", "softshrink",
-    "tanh_shrink", "relu6_", "hardswish_", "assign_out_", "contiguous",
-}
-# Ops whose 1-D parameters are indexed by channel (BN's scale/bias/mean/variance, ...).
-_PER_CHANNEL = {"batch_norm", "batch_norm_", "sync_batch_norm_", "instance_norm", "prelu", "affine_channel"}
-_BINARY = {"add", "add_", "subtract", "subtract_", "multiply", "multiply_", "divide", "divide_", "maximum",
-           "minimum", "elementwise_pow"}
-_RESHAPES = {"reshape", "reshape_", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "flatten", "flatten_",
-             "view_shape"}
+# Views of a parameter (a PReLU slope reshaped for broadcasting, ...) still name that parameter.
 _PARAM_VIEWS = {"reshape", "reshape_", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "cast", "assign", "flatten"}
-_IGNORED = {"shape", "shape64", "full", "full_int_array", "full_like", "builtin.combine", "fetch",
-            "builtin.shadow_output", "builtin.set_parameter", "numel"}
 
 
 class _Node:
@@ -261,13 +287,15 @@ class _ChannelTracer:
         self.nodes = []
         self.parent = []
         self.slices = []  # (node, ChannelSlice-without-group) pairs
-        self.info = {}  # value id -> list of _Seg along axis 1
+        self.info = {}  # value id -> list of _Seg along the value's channel axis
+        self.axes = {}  # value id -> its channel axis when not 1 (channels-last blocks, tokens)
         self.param_of = {}  # value id -> parameter name, for parameters and views of them
         self.vectors = {}  # value id of a pd_op.split result -> (segments, split op)
         self.layer_node = {}  # layer name -> its output node (a layer called twice keeps one node)
         self.layer_inputs = {}  # layer name -> input segments of its first call
         self.followers = {}  # depthwise conv name -> nodes whose channels its output carries
         self.constraints = {}  # node -> [(blocks, aligned)] from the grouped convs it meets
+        self.fixed_shapes = []  # (op name, constant shape, segments) of reshapes to constant sizes
 
     # -- union-find over nodes
     def _new_node(self, channels, layer=None, reason=""):
@@ -310,47 +338,61 @@ class _ChannelTracer:
             shape = list(op.result(0).shape)
             if len(shape) >= 2 and shape[1] > 0:
                 self.info[op.result(0).id] = [_Seg(self._new_node(shape[1], reason="model input"), 0, shape[1])]
-        elif kind in _IGNORED:
-            pass
-        elif kind in _PARAM_VIEWS and op.operand_source(0).id in self.param_of:
+        elif kind in _PARAM_VIEWS and _present(op.operand_source(0)) and op.operand_source(0).id in self.param_of:
             self.param_of[op.result(0).id] = self.param_of[op.operand_source(0).id]
-        elif kind in ("conv2d", "depthwise_conv2d", "conv3d"):
-            self._conv(op)
-        elif kind in ("conv2d_transpose", "depthwise_conv2d_transpose"):
-            self._conv_transpose(op)
-        elif kind == "matmul":
-            self._matmul(op)
-        elif kind in _PER_CHANNEL:
-            self._per_channel(op)
-        elif kind in _BINARY:
-            self._binary(op)
-        elif kind in _PASS_THROUGH:
-            self._pass(op)
-        elif kind in _RESHAPES:
-            self._reshape(op)
-        elif kind == "concat":
-            self._concat(op)
-        elif kind in ("split", "split_with_num"):
-            self._split(op)
-        elif kind == "builtin.split":
-            self._unpack_split(op)
-        elif kind == "slice":
-            self._slice(op)
-        elif kind in ("mean", "sum", "max", "min", "amax", "amin", "logsumexp"):
-            self._reduce(op)
         else:
-            self._unknown(op, f"its channels reach `{op.name()}`, which slimkit does not follow")
+            handler = ops.handler_for(kind)
+            if handler is None:
+                return self.unknown(op, f"its channels reach `{op.name()}`, which slimkit does not follow "
+                                        "(teach it with slimkit.pruning.ops.register_op)")
+            moved = [i for i in range(op.num_operands()) if self.channels(op.operand_source(i))
+                     and self.channel_axis(op.operand_source(i)) != 1]
+            if moved and not getattr(handler, "any_axis", False):
+                return self.unknown(op, f"its channels reach `{op.name()}` on axis "
+                                        f"{self.channel_axis(op.operand_source(moved[0]))}, and that op is only "
+                                        "followed with channels on axis 1")
+            handler.visit(self, op)
+
+    # -- what an op handler (slimkit.pruning.ops) may use
+    def channels(self, value):
+        """The channel segments `value` carries along axis 1, or None (not followed / no channels)."""
+        return self.info.get(value.id) if _present(value) else None
+
+    def set_channels(self, value, segs, axis=1):
+        """`value` carries `segs` (as `channels` returned them for an input) along `axis`."""
+        self.info[value.id] = list(segs)
+        if axis % max(1, len(list(value.shape))) != 1:
+            self.axes[value.id] = axis % len(list(value.shape))
+        else:
+            self.axes.pop(value.id, None)
+
+    def channel_axis(self, value):
+        """The axis along which `value` carries its channels (1 unless a transpose moved them)."""
+        return self.axes.get(value.id, 1) if _present(value) else 1
+
+    def block(self, segs, reason):
+        """The channels in `segs` cannot be removed, because of `reason`."""
+        self._block(segs or [], reason)
+
+    def couple(self, a, b, reason):
+        """Channel i of `a` is channel i of `b` (else both are blocked with `reason`)."""
+        self._couple(a, b, reason)
+
+    def opaque(self, op):
+        """The op's outputs carry channels slimkit does not follow (whatever consumes them keeps them whole)."""
+        for i in range(op.num_results()):
+            self._opaque(op.result(i), f"produced by `{op.name()}`, which slimkit does not follow")
+
+    def unknown(self, op, reason):
+        """Block every channel reaching `op` with `reason`; its outputs are not followed."""
+        self._block(self._operand_segs(op), reason)
+        self.opaque(op)
 
     def _segs(self, value):
-        return self.info.get(value.id)
+        return self.channels(value)
 
     def _operand_segs(self, op):
         return [s for i in range(op.num_operands()) for s in (self._segs(op.operand_source(i)) or [])]
-
-    def _unknown(self, op, reason):
-        self._block(self._operand_segs(op), reason)
-        for i in range(op.num_results()):
-            self._opaque(op.result(i), f"produced by `{op.name()}`, which slimkit does not follow")
 
     def _opaque(self, value, reason):
         try:
@@ -366,16 +408,16 @@ class _ChannelTracer:
             offset += s.width
 
     def _param(self, value):
-        name = self.param_of.get(value.id)
+        name = self.param_of.get(value.id) if _present(value) else None
         return (name, self.param_owner.get(name)) if name else (None, None)
 
-    def _root(self, op, layer, tensor, axis, channels):
+    def _root(self, op, layer, tensor, axis, channels, value_axis=1):
         # The layer's output channels: one node per layer, even when the layer is called twice.
         if layer not in self.layer_node:
             self.layer_node[layer] = self._new_node(channels, layer=layer)
             self.slices.append((self.layer_node[layer], ChannelSlice(layer, tensor, axis, 0, 0, channels, 1, "out")))
         node = self.layer_node[layer]
-        self.info[op.result(0).id] = [_Seg(node, 0, channels)]
+        self.set_channels(op.result(0), [_Seg(node, 0, channels)], value_axis)
         return node
 
     def _consume(self, op, layer, tensor, axis, segs):
@@ -386,13 +428,13 @@ class _ChannelTracer:
         self.layer_inputs[layer] = segs
         self._add_slices(layer, tensor, axis, segs, role="in")
 
-    def _conv(self, op):
+    def conv(self, op):
         x, w = op.operand_source(0), op.operand_source(1)
         segs = self._segs(x)
         _, owner = self._param(w)
         attrs = op.attrs()
         if owner is None or attrs.get("data_format", "NCHW") not in ("NCHW", "NCDHW", "AnyLayout"):
-            return self._unknown(op, f"its channels reach a `{op.name()}` whose weight is not a layer parameter "
+            return self.unknown(op, f"its channels reach a `{op.name()}` whose weight is not a layer parameter "
                                      "or whose layout is not channels-first")
         layer, tensor, wshape = owner
         groups = int(attrs.get("groups", 1))
@@ -402,76 +444,138 @@ class _ChannelTracer:
             if segs:
                 self._consume(op, layer, tensor, 1, segs)
             self._root(op, layer, tensor, 0, out_c)
-        elif groups == in_c and in_per_group == 1 and out_c == in_c and segs:
-            # Depthwise: output channel c is input channel c filtered alone.
+        elif groups == in_c and in_per_group == 1 and out_c % in_c == 0 and segs and (
+                out_c == in_c or all(s.repeat == 1 for s in segs)):
+            # Depthwise: output channels [k*c, (k+1)*c) are input channel c filtered alone (k = the
+            # channel multiplier, 1 for a plain depthwise conv), so they leave k at a time.
+            multiplier = out_c // in_c
+            out = [_Seg(s.node, s.start, s.count, s.repeat * multiplier) for s in segs]
             self.followers[layer] = [seg.node for seg in segs]
             if layer in self.layer_inputs:
                 self._couple(self.layer_inputs[layer], segs, f"`{layer}` is called on tensors with different channels")
             else:
                 self.layer_inputs[layer] = segs
-                self._add_slices(layer, tensor, 0, segs)
-            self.info[op.result(0).id] = list(segs)
+                self._add_slices(layer, tensor, 0, out)
+            self.info[op.result(0).id] = out
         else:
             # Grouped: conv group k reads input channels [k*ipg, (k+1)*ipg) through weight
             # positions 0..ipg-1 (shared by all groups) and writes outputs [k*opg, (k+1)*opg).
             # Its inputs may only lose the same positions in every group, its outputs as many
             # channels in every group; the group count stays.
             if segs:
-                s0 = segs[0]
-                whole = (len(segs) == 1 and s0.start == 0 and s0.repeat == 1 and s0.count == in_c
-                         and self.nodes[s0.node].channels == in_c)
-                if not whole:
-                    self._block(segs, f"feeds grouped convolution `{layer}` (groups={groups}) together with "
-                                      "other channels (a concatenation or a slice): its groups cannot be followed")
-                elif layer in self.layer_inputs:
-                    self._couple(self.layer_inputs[layer], segs,
-                                 f"`{layer}` is called on tensors with different channels")
-                else:
-                    self.layer_inputs[layer] = segs
-                    for k in range(groups):
-                        self.slices.append((s0.node, ChannelSlice(layer, tensor, 1, 0, k * in_per_group,
-                                                                  in_per_group, 1, "in")))
-                    self.constraints.setdefault(s0.node, []).append((groups, True))
+                self._grouped_conv_inputs(layer, tensor, segs, groups, in_per_group)
             node = self._root(op, layer, tensor, 0, out_c)
             self.constraints.setdefault(node, []).append((groups, False))
 
-    def _conv_transpose(self, op):
+    def _grouped_conv_inputs(self, layer, tensor, segs, groups, in_per_group):
+        """The inputs of a grouped conv: one whole output (evenly, aligned), or one whole output per conv group."""
+        in_c = in_per_group * groups
+        s0 = segs[0]
+        whole = (len(segs) == 1 and s0.start == 0 and s0.repeat == 1 and s0.count == in_c
+                 and self.nodes[s0.node].channels == in_c)
+        runs = _one_node_per_group(segs, groups, in_per_group, self.nodes)
+        if not whole and runs:
+            # A concatenation of `groups` whole outputs (ESPNetV2's branches): conv group k reads
+            # run k through the same weight positions, so the runs are pruned with the same indices.
+            for run in runs[1:]:
+                self._couple([runs[0]], [run], f"`{layer}` reads them through the same weights")
+            if layer not in self.layer_inputs:
+                self.layer_inputs[layer] = segs
+                for run in runs:
+                    self.slices.append((run.node, ChannelSlice(layer, tensor, 1, 0, 0, in_per_group, 1, "in")))
+        elif not whole:
+            self._block(segs, f"feeds grouped convolution `{layer}` (groups={groups}) together with "
+                              "other channels (a concatenation or a slice): its groups cannot be followed")
+        elif layer in self.layer_inputs:
+            self._couple(self.layer_inputs[layer], segs,
+                         f"`{layer}` is called on tensors with different channels")
+        else:
+            self.layer_inputs[layer] = segs
+            for k in range(groups):
+                self.slices.append((s0.node, ChannelSlice(layer, tensor, 1, 0, k * in_per_group,
+                                                          in_per_group, 1, "in")))
+            self.constraints.setdefault(s0.node, []).append((groups, True))
+
+    def conv_transpose(self, op):
         x, w = op.operand_source(0), op.operand_source(1)
         segs = self._segs(x)
         _, owner = self._param(w)
         groups = int(op.attrs().get("groups", 1))
         if owner is None or groups != 1:
-            return self._unknown(op, f"its channels reach `{op.name()}` with groups > 1 or no layer weight")
+            return self.unknown(op, f"its channels reach `{op.name()}` with groups > 1 or no layer weight")
         layer, tensor, wshape = owner
         if segs:
             self._consume(op, layer, tensor, 0, segs)
         self._root(op, layer, tensor, 1, wshape[1])
 
-    def _matmul(self, op):
+    def matmul(self, op):
         x, y = op.operand_source(0), op.operand_source(1)
         segs = self._segs(x)
         _, owner = self._param(y)
         attrs = op.attrs()
-        if owner is None or len(owner[2]) != 2 or attrs.get("transpose_x") or len(list(x.shape)) != 2:
-            return self._unknown(op, "its channels reach a `matmul` that is not a linear layer on [batch, features]")
+        rank = len(list(x.shape))
+        if (owner is None or len(owner[2]) != 2 or attrs.get("transpose_x") or rank < 2
+                or (segs and self.channel_axis(x) != rank - 1)):
+            return self.unknown(op, "its channels reach a `matmul` that is not a linear layer on their axis "
+                                    "([batch, features] or channels-last [..., C])")
         layer, tensor, _ = owner
         in_axis, out_axis = (1, 0) if attrs.get("transpose_y") else (0, 1)
         if segs:
             self._consume(op, layer, tensor, in_axis, segs)
-        self._root(op, layer, tensor, out_axis, owner[2][out_axis])
+        self._root(op, layer, tensor, out_axis, owner[2][out_axis], value_axis=rank - 1)
 
-    def _per_channel(self, op):
-        segs = self._segs(op.operand_source(0))
+    def transpose(self, op):
+        """A permutation of axes moves the channel axis (NCHW <-> NHWC, [N, C, L] <-> [N, L, C] tokens)."""
+        x = op.operand_source(0)
+        segs = self._segs(x)
+        if segs:
+            perm = [int(p) % len(list(x.shape)) for p in op.attrs()["perm"]]
+            self.set_channels(op.result(0), segs, perm.index(self.channel_axis(x)))
+
+    def layer_norm(self, op):
+        """LayerNorm over the channel axis alone (channels-last) is per channel; over more axes it is not."""
+        x = op.operand_source(0)
+        segs = self._segs(x)
         if not segs:
-            return self._unknown(op, f"`{op.name()}` on a tensor without traced channels")
+            return
+        rank = len(list(x.shape))
+        if int(op.attrs().get("begin_norm_axis", 1)) != rank - 1 or self.channel_axis(x) != rank - 1:
+            return self.unknown(op, "`layer_norm` normalizes over more than the channel axis")
+        if self.per_channel_params(op, segs, range(1, op.num_operands())):
+            self.set_channels(op.result(0), segs, rank - 1)
+
+    def group_norm(self, op):
+        """GroupNorm keeps its group count: channels leave evenly from its groups (like a grouped conv)."""
+        x = op.operand_source(0)
+        segs = self._segs(x)
+        if not segs:
+            return
+        attrs = op.attrs()
+        groups = int(attrs.get("groups", 1))
+        whole = len(segs) == 1 and segs[0].start == 0 and segs[0].repeat == 1 and (
+            segs[0].count == self.nodes[segs[0].node].channels)
+        if attrs.get("data_format", "NCHW") != "NCHW" or (groups > 1 and not whole):
+            return self.unknown(op, f"`group_norm` (groups={groups}) on channels it cannot split evenly")
+        if self.per_channel_params(op, segs, range(1, op.num_operands())):
+            if groups > 1:
+                self.constraints.setdefault(segs[0].node, []).append((groups, False))
+            self.set_channels(op.result(0), segs)
+
+    def per_channel_params(self, op, segs, operand_indices):
+        """Slice the 1-D parameters among `operand_indices` with `segs`; False (op blocked) if one is not per channel.
+
+        A one-value parameter (PReLU's shared slope, a scalar scale) applies to every channel
+        alike and stays as it is.
+        """
         width = sum(s.width for s in segs)
         params = []
-        for i in range(1, op.num_operands()):
+        for i in operand_indices:
             name, owner = self._param(op.operand_source(i))
-            if name is None:
+            if name is None or (owner is not None and math.prod(owner[2]) == 1):
                 continue
             if owner is None or len(owner[2]) != 1 or owner[2][0] != width:
-                return self._unknown(op, f"`{op.name()}` has a parameter that is not one value per channel")
+                self.unknown(op, f"`{op.name()}` has a parameter that is not one value per channel")
+                return False
             params.append(owner)
         for layer in dict.fromkeys(layer for layer, _, _ in params):
             if (layer, "per-channel") in self.layer_inputs:  # a shared norm layer: same channels every call
@@ -482,13 +586,16 @@ class _ChannelTracer:
             for owner, tensor, _ in params:
                 if owner == layer:
                     self._add_slices(layer, tensor, 0, segs)
-        self.info[op.result(0).id] = list(segs)
+        return True
 
-    def _binary(self, op):
+    def combine(self, op):
+        """An elementwise op of several tensors: tensors with channels are coupled, per-channel parameters sliced."""
         out_rank = len(list(op.result(0).shape))
         with_channels, params, others = [], [], []
         for i in range(op.num_operands()):
             v = op.operand_source(i)
+            if not _present(v):
+                continue
             if self._segs(v):
                 with_channels.append(self._segs(v))
             elif v.id in self.param_of:
@@ -499,21 +606,27 @@ class _ChannelTracer:
             return
         segs = with_channels[0]
         width = sum(s.width for s in segs)
+        # The channel axis counted from the right, which broadcasting lines up.
+        axes = {self.channel_axis(op.operand_source(i)) - len(list(op.operand_source(i).shape))
+                for i in range(op.num_operands()) if self._segs(op.operand_source(i))}
+        if len(axes) > 1:
+            return self.unknown(op, f"`{op.name()}` combines tensors with channels on different axes")
+        axis = out_rank + axes.pop()
         for other in with_channels[1:]:
             self._couple(segs, other, f"`{op.name()}` combines tensors whose channels do not line up")
         for v in others:
-            if _channel_dim(v, out_rank) not in (None, 1):
+            if _channel_dim(v, out_rank, axis) not in (None, 1):
                 # Something slimkit did not trace is combined channel by channel with these channels.
                 self._block(segs, f"`{op.name()}` combines them with a tensor slimkit cannot follow")
         for v in params:
-            size = _channel_dim(v, out_rank)
+            size = _channel_dim(v, out_rank, axis)
             if size in (None, 1):
                 continue
             _, owner = self._param(v)
             if owner is None or len(owner[2]) != 1 or size != width or owner[2][0] != width:
-                return self._unknown(op, f"`{op.name()}` with a parameter that is not one value per channel")
+                return self.unknown(op, f"`{op.name()}` with a parameter that is not one value per channel")
             self._add_slices(owner[0], owner[1], 0, segs)
-        self.info[op.result(0).id] = list(segs)
+        self.set_channels(op.result(0), segs, axis)
 
     def _couple(self, a, b, reason):
         """Channel i of `a` is channel i of `b`: their nodes must be pruned with the same indices."""
@@ -523,35 +636,41 @@ class _ChannelTracer:
         else:
             self._block(list(a) + list(b), reason)
 
-    def _pass(self, op):
-        segs = self._segs(op.operand_source(0))
-        if segs:
-            kind = op.name().split(".")[-1]
-            if kind == "pool2d" and op.attrs().get("data_format", "NCHW") != "NCHW":
-                return self._unknown(op, "channels-last pooling is not followed")
-            self.info[op.result(0).id] = list(segs)
-        elif any(self._segs(op.operand_source(i)) for i in range(op.num_operands())):
-            self._unknown(op, f"its channels reach `{op.name()}` as a secondary input")
+    def pool(self, op):
+        if op.attrs().get("data_format", "NCHW") != "NCHW" and self._segs(op.operand_source(0)):
+            return self.unknown(op, "channels-last pooling is not followed")
+        return ops.PassThrough().visit(self, op)
 
-    def _reshape(self, op):
+    def reshape(self, op):
         x = op.operand_source(0)
         segs = self._segs(x)
         if not segs:
             return
         src, dst = list(x.shape), list(op.result(0).shape)
+        if self.channel_axis(x) != 1:
+            # Channels last ([N, L, C] tokens <-> [N, H, W, C]): only the axes before them may regroup.
+            if self.channel_axis(x) == len(src) - 1 and src[-1] == dst[-1] > 0 and src[0] == dst[0] and len(dst) > 2:
+                return self.set_channels(op.result(0), segs, len(dst) - 1)
+            return self.unknown(op, f"reshaped from {src} to {dst} with channels on axis {self.channel_axis(x)}: "
+                                    "not followed")
         out = _reshape_segs(segs, src, dst)
+        fixed = _constant(op.operand_source(1)) if op.num_operands() > 1 else None
+        if out is not None and isinstance(fixed, list) and len(fixed) >= 2 and fixed[1] > 0:
+            # A size written into the forward ([-1, 2048]) looks the same in the trace as one
+            # computed from x.shape: `probe_fixed_shapes` tells them apart by trying.
+            self.fixed_shapes.append((op.name(), [int(d) for d in fixed], list(segs)))
         if out is None:
-            return self._unknown(op, f"reshaped from {src} to {dst} (e.g. a channel shuffle): the channel order "
+            return self.unknown(op, f"reshaped from {src} to {dst} (e.g. a channel shuffle): the channel order "
                                      "after it is not followed")
         self.info[op.result(0).id] = out
 
-    def _concat(self, op):
+    def concat(self, op):
         parts = op.operand_source(0)
         combine = parts.get_defining_op()
         axis = _constant(op.operand_source(1))
         inputs = [combine.operand_source(i) for i in range(combine.num_operands())] if combine else []
         if not inputs or axis is None:
-            return self._unknown(op, "`concat` whose inputs or axis are not known")
+            return self.unknown(op, "`concat` whose inputs or axis are not known")
         rank = len(list(op.result(0).shape))
         axis = int(axis) % rank
         segs_in = [self._segs(v) for v in inputs]
@@ -566,17 +685,17 @@ class _ChannelTracer:
                 self._block(segs or [], "concatenated with a tensor slimkit cannot follow")
             self._opaque(op.result(0), "concatenation with a tensor slimkit cannot follow")
 
-    def _split(self, op):
+    def split(self, op):
         segs = self._segs(op.operand_source(0))
         if not segs:
             return
         axis = _constant(op.operand_source(op.num_operands() - 1))
         rank = len(list(op.operand_source(0).shape))
         if axis is None:
-            return self._unknown(op, "`split` along an unknown axis")
+            return self.unknown(op, "`split` along an unknown axis")
         self.vectors[op.result(0).id] = (segs, int(axis) % rank, op)
 
-    def _unpack_split(self, op):
+    def unpack_split(self, op):
         entry = self.vectors.get(op.operand_source(0).id)
         if entry is None:
             return
@@ -592,11 +711,11 @@ class _ChannelTracer:
             size = list(op.result(i).shape)[1]
             part = _take(segs, offset, size)
             if part is None:
-                return self._unknown(split_op, "`split` through flattened features of one channel")
+                return self.unknown(split_op, "`split` through flattened features of one channel")
             self.info[op.result(i).id] = part
             offset += size
 
-    def _slice(self, op):
+    def slice(self, op):
         segs = self._segs(op.operand_source(0))
         if not segs:
             return
@@ -608,18 +727,18 @@ class _ChannelTracer:
             if len(dst) == len(src):
                 self.info[op.result(0).id] = list(segs)
                 return
-            return self._unknown(op, "`slice` that drops axes")
+            return self.unknown(op, "`slice` that drops axes")
         start = starts[axes.index(1)] if isinstance(starts, list) else None
         if start is None or len(axes) != 1 or len(dst) != len(src):
-            return self._unknown(op, "`slice` of channels with unknown bounds")
+            return self.unknown(op, "`slice` of channels with unknown bounds")
         start = start % src[1] if start < 0 else min(start, src[1])
         self._block(segs, "sliced along channels at fixed positions")
         part = _take(segs, start, dst[1])
         if part is None:
-            return self._unknown(op, "`slice` through flattened features of one channel")
+            return self.unknown(op, "`slice` through flattened features of one channel")
         self.info[op.result(0).id] = part
 
-    def _reduce(self, op):
+    def reduce(self, op):
         x = op.operand_source(0)
         segs = self._segs(x)
         if not segs:
@@ -631,9 +750,20 @@ class _ChannelTracer:
         if axes and 0 not in axes and 1 not in axes and len(dst) >= 2 and dst[1] == src[1]:
             self.info[op.result(0).id] = list(segs)
         else:
-            self._unknown(op, f"`{op.name()}` reduces over the channel axis")
+            self.unknown(op, f"`{op.name()}` reduces over the channel axis")
 
     # -- result
+    def fixed_shape_groups(self, graph):
+        """[(description, [Group])] for every reshape to a constant size, with the prunable groups reaching it."""
+        by_class = {self._find(self.layer_node[g.roots[0]]): g for g in graph.groups}
+        out = []
+        for name, shape, segs in self.fixed_shapes:
+            groups = [by_class.get(self._find(s.node)) for s in segs]
+            groups = list({id(g): g for g in groups if g is not None and g.prunable}.values())
+            if groups:
+                out.append((f"`{name}` to the fixed shape {shape}", groups))
+        return out
+
     def graph(self, input_shape, output_shapes):
         classes = {}
         for node in self.nodes:
@@ -684,10 +814,23 @@ class _ChannelTracer:
         return DependencyGraph(groups, input_shape, output_shapes, tensor_shapes, unused, followers)
 
 
-def _channel_dim(value, out_rank):
+def _one_node_per_group(segs, groups, in_per_group, nodes):
+    """The segments when each of a grouped conv's `groups` input runs is one whole node, else None."""
+    if len(segs) != groups or any(s.repeat != 1 or s.start != 0 or s.count != in_per_group
+                                  or nodes[s.node].channels != in_per_group for s in segs):
+        return None
+    return list(segs)
+
+
+def _present(value):
+    # Optional operands left out (an interpolate without a size tensor) are empty values without an id.
+    return value is not None and value.initialized()
+
+
+def _channel_dim(value, out_rank, channel_axis=1):
     """Size of `value` along the output's channel axis after broadcasting (None: no such axis)."""
     shape = list(value.shape)
-    axis = 1 - (out_rank - len(shape))
+    axis = channel_axis - (out_rank - len(shape))
     return shape[axis] if 0 <= axis < len(shape) else None
 
 
@@ -718,6 +861,9 @@ def _take(segs, offset, size):
 
 
 def _reshape_segs(segs, src, dst):
+    if len(src) >= 2 and len(dst) >= 2 and src[:2] == dst[:2] and src[1] > 0:
+        # Batch and channels kept: the rest (sizes the trace may leave symbolic) only regroups space.
+        return list(segs)
     if any(d <= 0 for d in src + dst) or len(src) < 2 or len(dst) < 2 or src[0] != dst[0]:
         return None
     spatial_in, spatial_out = math.prod(src[2:]), math.prod(dst[2:])

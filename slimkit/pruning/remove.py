@@ -18,7 +18,7 @@ import paddle
 from ..errors import ModelError
 from ..schema import _suggest
 from ..surgery import capture, eval_mode, replace_tensor, restore
-from .dependency import DependencyGraph
+from .dependency import DependencyGraph, flat_outputs, output_structure
 
 
 def remove_channels(model, graph, keep):
@@ -41,6 +41,7 @@ def remove_with_undo(model, graph, keep):
 
     try:
         _cut_tensors(model, removed)
+        _check_layers(layers, graph, masks, removed)
         _check_forward(model, graph)
     except Exception as err:
         undo()
@@ -119,7 +120,7 @@ def _cut_tensors(model, removed):
     for (layer_name, tensor), axes in removed.items():
         layer = layers[layer_name]
         if layer_name not in old_attrs:
-            old_attrs[layer_name] = {k: getattr(layer, k, None) for k in ("_in_channels", "_groups")}
+            old_attrs[layer_name] = {k: getattr(layer, k, None) for k in ("_in_channels", "_out_channels", "_groups")}
         value = layer._parameters[tensor].numpy()
         for axis, positions in axes.items():
             value = np.delete(value, positions, axis=axis)
@@ -138,8 +139,10 @@ def _fix_shape_attrs(layer, old):
         groups = old["_groups"]
         transposed = isinstance(layer, _TRANSPOSED)
         if groups > 1 and groups == old["_in_channels"] and not transposed:
-            # Depthwise: one filter per channel, the group count follows the channels.
-            layer._groups = layer._in_channels = layer._out_channels = w[0]
+            # Depthwise: `multiplier` filters per channel, the group count follows the channels.
+            multiplier = max(1, (old["_out_channels"] or groups) // groups)
+            layer._groups = layer._in_channels = w[0] // multiplier
+            layer._out_channels = w[0]
         elif transposed:
             layer._in_channels, layer._out_channels = w[0], w[1] * groups
         else:
@@ -158,22 +161,59 @@ def _fix_shape_attrs(layer, old):
         layer._normalized_shape = [size]
 
 
+def _check_layers(layers, graph, masks, removed):
+    """Each group's removal is valid layer by layer before the whole model runs.
+
+    Every tensor a group slices must keep exactly the channels its slices keep (a grouped
+    conv's shared input axis: once per conv group), and a conv's channels must still split
+    into its groups. The error names the group, which the final forward could not.
+    """
+    kept, owners = {}, {}
+    for group in graph.groups:
+        mask = masks.get(group.name)
+        for s in dict.fromkeys(group.slices):  # a layer called twice lists its bias once per call
+            if (s.layer, s.tensor) not in removed:
+                continue
+            key = (s.layer, s.tensor, s.axis)
+            count = int(mask[s.start:s.start + s.count].sum()) if mask is not None else s.count
+            kept.setdefault(key, []).append(count * s.repeat)
+            owners.setdefault(key, []).append(group.name)
+    for (layer_name, tensor, axis), widths in kept.items():
+        layer = layers[layer_name]
+        size = layer._parameters[tensor].shape[axis]
+        shared = isinstance(layer, paddle.nn.layer.conv._ConvNd) and axis == 1 and tensor == "weight" and (
+            not isinstance(layer, _TRANSPOSED)) and layer._groups > 1
+        # A grouped conv's input axis is shared by its conv groups: each of their slices keeps all of it.
+        fits = all(w == size for w in widths) if shared else sum(widths) == size
+        problem = (f"its {tensor} keeps {size} channels on axis {axis}, the groups' slices {widths}"
+                   if not fits else _conv_problem(layer))
+        if problem:
+            names = " / ".join(dict.fromkeys(owners[(layer_name, tensor, axis)]))
+            raise ModelError(f"removing channels of group {names} leaves `{layer_name}` invalid: {problem}")
+
+
+def _conv_problem(layer):
+    if not isinstance(layer, paddle.nn.layer.conv._ConvNd):
+        return ""
+    groups = layer._groups
+    if layer._in_channels % groups or layer._out_channels % groups:
+        return f"{layer._in_channels} input and {layer._out_channels} output channels do not split into {groups} groups"
+    return ""
+
+
 def _check_forward(model, graph):
     with eval_mode(model), paddle.no_grad():
         out = model(paddle.zeros(graph.input_shape, dtype="float32"))
-    shapes = [list(t.shape) for t in _tensors(out)]
-    if shapes != graph.output_shapes:
-        raise ModelError(f"the pruned model's outputs have shapes {shapes}, expected {graph.output_shapes}")
+    structure = output_structure(out)
+    expected = graph.output_structure
+    if expected is None:  # a graph built by hand: compare the flat shapes
+        structure, expected = [list(t.shape) for t in flat_outputs(out)], graph.output_shapes
+    if structure != expected:
+        raise ModelError(f"the pruned model's outputs are {_describe(structure)}, expected {_describe(expected)}")
 
 
-def _tensors(out):
-    if isinstance(out, paddle.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        out = list(out.values())
-    if isinstance(out, (list, tuple)):
-        return [t for o in out for t in _tensors(o)]
-    return []
+def _describe(structure):
+    return str(structure).replace("'", "")
 
 
 def _pruned_graph(graph, masks, removed):
@@ -198,4 +238,6 @@ def _pruned_graph(graph, masks, removed):
         shapes[key] = shape
     by_name = {g.name: g for g in groups}
     followers = {k: (by_name[g.name] if g is not None else None) for k, g in graph.followers.items()}
-    return DependencyGraph(groups, graph.input_shape, graph.output_shapes, shapes, graph.unused, followers)
+    pruned = DependencyGraph(groups, graph.input_shape, graph.output_shapes, shapes, graph.unused, followers)
+    pruned.output_structure = graph.output_structure
+    return pruned

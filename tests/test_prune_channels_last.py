@@ -1,0 +1,106 @@
+"""Channels-last blocks (ConvNeXt), token flatten + Linear (transformer-style segmenters), GroupNorm.
+
+A transpose moves the channel axis and the walk follows it: LayerNorm over the last axis,
+Linear layers on the last axis and per-channel `gamma * x` are sliced with the channels,
+so both the hidden 4C width and the residual stream prune.
+"""
+
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from prune_checks import prune_and_check
+from slimkit.pruning import analyze
+
+
+class ConvNeXtBlock(nn.Layer):
+    def __init__(self, c):
+        super().__init__()
+        self.dw = nn.Conv2D(c, c, 7, padding=3, groups=c)
+        self.norm = nn.LayerNorm(c)
+        self.pw1, self.pw2 = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
+        self.gamma = self.create_parameter([c], default_initializer=nn.initializer.Uniform(0.5, 1.5))
+
+    def forward(self, x):
+        y = self.dw(x).transpose([0, 2, 3, 1])
+        y = self.gamma * self.pw2(F.gelu(self.pw1(self.norm(y))))
+        return x + y.transpose([0, 3, 1, 2])
+
+
+class ConvNeXtTiny(nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2D(3, 16, 2, stride=2)
+        self.stage = nn.Sequential(ConvNeXtBlock(16), ConvNeXtBlock(16))
+        self.head_norm = nn.LayerNorm(16)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        y = self.stage(self.stem(x)).mean(axis=[2, 3])
+        return self.fc(self.head_norm(y))
+
+
+class TokenBlock(nn.Layer):
+    """[N, C, H, W] -> [N, H*W, C] tokens -> Linear on C -> back to [N, C, H, W]; GroupNorm in the conv part."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2D(3, 16, 3, stride=2, padding=1)
+        self.gn = nn.GroupNorm(4, 16)
+        self.q = nn.Linear(16, 32)
+        self.proj = nn.Linear(32, 24)
+        self.out = nn.Conv2D(24, 4, 1)
+
+    def forward(self, x):
+        y = F.relu(self.gn(self.conv(x)))
+        n, c, h, w = y.shape
+        t = y.flatten(2).transpose([0, 2, 1])  # [N, HW, C]
+        t = self.proj(F.gelu(self.q(t)))
+        y = t.transpose([0, 2, 1]).reshape([n, -1, h, w])
+        return [self.out(y)]
+
+
+def test_convnext_hidden_width_prunes_exactly(tmp_path):
+    ratios = {"stage.0.pw1": 0.3, "stage.1.pw1": 0.5}
+    model, graph, result = prune_and_check(ConvNeXtTiny, [1, 3, 16, 16], ratio=ratios, tmp_path=tmp_path)
+    assert model.stage[0].pw1.weight.shape == [16, 64 - 19] and model.stage[1].pw2.weight.shape == [32, 16]
+
+
+def test_convnext_block_prunes_hidden_width_and_residual_stream(tmp_path):
+    # The residual stream passes LayerNorms over the channels: pruned, but not equal to the masked model.
+    model, graph, result = prune_and_check(ConvNeXtTiny, [1, 3, 16, 16], tmp_path=tmp_path, exact=False)
+    stream = graph.group("stem")
+    assert {"stem", "stage.0.pw2", "stage.1.pw2"} <= set(stream.roots)
+    assert ("stage.0.norm", "weight", 0) in stream.members and ("stage.0", "gamma", 0) in stream.members
+    assert graph.group("stage.0.pw1").prunable
+    assert set(result.skipped) == {"fc"}
+    kept = 16 - round(16 * 0.3)
+    assert model.stage[0].norm.weight.shape == [kept] and model.stage[0].pw1.weight.shape == [kept, 64 - 19]
+    assert result.flops_after < 0.85 * result.flops_before
+
+
+def test_token_flatten_linear_prunes_exactly(tmp_path):
+    model, graph, result = prune_and_check(TokenBlock, [1, 3, 16, 16], ratio={"q": 0.3, "proj": 0.5},
+                                           out_dim=None, tmp_path=tmp_path)
+    assert model.q.weight.shape == [16, 32 - 10] and model.out.weight.shape[1] == 12
+
+
+def test_token_flatten_block_with_group_norm_prunes(tmp_path):
+    # GroupNorm's statistics change with the channels: pruned evenly per group, not equal to the masked model.
+    model, graph, result = prune_and_check(TokenBlock, [1, 3, 16, 16], out_dim=None, tmp_path=tmp_path, exact=False)
+    assert [g.name for g in graph.prunable()] == ["conv", "q", "proj"]
+    assert graph.group("conv").blocks == 4 and graph.group("conv").channel_multiple == 4
+    assert model.gn.weight.shape[0] == 12 and model.gn._num_groups == 4
+    assert result.flops_after < 0.85 * result.flops_before
+
+
+def test_layer_norm_over_channels_and_space_keeps_them_whole():
+    class WideNorm(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm, self.fc = nn.Conv2D(3, 8, 3), nn.LayerNorm([8, 6, 6]), nn.Conv2D(8, 4, 1)
+
+        def forward(self, x):
+            return self.fc(self.norm(self.conv(x)))
+
+    graph = analyze(WideNorm(), [1, 3, 8, 8])
+    assert not graph.group("conv").prunable and "more than the channel axis" in graph.group("conv").reason
