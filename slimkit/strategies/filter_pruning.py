@@ -16,6 +16,7 @@ from typing import Literal, Optional, Union
 from ..errors import ConfigError, ModelError
 from ..measure import count_flops
 from ..pruning.criteria import Criterion
+from ..pruning.latency import check_latency_target
 from ..schema import Options, option
 from ..strategy import Strategy
 from ..surgery import capture, restore
@@ -52,6 +53,9 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
               "layers named (others untouched); exclusive with target_flops_reduction", ge=0, lt=1)
     target_flops_reduction: Optional[float] = option(
         None, "fraction of FLOPs to remove, measured with paddle.flops on the pruned model", gt=0, lt=1)
+    target_latency_reduction: Optional[float] = option(
+        None, "fraction of the deployed latency to remove, measured on the Paddle Inference predictor (oneDNN, "
+              "1 thread, batch 1); exclusive with ratios and target_flops_reduction", gt=0, lt=1)
     selection: Literal["auto", "greedy", "threshold", "uniform"] = option(
         "auto", "how ratios are chosen for the target: greedy (least scanned loss per FLOP saved), threshold "
                 "(PaddleSlim's loss-threshold bisection), uniform (one ratio for all); auto = greedy with a "
@@ -63,7 +67,9 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
               "`eval_batches` (default 4) and `file` (default: sensitivity.json in the stage folder)")
     max_ratio: float = option(0.9, "largest ratio any group may get when `selection` is uniform", gt=0, lt=1)
     skip: list[str] = option(default_factory=list, doc="layer names never pruned")
-    round_to: int = option(1, "keep a multiple of this many channels per group (e.g. 8 for fast kernels)", ge=1)
+    round_to: Optional[int] = option(None, "keep a multiple of this many channels per group; null = 8, the "
+                                           "multiple oneDNN's blocked kernels need (less for layers under "
+                                           "32 channels)", ge=1)
     min_channels: int = option(1, "never keep fewer channels than this in a group", ge=1)
     steps: int = option(1, "prune in this many rounds, a linear schedule towards the ratio/target", ge=1)
     finetune_epochs: int = option(0, "epochs of training between rounds (needs steps >= 2)", ge=0)
@@ -86,12 +92,13 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
     def check(self):
         if isinstance(self.sensitivity, dict):
             self.sensitivity = SensitivityConfig.from_dict(self.sensitivity, "sensitivity")
-        if self.ratios is None and self.target_flops_reduction is None:
-            raise ConfigError("ratios", "give either `ratios` or `target_flops_reduction`",
+        if self.ratios is None and self.target_flops_reduction is None and self.target_latency_reduction is None:
+            raise ConfigError("ratios", "give `ratios`, `target_flops_reduction` or `target_latency_reduction`",
                               "e.g. target_flops_reduction: 0.5 (measured FLOPs), or ratios: 0.3 (channels)")
         if self.ratios is not None and self.target_flops_reduction is not None:
             raise ConfigError("target_flops_reduction", "`ratios` and `target_flops_reduction` exclude each other",
                               "keep one of them")
+        check_latency_target(self)
         if isinstance(self.ratios, dict) and not self.ratios:
             raise ConfigError("ratios", "an empty mapping prunes nothing", "name layers, or give one number")
         if self.ratios is not None and self.sensitivity is not None:
@@ -108,6 +115,11 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         if self.finetune_epochs and self.steps == 1:
             raise ConfigError("finetune_epochs", "training runs between rounds, and steps is 1",
                               "set steps >= 2, or add a finetune stage after this one")
+
+    @property
+    def target(self):
+        """The FLOPs or latency reduction asked for (None with explicit ratios)."""
+        return self.target_flops_reduction if self.target_latency_reduction is None else self.target_latency_reduction
 
     @property
     def method(self):
@@ -176,9 +188,6 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
 
     def _prune_round(self, model, graph, ctx, step, flops_before, original):
         from ..pruning import selection as sel
-        from ..pruning.criteria import score_groups
-        from ..pruning.remove import remove_channels
-        from ..pruning.sensitivity import sensitive
 
         groups = self._groups(graph)
         probe = sel.FlopsProbe(model, graph, ctx.input_shape)
@@ -187,6 +196,8 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
             chosen = self._explicit(graph, groups, share, original)
             result = sel.explicit_ratios(probe, [g for g in groups if g.name in chosen], chosen,
                                          self.round_to, self.min_channels)
+        elif self.target_latency_reduction is not None:
+            return self._latency_round(model, graph, groups, ctx)
         else:
             goal = self.target_flops_reduction * share
             target = 1 - (1 - goal) * flops_before / probe.base  # relative to the model as it is now
@@ -195,27 +206,59 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
             if self.method == "uniform":
                 result = sel.select_uniform(probe, groups, target, self.round_to, self.min_channels, self.max_ratio)
             else:
-                cfg = self.sensitivity
-                file = Path(cfg.file) if cfg.file else ctx.out_dir / "sensitivity.json"
-                if step > 1:  # each round scans a different (already pruned) model
-                    file = file.with_name(f"{file.stem}-{step}{file.suffix}")
-                engine = ctx.engine
-
-                def eval_fn(m):
-                    return engine.evaluate(m, "val", max_batches=cfg.eval_batches)["top1"]
-
-                losses = sensitive(model, ctx.input_shape, eval_fn, cfg.ratios, self.criterion, file=file,
-                                   skip=self.skip, graph=graph, engine=engine, round_to=self.round_to,
-                                   min_channels=self.min_channels,
-                                   progress=getattr(engine.config, "progress", False))
+                losses = self._scan(model, graph, ctx, step)
                 pick = sel.select_greedy if self.method == "greedy" else sel.select_by_threshold
                 result = pick(probe, groups, losses, target, self.round_to, self.min_channels)
+        self._remove(model, graph, groups, result, ctx)
+        return result
+
+    def _scan(self, model, graph, ctx, step):
+        """{group: {ratio: loss}} of the sensitivity scan (resumed from its file)."""
+        from ..pruning.sensitivity import sensitive
+
+        cfg = self.sensitivity
+        file = Path(cfg.file) if cfg.file else ctx.out_dir / "sensitivity.json"
+        if step > 1:  # each round scans a different (already pruned) model
+            file = file.with_name(f"{file.stem}-{step}{file.suffix}")
+        engine = ctx.engine
+
+        def eval_fn(m):
+            return engine.evaluate(m, "val", max_batches=cfg.eval_batches)["top1"]
+
+        return sensitive(model, ctx.input_shape, eval_fn, cfg.ratios, self.criterion, file=file, skip=self.skip,
+                         graph=graph, engine=engine, round_to=self.round_to, min_channels=self.min_channels,
+                         progress=getattr(engine.config, "progress", False))
+
+    def _latency_round(self, model, graph, groups, ctx):
+        from ..pruning import selection as sel
+        from ..pruning.latency import prune_to_latency
+
+        losses = self._scan(model, graph, ctx, 1) if self.sensitivity is not None else None
+
+        def select(probe, goal):
+            if self.method == "uniform":
+                return sel.select_uniform(probe, groups, goal, self.round_to, self.min_channels, self.max_ratio)
+            pick = sel.select_greedy if self.method == "greedy" else sel.select_by_threshold
+            return pick(probe, groups, losses, goal, self.round_to, self.min_channels)
+
+        reached = prune_to_latency(model, graph, ctx.input_shape, groups, self.target_latency_reduction, select,
+                                   lambda chosen: self._remove(model, graph, groups, chosen, ctx))
+        ctx.metrics["latency_target"] = reached.to_dict()
+        if not reached.reached:
+            ctx.note(f"{self.display_name}: measured predictor latency reduction {reached.reduction:.1%} is below "
+                     f"the target {self.target_latency_reduction:.1%} after {reached.attempts} selection(s)")
+        return reached.selection
+
+    def _remove(self, model, graph, groups, result, ctx):
+        from ..pruning import selection as sel
+        from ..pruning.criteria import score_groups
+        from ..pruning.remove import remove_channels
+
         cut = [g for g in groups if result.keep.get(g.name, g.channels) < g.channels]
         scores = score_groups(model, cut, self.criterion, ctx.engine)
         keep = {g.name: sel.keep_indices(scores[g.name], result.keep[g.name], g) for g in cut}
         if keep:
             remove_channels(model, graph, keep)
-        return result
 
     def _explicit(self, graph, groups, share, original):
         """This round's ratios relative to the current channels, reaching `share` of the final cut."""
