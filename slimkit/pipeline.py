@@ -17,8 +17,8 @@ from .checkpoint import save_model
 from .data import DataBundle, DataConfig, load_dataset
 from .engine import Engine, TrainConfig, set_seed
 from .errors import ConfigError, ResumeError
-from .deploy.paddle_inference import export_stage, needs_convert
-from .deploy.stage_latency import exported, measure_stage, retime_interleaved
+from .deploy.paddle_inference import INFERENCE_DIR, export_stage, needs_convert
+from .deploy.stage_latency import SLOWER_NOTE, exported, measure_stage, retime_interleaved
 from .measure import count_flops, count_params, saved_size
 from .report import ConsoleTable, ReportConfig, StageReport, write_reports
 from .strategy import Context, Strategy
@@ -114,7 +114,7 @@ class Pipeline:
         if self.verbose and self.report_config.runtime != "eager":
             print("latency re-measured with all stages interleaved: " + ", ".join(
                 f"{r.stage} {r.latency_ms:.3f} ms" for r in self.reports))
-            for note in (n for r in self.reports for n in r.notes if "slower than the stage before" in n):
+            for note in (n for r in self.reports for n in r.notes if SLOWER_NOTE in n):
                 print(f"    note: {note}")
 
     def measure(self, model, folder, name, strategy, start, ctx=None, stage=None):
@@ -122,13 +122,14 @@ class Pipeline:
         folder = Path(folder)
         if not (folder / "model.pdparams").is_file():
             save_model(model, folder, self.model_spec)
-        if exported(folder) is None:  # QAT/PTQ stages write their int8 export themselves
-            self._export(model, folder)
+        export_failed = self._export(model, folder) if exported(folder) is None else None  # QAT/PTQ export
         cfg = self.report_config
         flops, zero_types = count_flops(model, self.input_shape)
         metrics = self.engine.evaluate(model, cfg.eval_split)
         latency_shape = [cfg.latency_batch, *self.input_shape[1:]]
         notes = list(ctx.notes) if ctx else []
+        if export_failed:
+            notes.append(f"no Paddle Inference export ({export_failed}); latency_ms is the eager forward's")
         previous = self.reports[-1].extra.get("flops_zero_types") if self.reports else None
         if zero_types and zero_types != previous:
             notes.append(f"paddle.flops counts these layer types as zero FLOPs: {', '.join(zero_types)}")
@@ -144,12 +145,17 @@ class Pipeline:
         return report
 
     def _export(self, model, folder):
-        # The stage's Paddle Inference model (<stage>/inference/model.*), float or int8.
-        if needs_convert(model):
-            from .quant import convert
+        """Write the stage's Paddle Inference model (<stage>/inference/model.*); the error text if it fails."""
+        try:
+            if needs_convert(model):
+                from .quant import convert
 
-            model = convert(model)
-        export_stage(model, folder, self.input_shape)
+                model = convert(model)
+            export_stage(model, folder, self.input_shape)
+        except Exception as err:  # a model paddle.jit.save cannot trace still gets its other measurements
+            shutil.rmtree(Path(folder) / INFERENCE_DIR, ignore_errors=True)
+            return f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+        return None
 
     def write(self):
         """Write report.json / report.md of the stages run so far."""

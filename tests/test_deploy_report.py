@@ -109,3 +109,17 @@ def test_bad_report_option_exits_2_before_any_work(tmp_path, capsys):
     config.write_text("data: {name: digits}\nmodel: {name: small_cnn}\nreport: {runtime: paddle}\nstages: []\n")
     assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 2
     assert "report.runtime" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_a_model_that_cannot_be_exported_is_measured_eager_with_a_note(digits, tmp_path, monkeypatch):
+    import slimkit.pipeline
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("cannot trace this forward")
+
+    monkeypatch.setattr(slimkit.pipeline, "export_stage", fail)
+    model = slimkit.build_model("small_cnn", num_classes=10, in_channels=1, input_size=8)
+    reports = Pipeline(model, digits, [], out_dir=tmp_path, report=REPORT, verbose=False).run()
+    assert reports[0].latency_ms > 0 and "eager" in reports[0].latency_method
+    assert any("no Paddle Inference export (RuntimeError: cannot trace" in n for n in reports[0].notes)
+    assert not (tmp_path / "00-baseline" / "inference").exists()

@@ -26,10 +26,10 @@ def exported(folder):
     return prefix if Path(str(prefix) + ".pdmodel").is_file() else None
 
 
-def latency_method(cfg, shape, interleaved=None):
+def latency_method(cfg, shape, interleaved=None, eager=False):
     """How `latency_ms` was measured, for the report: runtime, threads, input, runs, CPU flags."""
     runs = f"median of {cfg.latency_runs} runs after {cfg.latency_warmup} warm-up runs"
-    if cfg.runtime == "eager":
+    if eager or cfg.runtime == "eager":
         return f"{eager_latency_method(shape, cfg.latency_warmup, cfg.latency_runs)}; CPU {cpu_description()}"
     how = (f"all {interleaved} stages' exports timed interleaved (round-robin, {cfg.latency_rounds} rounds) "
            f"at the end of the run" if interleaved else "timed right after the stage")
@@ -45,7 +45,7 @@ def measure_stage(model, folder, cfg, shape):
     if prefix is not None:
         extra["inference_model"] = str(prefix)
     if cfg.runtime == "eager" or prefix is None:
-        return {"latency_ms": eager, "latency_method": latency_method(cfg, shape), "extra": extra}
+        return {"latency_ms": eager, "latency_method": latency_method(cfg, shape, eager=True), "extra": extra}
     timing = time_runners({"stage": InferenceModel(prefix, RUNTIME, cfg.threads).runner(shape)},
                           cfg.latency_warmup, cfg.latency_runs, rounds=1)["stage"]
     extra.update(latency_p10_ms=round(timing.p10, 4), latency_p90_ms=round(timing.p90, 4))
