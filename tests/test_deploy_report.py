@@ -123,3 +123,15 @@ def test_a_model_that_cannot_be_exported_is_measured_eager_with_a_note(digits, t
     assert reports[0].latency_ms > 0 and "eager" in reports[0].latency_method
     assert any("no Paddle Inference export (RuntimeError: cannot trace" in n for n in reports[0].notes)
     assert not (tmp_path / "00-baseline" / "inference").exists()
+
+
+def test_slower_means_most_runs_slower():
+    from slimkit.report import StageReport
+
+    def row(name, median, p10):
+        return StageReport(name, "x", 1, 1, 0.5, None, 1, median, 0.0, extra={"latency_p10_ms": p10})
+
+    noisy = [row("a", 1.0, 0.9), row("b", 1.2, 0.95)]   # median up, but its fast runs match a's median
+    slower = [row("a", 1.0, 0.9), row("b", 1.2, 1.1)]
+    assert not stage_latency.mark_slower(noisy)[1].notes
+    assert stage_latency.SLOWER_NOTE in stage_latency.mark_slower(slower)[1].notes[0]
