@@ -109,3 +109,14 @@ def test_prune_with_the_real_predictor_reports_what_it_measured():
     measured = result.latency
     assert measured["latency_before_ms"] > 0 and measured["latency_after_ms"] > 0 and measured["attempts"] >= 1
     assert result.flops_after < result.flops_before
+
+
+def test_probe_in_chunks_measures_the_same_table(monkeypatch):
+    model = small_cnn()
+    graph = analyze(model, SHAPE)
+    groups = graph.prunable()
+    whole = latency.LatencyProbe(model, graph, SHAPE, groups, size_timer)
+    monkeypatch.setattr(latency, "PROBE_CHUNK", 2)
+    chunked = latency.LatencyProbe(model, graph, SHAPE, groups, size_timer)
+    assert chunked.per_channel(groups) == pytest.approx(whole.per_channel(groups))
+    assert chunked.base == pytest.approx(whole.base)

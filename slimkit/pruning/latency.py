@@ -5,7 +5,8 @@ removed. As in NetAdapt (Yang et al., 2018) and HALP (Shen et al., 2022) the sel
 works from latencies measured on the runtime, not from FLOPs:
 
 1. `LatencyProbe` exports the model with each group alone pruned to half of its channels
-   and times these exports and the unpruned one interleaved (deploy.timing): the table of
+   and times these exports and the unpruned one interleaved (deploy.timing; eight variants
+   and the unpruned model at a time): the table of
    latency saved per removed channel of every group, where the group's neighbours keep
    their channels. A group whose pruning does not save time gets no channels removed.
 2. The selection (`selection.select_greedy` with the sensitivity scan's losses, or
@@ -32,6 +33,7 @@ __all__ = ["LatencyProbe", "LatencyResult", "ExportTimer", "time_exports", "prun
 TOLERANCE = 0.02          # a measured reduction this close below the target counts as reached
 REFINEMENTS = 2           # selections re-run with a raised target after a miss
 PROBE_WARMUP, PROBE_RUNS, PROBE_ROUNDS = 5, 30, 5
+PROBE_CHUNK = 8           # group variants timed together with one unpruned export
 
 
 def check_latency_target(options):
@@ -96,20 +98,29 @@ class LatencyProbe:
     def __init__(self, model, graph, input_shape, groups, time_prefixes=None, snapshot=None):
         self.graph = graph
         snapshot = snapshot or capture(model)
+        todo = [g for g in groups if g.channels >= 2]
+        self._per_channel, bases = {}, []
+        # In chunks, each with the unpruned model: a large model's exports need not all be held at once.
+        for start in range(0, max(1, len(todo)), PROBE_CHUNK):
+            bases.append(self._measure_chunk(model, input_shape, todo[start:start + PROBE_CHUNK], time_prefixes,
+                                             snapshot))
+        self.base = float(sorted(bases)[len(bases) // 2])
+        self.probes = len(todo)
+
+    def _measure_chunk(self, model, input_shape, groups, time_prefixes, snapshot):
         timer = ExportTimer(input_shape, time_prefixes)
         timer.add("base", model)
         removed = {}
         for g in groups:
-            if g.channels < 2:
-                continue
             keep = max(1, g.channels // 2)
             removed[g.name] = g.channels - keep
-            with temporarily_pruned(model, graph, {g.name: keep_indices([0.0] * g.channels, keep, g)}, snapshot):
+            with temporarily_pruned(model, self.graph, {g.name: keep_indices([0.0] * g.channels, keep, g)}, snapshot):
                 timer.add(g.name, model)
         times = timer.times()
-        self.base = times["base"]  # timed with the others: the savings come from one interleaved run
-        self.probes = len(removed)
-        self._per_channel = {name: max(0.0, (self.base - times[name]) / n) for name, n in removed.items()}
+        base = times["base"]  # timed with the others: the savings come from one interleaved run
+        for name, n in removed.items():
+            self._per_channel[name] = max(0.0, (base - times[name]) / n)
+        return base
 
     def per_channel(self, groups):
         """{group: ms saved per removed channel} (0 for a group whose pruning saved no time)."""
