@@ -102,7 +102,7 @@ def test_errors_at_apply_leave_the_model_unchanged(digits, trained_cnn, tmp_path
 
 
 @pytest.mark.parametrize("options, path, text", [
-    ({}, "ratios", "either `ratios` or `target_flops_reduction`"),
+    ({}, "ratios", "give `ratios`, `target_flops_reduction` or `target_latency_reduction`"),
     ({"ratios": 0.3, "target_flops_reduction": 0.5}, "target_flops_reduction", "exclude each other"),
     ({"ratios": 1.0}, "ratios", "must be less than 1"),
     ({"ratios": {"conv1": -0.2}}, "ratios.conv1", "below the minimum 0"),
