@@ -1,4 +1,4 @@
-"""The `slimkit` command: run a YAML pipeline, re-print a report, list models.
+"""The `slimkit` command: run a YAML pipeline, re-print a report, re-time a run, list models.
 
 Exit codes: 0 ok, 2 bad config or input, 1 failure, 130 interrupted.
 """
@@ -30,8 +30,15 @@ def _parser():
     report.add_argument("folder")
     report.add_argument("--markdown", action="store_true", help="print report.md instead of the table")
 
+    bench = sub.add_parser("bench", help="re-measure a finished run's stages, all exports timed interleaved")
+    bench.add_argument("folder")
+    bench.add_argument("--runs", type=int, default=50, help="timed runs per stage (default 50)")
+    bench.add_argument("--warmup", type=int, default=10, help="warm-up runs per stage (default 10)")
+    bench.add_argument("--rounds", type=int, default=5, help="round-robin rounds the runs are split over")
+    bench.add_argument("--threads", type=int, default=1, help="predictor CPU threads (default 1)")
+
     sub.add_parser("models", help="list the models known by name")
-    for p in (run, check, report):
+    for p in (run, check, report, bench):
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
     return parser
 
@@ -66,6 +73,8 @@ def _dispatch(args):
         for name, desc in available_models().items():
             print(f"{name:24s} {desc}")
         return 0
+    if args.command == "bench":
+        return _bench(args)
     if args.command == "report":
         from .report import ConsoleTable, read_reports
 
@@ -92,6 +101,20 @@ def _dispatch(args):
     pipeline = build_pipeline(config, out)
     pipeline.run(resume=args.resume)
     print(f"\nreports: {out / 'report.json'}  {out / 'report.md'}")
+    return 0
+
+
+def _bench(args):
+    from .deploy.stage_latency import bench_run
+    from .report import ConsoleTable, ReportConfig
+
+    cfg = ReportConfig.from_dict({"latency_runs": args.runs, "latency_warmup": args.warmup,
+                                  "latency_rounds": args.rounds, "threads": args.threads}, "bench")
+    table = ConsoleTable()
+    table.header()
+    for r in bench_run(args.folder, cfg):
+        table.row(r)
+    print(f"\nlatency: {r.latency_method}")
     return 0
 
 

@@ -74,9 +74,16 @@ def session_guard():
     """Restore the PIR flag and dynamic mode on exit, whatever happened inside."""
     was_dynamic = paddle.in_dynamic_mode()
     was_pir = pir_enabled()
+    names = _current_unique_names()
     try:
         yield
     finally:
+        # Switching dygraph mode off and on enters a fresh unique-name scope: parameters
+        # created afterwards (e.g. by channel removal) would be named create_parameter_0.w_0
+        # again, and an export holding two tensors of one name runs the wrong weights.
+        from paddle.base import unique_name
+
+        unique_name.switch(*names)
         if pir_enabled() != was_pir:
             paddle.framework.set_flags({"FLAGS_enable_pir_api": was_pir})
             if was_pir:
@@ -87,6 +94,14 @@ def session_guard():
             paddle.disable_static()
         elif not was_dynamic and paddle.in_dynamic_mode():
             paddle.enable_static()
+
+
+def _current_unique_names():
+    from paddle.base import unique_name
+
+    state = unique_name.switch()  # the only way to read the current generator is to swap it out
+    unique_name.switch(*state)
+    return state
 
 
 @contextlib.contextmanager

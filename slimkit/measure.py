@@ -4,7 +4,6 @@ import contextlib
 import io
 import os
 import re
-import time
 import warnings
 
 import numpy as np
@@ -65,33 +64,13 @@ def saved_size(path):
 
 
 def measure_latency(model, input_shape, warmup=10, runs=50):
-    """Median wall time (ms) of one forward pass, eval mode, no grad, batch as in `input_shape`."""
-    was_training = model.training
-    model.eval()
-    x = paddle.randn(list(input_shape), dtype="float32")
-    times = []
-    try:
-        with paddle.no_grad():
-            for i in range(warmup + runs):
-                start = time.perf_counter()
-                out = model(x)
-                _sync(out)
-                if i >= warmup:
-                    times.append((time.perf_counter() - start) * 1000.0)
-    finally:
-        if was_training:
-            model.train()
-    return float(np.median(times))
+    """Median wall time (ms) of one eager forward pass, eval mode, no grad (slimkit.deploy.timing)."""
+    from .deploy.timing import eager_latency
 
-
-def _sync(out):
-    # Touch the result so lazily computed values are finished before the clock stops.
-    first = out[0] if isinstance(out, (list, tuple)) else out
-    if isinstance(first, paddle.Tensor):
-        first.numpy()
+    return eager_latency(model, input_shape, warmup, runs)
 
 
 def latency_method(input_shape, warmup, runs):
-    threads = os.environ.get("OMP_NUM_THREADS") or f"{os.cpu_count()} cores"
-    return (f"paddle eager (dygraph), eval mode, no_grad, input {list(input_shape)}, CPU ({threads}); "
-            f"median of {runs} runs after {warmup} warm-up runs")
+    from .deploy.timing import eager_latency_method
+
+    return eager_latency_method(input_shape, warmup, runs)

@@ -17,7 +17,9 @@ from .checkpoint import save_model
 from .data import DataBundle, DataConfig, load_dataset
 from .engine import Engine, check_engine, resolve_train_config, set_seed
 from .errors import ConfigError, ResumeError
-from .measure import count_flops, count_params, latency_method, measure_latency, saved_size
+from .deploy.paddle_inference import INFERENCE_DIR, export_stage, needs_convert
+from .deploy.stage_latency import exported, measure_stage, retime_interleaved
+from .measure import count_flops, count_params, saved_size
 from .report import ConsoleTable, Note, ReportConfig, StageReport, write_reports
 from .strategy import Context, Strategy
 
@@ -102,33 +104,62 @@ class Pipeline:
             self._mark_done(folder, report, stage.to_config())
             self._emit(table, report)
         self.model = model
+        self.retime()
         self.write()
         return self.reports
+
+    def retime(self, clock=None):
+        """Time every stage's export interleaved (one go) and update the rows' latency and notes."""
+        folders = [self.out_dir / "00-baseline"] + [self.stage_dir(i) for i in range(len(self.reports) - 1)]
+        shape = [self.report_config.latency_batch, *self.input_shape[1:]]
+        retime_interleaved(self.reports, folders, self.report_config, shape, clock=clock)
+        if self.verbose and self.report_config.runtime != "eager":
+            print("latency re-measured with all stages interleaved: " + ", ".join(
+                f"{r.stage} {r.latency_ms:.3f} ms" for r in self.reports))
+            for note in (n for r in self.reports for n in r.notes if getattr(n, 'kind', '') == 'slower'):
+                print(f"    note: {note}")
 
     def measure(self, model, folder, name, strategy, start, ctx=None, stage=None):
         """Measure `model` now; the weights are saved in `folder` and their size is read from disk."""
         folder = Path(folder)
         if not (folder / "model.pdparams").is_file():
             save_model(model, folder, self.model_spec)
+        export_failed = self._export(model, folder) if exported(folder) is None else None  # QAT/PTQ export
         cfg = self.report_config
         flops, zero_types = count_flops(model, self.input_shape)
         metrics = self.engine.evaluate(model, cfg.eval_split)
         latency_shape = [cfg.latency_batch, *self.input_shape[1:]]
         notes = list(ctx.notes) if ctx else []
+        if export_failed:
+            notes.append(Note(f"no Paddle Inference export ({export_failed}); latency_ms is the eager forward's", name,
+                              "export_failed"))
         previous = self.reports[-1].extra.get("flops_zero_types") if self.reports else None
         if zero_types and zero_types != previous:
             notes.append(Note(f"paddle.flops counts these layer types as zero FLOPs: {', '.join(zero_types)}", name,
                               "flops_zero_types"))
+        deployed = measure_stage(model, folder, cfg, latency_shape)
         report = StageReport(
             stage=name, strategy=strategy, flops=flops, params=count_params(model),
             top1=metrics["top1"], top5=metrics["top5"], size_bytes=saved_size(folder / "model.pdparams"),
-            latency_ms=measure_latency(model, latency_shape, cfg.latency_warmup, cfg.latency_runs),
-            seconds=0.0, latency_method=latency_method(latency_shape, cfg.latency_warmup, cfg.latency_runs),
-            notes=notes, extra={**(ctx.metrics if ctx else {}), "flops_zero_types": zero_types})
+            latency_ms=deployed["latency_ms"], seconds=0.0, latency_method=deployed["latency_method"],
+            notes=notes, extra={**(ctx.metrics if ctx else {}), "flops_zero_types": zero_types, **deployed["extra"]})
         if stage is not None:
             stage.measure(model, ctx, report)
         report.seconds = round(time.perf_counter() - start, 2)
         return report
+
+    def _export(self, model, folder):
+        """Write the stage's Paddle Inference model (<stage>/inference/model.*); the error text if it fails."""
+        try:
+            if needs_convert(model):
+                from .quant import convert
+
+                model = convert(model)
+            export_stage(model, folder, self.input_shape)
+        except Exception as err:  # a model paddle.jit.save cannot trace still gets its other measurements
+            shutil.rmtree(Path(folder) / INFERENCE_DIR, ignore_errors=True)
+            return f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+        return None
 
     def write(self):
         """Write report.json / report.md of the stages run so far."""

@@ -5,7 +5,7 @@ import json
 import platform
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from .schema import Options, option
 
@@ -17,6 +17,12 @@ class ReportConfig(Options):
     latency_warmup: int = option(10, "forward passes before timing", ge=0)
     latency_runs: int = option(50, "timed forward passes (the median is reported)", ge=1)
     latency_batch: int = option(1, "batch size of the latency measurement", ge=1)
+    runtime: Literal["paddle_inference", "eager"] = option(
+        "paddle_inference", "what `latency_ms` times: the stage's Paddle Inference export in the predictor "
+                            "(oneDNN), or the eager (dygraph) forward")
+    threads: int = option(1, "CPU math threads of the Paddle Inference predictor", ge=1)
+    latency_rounds: int = option(5, "rounds of the interleaved timing of all stages' exports at the end of a "
+                                    "run (latency_runs are split over them)", ge=1)
     eval_split: str = option("test", "split whose accuracy is reported: test or val")
 
     def check(self):
@@ -31,7 +37,7 @@ class Note(str):
 
     A note reads as its message (so it prints and joins like text); code that needs to
     pick notes out (e.g. replace the FLOPs note of a quantized stage) selects by `kind`,
-    never by matching the text. Kinds used: info, skipped, target, flops_zero_types, export.
+    never by matching the text. Kinds used: info, skipped, target, flops_zero_types, export, export_failed, slower.
     """
 
     def __new__(cls, message, stage="", kind="info"):
@@ -163,8 +169,10 @@ def environment():
     import numpy
     import paddle
 
+    from .deploy.timing import cpu_features
+
     return {"python": platform.python_version(), "paddle": paddle.__version__, "numpy": numpy.__version__,
-            "machine": platform.machine(), "system": platform.system()}
+            "machine": platform.machine(), "system": platform.system(), "cpu_features": cpu_features()}
 
 
 def write_reports(reports, folder, extra=None):

@@ -14,6 +14,8 @@ from slimkit.sparsity import masked_layers, sparse_prunable_layers, sparsify
 from slimkit.strategy import Context, strategy_from_config
 from slimkit.surgery import capture
 
+from report_checks import untimed
+
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -141,7 +143,7 @@ def test_pipeline_on_digits_reaches_sparsity_keeps_accuracy_and_resumes(digits, 
 
     second = pipeline()
     again = second.run(resume=True)
-    assert [r.to_dict() for r in again] == [baseline.to_dict(), pruned.to_dict()]
+    assert [untimed(r) for r in again] == [untimed(baseline), untimed(pruned)]
     assert second.engine.evaluate(second.model)["top1"] == pruned.top1
     for key, value in first.model.state_dict().items():
         np.testing.assert_array_equal(second.model.state_dict()[key].numpy(), value.numpy(), err_msg=key)

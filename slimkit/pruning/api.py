@@ -13,8 +13,11 @@ from ..measure import count_flops
 from ..schema import _suggest
 from .criteria import get_criterion, score_groups
 from .dependency import DependencyGraph, analyze
+from .latency import check_latency_target
 from .remove import remove_with_undo
-from .selection import channels_to_keep, check_ratio, keep_indices
+from .selection import channels_to_keep, check_ratio, keep_indices, select_uniform
+
+DEFAULT_RATIO = 0.3
 
 
 @dataclasses.dataclass
@@ -27,6 +30,7 @@ class PruneResult:
     skipped: dict  # {layer or group name: reason}
     keep: dict = dataclasses.field(default_factory=dict, repr=False)  # {group name: channel indices kept}
     graph: DependencyGraph = dataclasses.field(default=None, repr=False)  # the pruned model's graph
+    latency: dict = dataclasses.field(default_factory=dict)  # measured latencies, with target_latency_reduction
 
     @property
     def flops_ratio(self):
@@ -38,21 +42,30 @@ def prunable_layers(model, input_shape):
     return [root for g in analyze(model, input_shape).prunable() for root in g.roots]
 
 
-def prune(model, input_shape, criterion="l1", ratios=0.3, skip=(), round_to=1, min_channels=1, graph=None,
-          batches=None):
+def prune(model, input_shape, criterion="l1", ratios=None, skip=(), round_to=None, min_channels=1, graph=None,
+          batches=None, target_latency_reduction=None):
     """Remove the fraction `ratios` of output channels of conv/linear layers, in place; return a PruneResult.
 
-    `ratios` is one float in [0, 1) for every prunable group, or {layer name: ratio}.
+    `ratios` is one float in [0, 1) for every prunable group, or {layer name: ratio}
+    (default 0.3). `target_latency_reduction` (exclusive with `ratios`) instead removes that
+    fraction of the Paddle Inference predictor latency, measured (pruning/latency.py), with
+    one channel ratio for every group.
     `criterion` is a criterion name ("l1", "l2", ...), a Criterion, or an object with `scores(weights)`;
     a data criterion (taylor) needs `batches`, an iterable of (images, labels) training batches.
-    Channels kept per group are rounded to a multiple of `round_to` and never fewer than
-    `min_channels` (`selection.channels_to_keep`, the same rule as the sensitivity scan).
+    Channels kept per group are rounded to a multiple of `round_to` (default: 8, less for
+    small layers, see `pruning.alignment`) and never fewer than `min_channels`
+    (`selection.channels_to_keep`, the same rule as the sensitivity scan).
     `skip` names layers to leave alone. `graph` reuses an `analyze` result of this
     (unpruned) model. On any error the model is left unchanged.
     """
+    check_latency_target(_Targets(ratios, target_latency_reduction))
+    if ratios is None:
+        ratios = 0.0 if target_latency_reduction is not None else DEFAULT_RATIO
     for name, ratio in (ratios.items() if isinstance(ratios, dict) else [(None, ratios)]):
         check_ratio(name, ratio)
     for key, value in (("round_to", round_to), ("min_channels", min_channels)):
+        if value is None and key == "round_to":
+            continue  # the default alignment
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
             raise ConfigError(key, f"must be an integer >= 1, got {value!r}")
     scorer = get_criterion(criterion)
@@ -68,6 +81,9 @@ def prune(model, input_shape, criterion="l1", ratios=0.3, skip=(), round_to=1, m
         skipped.setdefault(graph.group(name).name, f"skipped as asked (skip={skip})")
 
     flops_before = count_flops(model, input_shape)[0]
+    if target_latency_reduction is not None:
+        return _prune_to_latency(model, input_shape, graph, scorer, [g for g, _ in targets], skipped,
+                                 target_latency_reduction, round_to, min_channels, flops_before, batches)
     counts = {group.name: channels_to_keep(group.channels, ratio, round_to, max(min_channels, group.min_channels),
                                            group.channel_multiple) for group, ratio in targets}
     layers = [(root, group.channels, counts[group.name]) for group, _ in targets
@@ -96,6 +112,32 @@ def prune_to_counts(model, graph, counts, criterion, engine=None, batches=None):
     keep = {g.name: keep_indices(scores[g.name], counts[g.name], g) for g in cut}
     pruned_graph, undo = remove_with_undo(model, graph, keep)
     return keep, pruned_graph, undo
+
+
+@dataclasses.dataclass
+class _Targets:
+    ratios: object
+    target_latency_reduction: object
+
+
+def _prune_to_latency(model, input_shape, graph, scorer, groups, skipped, target, round_to, min_channels,
+                      flops_before, batches):
+    """A uniform channel ratio bisected on the latency probe, confirmed by measuring the export."""
+    from .latency import prune_to_latency
+
+    found = {}
+
+    def select(probe, goal):
+        return select_uniform(probe, groups, goal, round_to, min_channels)
+
+    def apply(selection):
+        found["keep"], found["graph"], _ = prune_to_counts(model, graph, selection.keep, scorer, batches=batches)
+
+    reached = prune_to_latency(model, graph, input_shape, groups, target, select, apply)
+    layers = [(root, g.channels, found["keep"][g.name].size) for g in groups if g.name in found["keep"]
+              for root in g.roots]
+    return PruneResult(layers, flops_before, count_flops(model, input_shape)[0], skipped, found["keep"],
+                       found["graph"], reached.to_dict())
 
 
 def _targets(graph, ratios, skip):

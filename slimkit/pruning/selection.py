@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import ConfigError, ModelError
 from ..measure import count_flops
 from ..surgery import capture, restore
+from .alignment import channel_step
 
 __all__ = ["Selection", "FlopsProbe", "channels_to_keep", "keep_indices", "explicit_ratios",
            "select_uniform", "select_by_threshold", "select_greedy", "check_ratio", "temporarily_pruned",
@@ -42,8 +43,11 @@ def check_ratio(name, ratio, path="ratios"):
 
 
 def channels_to_keep(channels, ratio, round_to=1, min_channels=1, multiple=1):
-    """Channels a group keeps after removing `ratio` of them, rounded, never below `min_channels` or 1."""
-    step = math.lcm(max(1, int(round_to)), max(1, int(multiple)))
+    """Channels a group keeps after removing `ratio` of them, rounded, never below `min_channels` or 1.
+
+    `round_to=None` is the default alignment (`alignment.channel_step`).
+    """
+    step = math.lcm(channel_step(channels, round_to), max(1, int(multiple)))
     keep = channels - int(round(channels * ratio))
     if keep >= channels:
         return int(channels)  # nothing to remove: rounding must not cut an untouched layer
@@ -273,7 +277,7 @@ def select_greedy(probe, groups, sensitivities, target, round_to=1, min_channels
     segments = []
     most = {}
     for gi, g in enumerate(groups):
-        step = math.lcm(max(1, int(round_to)), max(1, g.channel_multiple))
+        step = math.lcm(channel_step(g.channels, round_to), max(1, g.channel_multiple))
         points = {0: 0.0}
         for r, loss in curves[g.name].items():
             kept = channels_to_keep(g.channels, r, round_to, max(min_channels, g.min_channels), g.channel_multiple)

@@ -54,7 +54,7 @@ def model_digest(model):
 
 
 def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=None, layers=None, skip=(),
-              graph=None, engine=None, round_to=1, min_channels=1, plot=None, progress=True, verbose=False,
+              graph=None, engine=None, round_to=None, min_channels=1, plot=None, progress=True, verbose=False,
               cache_mb=1024):
     """Relative accuracy loss of every prunable group at every ratio: {group: {ratio: loss}}.
 

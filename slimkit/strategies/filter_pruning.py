@@ -16,6 +16,7 @@ from typing import Literal, Optional, Union
 from ..errors import ConfigError, ModelError
 from ..measure import count_flops
 from ..pruning.criteria import CRITERIA, Criterion, get_criterion
+from ..pruning.latency import check_latency_target
 from ..schema import Options, option
 from ..strategy import Strategy
 from ..surgery import capture, restore
@@ -51,6 +52,9 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
               "layers named (others untouched); exclusive with target_flops_reduction", ge=0, lt=1)
     target_flops_reduction: Optional[float] = option(
         None, "fraction of FLOPs to remove, measured with paddle.flops on the pruned model", gt=0, lt=1)
+    target_latency_reduction: Optional[float] = option(
+        None, "fraction of the deployed latency to remove, measured on the Paddle Inference predictor (oneDNN, "
+              "1 thread, batch 1); exclusive with ratios and target_flops_reduction", gt=0, lt=1)
     selection: Literal["auto", "greedy", "threshold", "uniform"] = option(
         "auto", "how ratios are chosen for the target: greedy (least scanned loss per FLOP saved), threshold "
                 "(PaddleSlim's loss-threshold bisection), uniform (one ratio for all); auto = greedy with a "
@@ -60,7 +64,9 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
               "`eval_batches` (default 4) and `file` (default: sensitivity.json in the stage folder)")
     max_ratio: float = option(0.9, "largest ratio any group may get when `selection` is uniform", gt=0, lt=1)
     skip: list[str] = option(default_factory=list, doc="layer names never pruned")
-    round_to: int = option(1, "keep a multiple of this many channels per group (e.g. 8 for fast kernels)", ge=1)
+    round_to: Optional[int] = option(None, "keep a multiple of this many channels per group; null = 8, the "
+                                           "multiple oneDNN's blocked kernels need (less for layers under "
+                                           "32 channels)", ge=1)
     min_channels: int = option(1, "never keep fewer channels than this in a group", ge=1)
     steps: int = option(1, "prune in this many rounds, a linear schedule towards the ratio/target", ge=1)
     finetune_epochs: int = option(0, "epochs of training between rounds (needs steps >= 2)", ge=0)
@@ -77,12 +83,13 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
     def check(self):
         if isinstance(self.criterion, str):
             get_criterion(self.criterion)  # an unknown name fails here, naming the closest registered one
-        if self.ratios is None and self.target_flops_reduction is None:
-            raise ConfigError("ratios", "give either `ratios` or `target_flops_reduction`",
+        if self.ratios is None and self.target_flops_reduction is None and self.target_latency_reduction is None:
+            raise ConfigError("ratios", "give `ratios`, `target_flops_reduction` or `target_latency_reduction`",
                               "e.g. target_flops_reduction: 0.5 (measured FLOPs), or ratios: 0.3 (channels)")
         if self.ratios is not None and self.target_flops_reduction is not None:
             raise ConfigError("target_flops_reduction", "`ratios` and `target_flops_reduction` exclude each other",
                               "keep one of them")
+        check_latency_target(self)
         if isinstance(self.ratios, dict) and not self.ratios:
             raise ConfigError("ratios", "an empty mapping prunes nothing", "name layers, or give one number")
         if self.ratios is not None and self.sensitivity is not None:
@@ -99,6 +106,11 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         if self.finetune_epochs and self.steps == 1:
             raise ConfigError("finetune_epochs", "training runs between rounds, and steps is 1",
                               "set steps >= 2, or add a finetune stage after this one")
+
+    @property
+    def target(self):
+        """The FLOPs or latency reduction asked for (None with explicit ratios)."""
+        return self.target_flops_reduction if self.target_latency_reduction is None else self.target_latency_reduction
 
     @property
     def method(self):
@@ -169,6 +181,8 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         """One round: choose how many channels each group keeps, then the one prune path removes the rest."""
         from ..pruning.api import prune_to_counts
 
+        if self.target_latency_reduction is not None:  # steps is 1 (checked): measured, removed and confirmed
+            return self._latency_round(model, graph, ctx)
         selection = self._select(model, graph, ctx, step, flops_before, original)
         prune_to_counts(model, graph, selection.keep, self.criterion, ctx.engine)
         return selection
@@ -214,6 +228,31 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         return sensitive(model, ctx.input_shape, eval_fn, cfg.ratios, self.criterion, file=file, skip=self.skip,
                          graph=graph, engine=engine, round_to=self.round_to, min_channels=self.min_channels,
                          progress=bool(ctx.train.progress))
+
+    def _latency_round(self, model, graph, ctx):
+        """Select on the measured latency table, remove, and confirm on the exported model (refining)."""
+        from ..pruning import selection as sel
+        from ..pruning.api import prune_to_counts
+        from ..pruning.latency import prune_to_latency
+
+        groups = self._groups(graph)
+        losses = self._scan(model, graph, ctx, 1) if self.sensitivity is not None else None
+
+        def select(probe, goal):
+            if self.method == "uniform":
+                return sel.select_uniform(probe, groups, goal, self.round_to, self.min_channels, self.max_ratio)
+            pick = sel.select_greedy if self.method == "greedy" else sel.select_by_threshold
+            return pick(probe, groups, losses, goal, self.round_to, self.min_channels)
+
+        reached = prune_to_latency(model, graph, ctx.input_shape, groups, self.target_latency_reduction, select,
+                                   lambda chosen: prune_to_counts(model, graph, chosen.keep, self.criterion,
+                                                                  ctx.engine))
+        ctx.metrics["latency_target"] = reached.to_dict()
+        if not reached.reached:
+            ctx.note(f"{self.display_name}: measured predictor latency reduction {reached.reduction:.1%} is below "
+                     f"the target {self.target_latency_reduction:.1%} after {reached.attempts} selection(s)",
+                     "target")
+        return reached.selection
 
     def _explicit(self, graph, groups, share, original):
         """This round's ratios relative to the current channels, reaching `share` of the final cut."""

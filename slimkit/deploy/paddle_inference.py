@@ -1,0 +1,279 @@
+"""The deployed model in Paddle Inference: export (float or int8) and the predictor that runs the files.
+
+`export_float` saves a model with `paddle.jit.save` under the legacy program IR (the PIR
+save of quantize/dequantize layers rejects batch -1, and a fixed-batch PIR save gives a
+predictor error). `export_int8` does the same for a converted QAT/PTQ model, then runs
+Paddle's `QuantWeightPass` so the weights are stored on disk as int8 with their scales.
+`export_stage` is the one export the pipeline writes into every stage folder
+(`<stage>/inference/model.pdmodel` + `model.pdiparams`). `InferenceModel` reloads the files
+with `paddle.inference` (Config + create_predictor) to run, evaluate, time and inspect them.
+"""
+
+import collections
+import contextlib
+import ctypes
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import paddle
+
+from .. import compat
+from ..errors import ConfigError, ModelError
+from ..measure import saved_size
+
+INFERENCE_DIR = "inference"  # inside a stage folder
+MODEL_FILE = "model.pdmodel"
+PARAMS_FILE = "model.pdiparams"
+RUNTIMES = ("onednn_int8", "cpu")
+# Ops Paddle Inference's CPU passes leave behind when they run int8 kernels (oneDNN) ...
+INT8_OPS = {"quantize", "requantize"}
+# ... and the ones that mean the quantization is only simulated in float.
+SIMULATED_OPS = {"quantize_linear", "dequantize_linear", "fake_quantize_dequantize_moving_average_abs_max",
+                 "fake_channel_wise_quantize_dequantize_abs_max"}
+
+
+def input_spec(input_shape):
+    return [paddle.static.InputSpec([None, *list(input_shape)[1:]], "float32", "x")]
+
+
+def needs_convert(model):
+    """True if `model` holds QAT/PTQ layers not yet converted to exportable quantize/dequantize layers."""
+    from paddle.nn.quant.format import ConvertibleQuantedLayer
+
+    return any(isinstance(l, ConvertibleQuantedLayer) and not l.converted for l in model.sublayers())
+
+
+def is_quantized(model):
+    """True if `model` holds quantize/dequantize layers (converted or not)."""
+    from paddle.nn.quant.format import ConvertibleQuantedLayer, LinearQuanterDequanter
+
+    return any(isinstance(l, (ConvertibleQuantedLayer, LinearQuanterDequanter)) for l in model.sublayers())
+
+
+def export_float(model, folder, input_shape):
+    """Write `folder/model.pdmodel` + `model.pdiparams` of a float model; returns the prefix `folder/model`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, compat.legacy_ir():
+        raw = str(Path(tmp) / "model")
+        paddle.jit.save(model, raw, input_spec=input_spec(input_shape))
+        for suffix in (".pdmodel", ".pdiparams"):
+            shutil.copy(raw + suffix, folder / ("model" + suffix))
+    return folder / "model"
+
+
+def export_int8(converted, folder, input_shape, weight_bits=8):
+    """Write the int8 export (int weights on disk) of a converted QAT/PTQ model; returns the prefix."""
+    if needs_convert(converted):
+        raise ModelError("the quantized model is not converted yet", "call slimkit.quant.convert(model) first")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, compat.legacy_ir():
+        raw = str(Path(tmp) / "model")
+        paddle.jit.save(converted, raw, input_spec=input_spec(input_shape))
+        _store_int_weights(raw, str(folder / "model"), weight_bits)
+    return folder / "model"
+
+
+def _store_int_weights(source, target, weight_bits):
+    # Quantize the float weights once, offline, and keep them as int8 (int16 above 8 bits):
+    # the `dequantize_linear` in front of each conv/matmul reads them with their scales.
+    from paddle.base.framework import IrGraph
+    from paddle.framework import core
+    from paddle.static.quantization import QuantWeightPass
+
+    paddle.enable_static()  # undone by the caller's legacy_ir()
+    place = paddle.CPUPlace()
+    executor = paddle.static.Executor(place)
+    scope = paddle.static.Scope()
+    with paddle.static.scope_guard(scope):
+        program, feeds, fetches = paddle.static.load_inference_model(source, executor)
+        graph = IrGraph(core.Graph(program.desc), for_test=True)
+        QuantWeightPass(scope, place, quant_bits=8 if weight_bits <= 8 else 16).apply(graph)
+        program = graph.to_program()
+        paddle.static.save_inference_model(target, [program.global_block().var(n) for n in feeds], fetches,
+                                           executor, program=program, clip_extra=True)
+
+
+def stage_export_prefix(stage_folder):
+    """Prefix (`.../inference/model`) of the Paddle Inference model a stage folder holds."""
+    return Path(stage_folder) / INFERENCE_DIR / "model"
+
+
+def export_stage(model, stage_folder, input_shape, weight_bits=8):
+    """Write the stage's Paddle Inference model to `<stage_folder>/inference/model.*`; returns the prefix.
+
+    A converted QAT/PTQ model is written as the int8 export, any other model as the float one.
+    """
+    folder = Path(stage_folder) / INFERENCE_DIR
+    if is_quantized(model):
+        return export_int8(model, folder, input_shape, weight_bits)
+    return export_float(model, folder, input_shape)
+
+
+def exported_size(prefix):
+    """Bytes on disk of the program and parameter files of an export."""
+    prefix = str(prefix)
+    return saved_size(prefix + ".pdmodel") + saved_size(prefix + ".pdiparams")
+
+
+def _create_predictor(config):
+    with _native_output_captured() as captured:
+        try:
+            return paddle.inference.create_predictor(config)
+        except Exception:
+            sys.stderr.write(captured())
+            raise
+
+
+@contextlib.contextmanager
+def _native_output_captured():
+    # oneDNN's int8 passes print their statistics ("---    quantized 3 fused_conv2d ops")
+    # from C++ straight to the process's stderr, ignoring disable_glog_info(): about a
+    # hundred lines per predictor. They are kept aside and shown only if creation fails.
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = [os.dup(1), os.dup(2)]
+    except (OSError, ValueError):
+        yield lambda: ""
+        return
+    libc = ctypes.CDLL(None)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+
+        def captured():
+            libc.fflush(None)
+            sink.seek(0)
+            return sink.read().decode(errors="replace")
+        try:
+            yield captured
+        finally:
+            libc.fflush(None)
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def parse_device(device):
+    """("cpu", None) or ("gpu", id) from "cpu", "gpu" or "gpu:N"."""
+    text = str(device).strip().lower()
+    if text == "cpu":
+        return "cpu", None
+    kind, _, index = text.partition(":")
+    if kind == "gpu" and (not index or index.isdigit()):
+        return "gpu", int(index or 0)
+    raise ConfigError("device", f"{device!r} is not a device", "use cpu, gpu or gpu:N")
+
+
+class InferenceModel:
+    """An exported model loaded with Paddle Inference: run, evaluate, time, inspect.
+
+    `runtime="onednn_int8"` enables oneDNN with its int8 passes (quantize/dequantize pairs
+    become int8 kernels where oneDNN has them; float models run oneDNN's float kernels);
+    `"cpu"` is the plain CPU predictor, which keeps the quantize/dequantize ops and computes
+    in float. `device` is "cpu" (default), "gpu" or "gpu:N"; `threads` are the CPU math threads.
+    """
+
+    def __init__(self, prefix, runtime="onednn_int8", threads=1, device="cpu"):
+        self.prefix = str(prefix)
+        if runtime not in RUNTIMES:
+            raise ConfigError("runtime", f"{runtime!r} is not a Paddle Inference runtime",
+                              f"use {' or '.join(RUNTIMES)}")
+        self.runtime = runtime
+        self.threads = int(threads)
+        self.device = parse_device(device)
+        for suffix in (".pdmodel", ".pdiparams"):
+            if not Path(self.prefix + suffix).is_file():
+                raise ModelError(f"{self.prefix + suffix} does not exist", "export the model first")
+        self.predictor = _create_predictor(self._config())
+        self._input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self._output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+
+    def _config(self, optim_dir=None):
+        config = paddle.inference.Config(self.prefix + ".pdmodel", self.prefix + ".pdiparams")
+        kind, index = self.device
+        if kind == "gpu":
+            config.enable_use_gpu(256, index)
+        else:
+            config.disable_gpu()
+        config.disable_glog_info()
+        config.set_cpu_math_library_num_threads(self.threads)
+        if self.runtime == "onednn_int8" and kind == "cpu":
+            config.enable_mkldnn()
+            config.enable_mkldnn_int8()
+        else:
+            config.disable_mkldnn()
+        if optim_dir:
+            config.enable_save_optim_model(True)
+            config.set_optim_cache_dir(str(optim_dir))
+        return config
+
+    def run(self, images):
+        """Logits (numpy) of a float32 NCHW batch."""
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        self._input.reshape(list(images.shape))
+        self._input.copy_from_cpu(images)
+        self.predictor.run()
+        return self._output.copy_to_cpu()
+
+    def runner(self, input_shape):
+        """A no-argument callable running the predictor on a fixed random batch (for deploy.timing)."""
+        x = np.random.RandomState(0).randn(*input_shape).astype(np.float32)
+        self._input.reshape(list(x.shape))
+        self._input.copy_from_cpu(x)
+        return self.predictor.run
+
+    def evaluate(self, engine, split="test", max_batches=None):
+        """Top-1/top-5 (fractions) of the exported model on a split of an engine's data, like `Engine.evaluate`."""
+        return self.evaluate_batches(engine.batches(split, max_batches=max_batches), engine.data.num_classes)
+
+    def evaluate_batches(self, batches, num_classes):
+        """Top-1/top-5 (fractions) of the exported model over (images, labels) `batches`."""
+        from ..engine import topk_hits
+
+        top1 = top5 = total = 0
+        for images, labels in batches:
+            hits1, hitsk = topk_hits(self.run(images.numpy()), labels.numpy(), min(5, num_classes))
+            top1, top5, total = top1 + hits1, top5 + hitsk, total + int(labels.shape[0])
+        return {"top1": top1 / max(total, 1),
+                "top5": top5 / max(total, 1) if num_classes > 5 else None, "samples": total}
+
+    def latency(self, input_shape, warmup=10, runs=50):
+        """Median wall time (ms) of `predictor.run()` on a random batch of `input_shape`."""
+        from .timing import time_runners
+
+        return time_runners({"model": self.runner(input_shape)}, warmup=warmup, runs=runs, rounds=1)["model"].median
+
+    def optimized_ops(self):
+        """Op type -> count of the program Paddle Inference runs after its passes."""
+        with tempfile.TemporaryDirectory() as tmp:
+            _create_predictor(self._config(optim_dir=tmp))
+            path = Path(tmp) / "_optimized.pdmodel"
+            if not path.is_file():
+                return {}
+            with compat.legacy_ir():
+                program = paddle.static.Program.parse_from_string(path.read_bytes())
+            return dict(collections.Counter(op.type for block in program.blocks for op in block.ops))
+
+    def describe(self):
+        """How this predictor runs, for reports: runtime, device and threads."""
+        engine = "oneDNN" if self.runtime == "onednn_int8" else "plain CPU (oneDNN off)"
+        where = "GPU" if self.device[0] == "gpu" else f"{engine}, {self.threads} thread{'s' * (self.threads != 1)}"
+        return f"Paddle Inference predictor of the exported files ({where})"
+
+    def latency_method(self, input_shape, warmup, runs):
+        return f"{self.describe()}, input {list(input_shape)}; median of {runs} runs after {warmup} warm-up runs"
+
+
+def int8_verdict(ops):
+    """'int8 kernels' if the optimized program quantizes into int8 ops, else 'simulated'."""
+    if INT8_OPS & set(ops):
+        return "int8 kernels"
+    return "simulated"

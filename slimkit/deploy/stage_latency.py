@@ -1,0 +1,133 @@
+"""Deployed latency of pipeline stages: each stage's export timed in its runtime, then all stages interleaved.
+
+After every stage the pipeline writes `<stage>/inference/model.*` (`export_stage`) and
+`measure_stage` times it in the Paddle Inference predictor (and the eager forward, for
+comparison). Those times are taken minutes apart on a machine others share, so at the end
+of a run (and in `slimkit bench RUN_DIR`) `retime_interleaved` times every stage's export
+turn by turn in one go and replaces each row's latency by that measurement: ratios between
+stages come from the same minute. A stage that then measures slower than the one before it
+gets a note ("never silently slower").
+"""
+
+from pathlib import Path
+
+from .paddle_inference import InferenceModel, stage_export_prefix
+from .timing import cpu_description, eager_latency, eager_latency_method, time_runners
+
+RUNTIME = "onednn_int8"     # Paddle Inference on CPU with oneDNN (its int8 passes act on int8 exports only)
+FLOAT_EXPORT_DIR = "float_inference"  # the float reference export QAT/PTQ stages write beside theirs
+SLOWER_NOTE = "slower than the stage before it in the deployment runtime"
+SLOWER_TOLERANCE = 0.05     # medians within 5 % count as the same speed on a shared machine
+
+
+def exported(folder):
+    """The stage's export prefix if `folder` holds one, else None."""
+    prefix = stage_export_prefix(folder)
+    return prefix if Path(str(prefix) + ".pdmodel").is_file() else None
+
+
+def latency_method(cfg, shape, interleaved=None, eager=False):
+    """How `latency_ms` was measured, for the report: runtime, threads, input, runs, CPU flags."""
+    runs = f"median of {cfg.latency_runs} runs after {cfg.latency_warmup} warm-up runs"
+    if eager or cfg.runtime == "eager":
+        return f"{eager_latency_method(shape, cfg.latency_warmup, cfg.latency_runs)}; CPU {cpu_description()}"
+    how = (f"all {interleaved} stages' exports timed interleaved (round-robin, {cfg.latency_rounds} rounds) "
+           f"at the end of the run" if interleaved else "timed right after the stage")
+    return (f"Paddle Inference predictor of the stage's export (oneDNN, {cfg.threads} thread"
+            f"{'s' * (cfg.threads != 1)}), input {list(shape)}; {runs}, {how}; CPU {cpu_description()}")
+
+
+def measure_stage(model, folder, cfg, shape):
+    """{latency_ms, latency_method, extra} of the model just exported into `folder`, per `cfg` (ReportConfig)."""
+    eager = eager_latency(model, shape, cfg.latency_warmup, cfg.latency_runs)
+    extra = {"eager_latency_ms": round(eager, 4), "runtime": cfg.runtime, "threads": cfg.threads}
+    prefix = exported(folder)
+    if prefix is not None:
+        extra["inference_model"] = str(prefix)
+    if cfg.runtime == "eager" or prefix is None:
+        return {"latency_ms": eager, "latency_method": latency_method(cfg, shape, eager=True), "extra": extra}
+    timing = time_runners({"stage": InferenceModel(prefix, RUNTIME, cfg.threads).runner(shape)},
+                          cfg.latency_warmup, cfg.latency_runs, rounds=1)["stage"]
+    extra.update(latency_p10_ms=round(timing.p10, 4), latency_p90_ms=round(timing.p90, 4))
+    return {"latency_ms": timing.median, "latency_method": latency_method(cfg, shape), "extra": extra}
+
+
+def retime_interleaved(reports, folders, cfg, shape, clock=None):
+    """Time every stage's export interleaved and put the results in the reports (in place).
+
+    `folders[i]` is the folder of `reports[i]`. Also times the float reference export of
+    QAT/PTQ stages, for the int8 export's speed-up over the float export of the same model.
+    Adds the "slower" notes (only those for `runtime: eager`, whose models are not kept). Returns the reports.
+    """
+    if cfg.runtime == "eager":
+        return mark_slower(reports)
+    runners = {}
+    for i, folder in enumerate(folders):
+        for key, prefix in ((i, exported(folder)), ((i, "float"), _float_reference(folder))):
+            if prefix is not None:
+                runners[key] = InferenceModel(prefix, RUNTIME, cfg.threads).runner(shape)
+    kwargs = {"clock": clock} if clock else {}
+    timings = time_runners(runners, cfg.latency_warmup, cfg.latency_runs, cfg.latency_rounds, **kwargs)
+    stages = sum(1 for key in timings if isinstance(key, int))
+    for i, report in enumerate(reports):
+        if i not in timings:
+            continue
+        t = timings[i]
+        report.latency_ms = t.median
+        report.latency_method = latency_method(cfg, shape, interleaved=stages)
+        report.extra.update(latency_p10_ms=round(t.p10, 4), latency_p90_ms=round(t.p90, 4), runtime=cfg.runtime,
+                            threads=cfg.threads)
+        if (i, "float") in timings:
+            float_ms = timings[(i, "float")].median
+            report.extra["float_export_latency_ms"] = round(float_ms, 4)
+            report.extra["int8_speedup_vs_float_export"] = round(float_ms / t.median, 3)
+    mark_slower(reports)
+    return reports
+
+
+def _float_reference(folder):
+    prefix = Path(folder) / FLOAT_EXPORT_DIR / "model"
+    return prefix if Path(str(prefix) + ".pdmodel").is_file() else None
+
+
+def mark_slower(reports, tolerance=SLOWER_TOLERANCE):
+    """Note on every stage slower than the stage before it.
+
+    Slower: the median is above the previous stage's by more than `tolerance`, and so is
+    the stage's 10th percentile (most of its runs, not a few unlucky ones, were slower).
+    """
+    for before, report in zip(reports, reports[1:]):
+        report.drop_notes("slower")
+        limit = before.latency_ms * (1 + tolerance)
+        fastest = report.extra.get("latency_p10_ms", report.latency_ms)
+        if before.latency_ms and report.latency_ms > limit and fastest > before.latency_ms:
+            ratio = report.latency_ms / before.latency_ms
+            report.add_note(f"{report.stage}: {SLOWER_NOTE} ({report.latency_ms:.3f} ms vs "
+                            f"{before.latency_ms:.3f} ms for {before.stage}, x{ratio:.2f})", "slower")
+    return reports
+
+
+def stage_folders(run_dir, reports):
+    """The folder of every report row of a run: 00-baseline, 01-<stage>, ..."""
+    return [Path(run_dir) / f"{i:02d}-{r.stage}" for i, r in enumerate(reports)]
+
+
+def bench_run(run_dir, cfg, clock=None):
+    """Re-measure a finished run's stages interleaved (`slimkit bench`); rewrites its report; returns the rows."""
+    import json
+
+    from ..errors import SlimkitError
+    from ..report import read_reports, write_reports
+
+    reports = read_reports(run_dir)
+    payload = json.loads((Path(run_dir) / "report.json").read_text())
+    shape = (payload.get("config") or {}).get("input_shape")
+    folders = stage_folders(run_dir, reports)
+    missing = [str(f) for f in folders if exported(f) is None]
+    if not shape or missing:
+        raise SlimkitError(f"{run_dir} has no Paddle Inference model in {', '.join(missing) or 'its config'}",
+                           "run the pipeline again with this slimkit version (every stage folder then holds "
+                           "inference/model.pdmodel)")
+    retime_interleaved(reports, folders, cfg, [cfg.latency_batch, *shape[1:]], clock=clock)
+    write_reports(reports, run_dir, {k: v for k, v in payload.items() if k not in ("stages", "environment")})
+    return reports

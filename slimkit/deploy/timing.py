@@ -1,0 +1,119 @@
+"""Time models where they run: several runners interleaved in one go, and the eager forward.
+
+On a shared, noisy machine a latency measured now and another measured a minute later do
+not compare; runs of different models taken turn by turn do. `time_runners` warms every
+runner up, then times them round-robin for `rounds` rounds (the order rotates each round
+so no runner always follows the same one) and reports each one's median with p10/p90.
+A runner is any no-argument callable: a Paddle Inference predictor's `run`, an ONNX
+Runtime session call, an eager forward.
+"""
+
+import dataclasses
+import math
+import os
+import platform
+import time
+
+import numpy as np
+import paddle
+
+# ISA extensions that decide which kernels oneDNN (and other runtimes) can use.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
+             "amx_tile", "amx_int8", "amx_bf16")
+
+
+@dataclasses.dataclass
+class Timing:
+    """Latency samples of one runner (ms): median and the 10th/90th percentiles."""
+
+    median: float
+    p10: float
+    p90: float
+    samples: int
+
+    def to_dict(self):
+        return {"median_ms": round(self.median, 4), "p10_ms": round(self.p10, 4), "p90_ms": round(self.p90, 4),
+                "samples": self.samples}
+
+
+def _summary(times):
+    times = np.asarray(times, dtype=np.float64)
+    return Timing(float(np.median(times)), float(np.percentile(times, 10)), float(np.percentile(times, 90)),
+                  int(times.size))
+
+
+def time_runners(runners, warmup=10, runs=50, rounds=5, clock=time.perf_counter):
+    """{name: Timing} of the runners ({name: callable}), timed interleaved, `runs` timed calls each.
+
+    Every runner is first called `warmup` times; then each of `rounds` rounds calls every
+    runner runs/rounds times in turn (rounding up). `clock` returns seconds (injectable).
+    """
+    names = list(runners)
+    rounds = max(1, min(int(rounds), int(runs)))
+    per_round = math.ceil(runs / rounds)
+    for name in names:
+        for _ in range(warmup):
+            runners[name]()
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names) if names else 0
+        for name in names[shift:] + names[:shift]:
+            run = runners[name]
+            for _ in range(per_round):
+                start = clock()
+                run()
+                times[name].append((clock() - start) * 1000.0)
+    return {name: _summary(times[name]) for name in names}
+
+
+def eager_runner(model, input_shape):
+    """A callable running `model` forward (no grad) on a random batch; the caller sets eval mode."""
+    x = paddle.randn(list(input_shape), dtype="float32")
+
+    def run():
+        with paddle.no_grad():
+            _sync(model(x))
+    return run
+
+
+def _sync(out):
+    # Touch the result so lazily computed values are finished before the clock stops.
+    first = out[0] if isinstance(out, (list, tuple)) else out
+    if isinstance(first, paddle.Tensor):
+        first.numpy()
+
+
+def eager_latency(model, input_shape, warmup=10, runs=50):
+    """Median wall time (ms) of one forward pass, eval mode, no grad, batch as in `input_shape`."""
+    was_training = model.training
+    model.eval()
+    try:
+        return time_runners({"eager": eager_runner(model, input_shape)}, warmup, runs, rounds=1)["eager"].median
+    finally:
+        if was_training:
+            model.train()
+
+
+def eager_latency_method(input_shape, warmup, runs):
+    threads = os.environ.get("OMP_NUM_THREADS") or f"{os.cpu_count()} cores"
+    return (f"paddle eager (dygraph), eval mode, no_grad, input {list(input_shape)}, CPU ({threads}); "
+            f"median of {runs} runs after {warmup} warm-up runs")
+
+
+def cpu_features(cpuinfo="/proc/cpuinfo"):
+    """The ISA flags of `ISA_FLAGS` this CPU has (from /proc/cpuinfo on Linux; [] where unknown)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    found = set(line.split(":", 1)[1].split())
+                    return [flag for flag in ISA_FLAGS if flag in found]
+    except OSError:
+        pass
+    return []
+
+
+def cpu_description():
+    """'x86_64, 2 cores, avx2 fma ...' for reports."""
+    flags = " ".join(cpu_features()) or "ISA flags unknown"
+    return f"{platform.machine()}, {os.cpu_count()} cores, {flags}"
