@@ -67,12 +67,12 @@ def test_slower_stage_gets_a_note(run, monkeypatch):
     monkeypatch.setattr(stage_latency, "time_runners",
                         lambda runners, *a, **k: {key: Timing(fake[key], fake[key], fake[key], 1) for key in runners})
     pipeline.retime()
-    notes = [n for r in pipeline.reports for n in r.notes if stage_latency.SLOWER_NOTE in n]
+    notes = [n for r in pipeline.reports for n in r.notes if n.kind == "slower"]
     assert len(notes) == 1 and notes[0].startswith("filter_pruning:") and "x1.50" in notes[0]
     assert [r.latency_ms for r in pipeline.reports] == [2.0, 1.0, 1.5]
     fake[2] = 0.5  # faster again: the note goes away on the next timing
     pipeline.retime()
-    assert not [n for r in pipeline.reports for n in r.notes if stage_latency.SLOWER_NOTE in n]
+    assert not [n for r in pipeline.reports for n in r.notes if n.kind == "slower"]
 
 
 def test_bench_retimes_a_finished_run(run, capsys):

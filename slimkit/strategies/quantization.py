@@ -118,7 +118,7 @@ class _Quantization(Strategy):
         report.add_note(
             f"CPU execution: {verdict} ({self.runtime}; quantize/dequantize ops after Paddle Inference's passes: "
             f"{interesting or 'none'}); the int8 export runs in {latency:.3f} ms vs {float_latency:.3f} ms for the "
-            f"float export in the same predictor ({faster})", "export")
+            f"float export in the same predictor ({faster})", "int8_speed")
 
     # --- resume ---------------------------------------------------------------------------
     def restore(self, model, folder, ctx):
