@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .checkpoint import save_model
 from .data import DataBundle, DataConfig, load_dataset
+from .deploy.formats import ExportConfig, export_formats
 from .engine import Engine, TrainConfig, set_seed
 from .errors import ConfigError, ResumeError
 from .measure import count_flops, count_params, latency_method, measure_latency, saved_size
@@ -28,7 +29,7 @@ class Pipeline:
     """A model, its data and a list of strategies run in order, each followed by a measurement."""
 
     def __init__(self, model, data="digits", stages=(), input_shape=None, train=None, engine=None,
-                 out_dir="runs/latest", report=None, model_spec=None, verbose=True):
+                 out_dir="runs/latest", report=None, model_spec=None, verbose=True, export=None):
         self.data = _as_bundle(data)
         self.input_model = model  # never changed: stages work on a copy
         self.model = model        # the result after run()
@@ -43,6 +44,7 @@ class Pipeline:
         self.engine = engine or Engine(self.data, train if isinstance(train, TrainConfig) else TrainConfig(**(train or {})))
         self.input_shape = list(input_shape) if input_shape else [1, *self.data.input_shape]
         self.report_config = report if isinstance(report, ReportConfig) else ReportConfig(**(report or {}))
+        self.export = export if isinstance(export, ExportConfig) else ExportConfig.from_dict(export, "export")
         self.out_dir = Path(out_dir)
         self.model_spec = model_spec
         self.verbose = verbose
@@ -124,6 +126,7 @@ class Pipeline:
             notes=notes, extra={**(ctx.metrics if ctx else {}), "flops_zero_types": zero_types})
         if stage is not None:
             stage.measure(model, ctx, report)
+        export_formats(model, folder, self.input_shape, self.engine, self.export, report)
         report.seconds = round(time.perf_counter() - start, 2)
         return report
 
