@@ -32,6 +32,8 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=7", "nbclient>=0.9", "nbformat>=5", "ipykernel"],
+        # `export: {formats: [onnx]}` and `slimkit export --format onnx`; 2.1 is the release measured with Paddle 3.3.
+        "onnx": ["paddle2onnx==2.1.0", "onnxruntime"],
     },
     entry_points={"console_scripts": ["slimkit=slimkit.cli:main"]},
 )
