@@ -62,7 +62,7 @@ def convert(prefix, target, opset=13, int8=None):
     A float model goes through paddle2onnx as it is; an int8 one (QAT/PTQ export) becomes
     ONNX QDQ with the same scales (see onnx_int8.py).
     """
-    prefix, target = str(prefix), Path(target)
+    prefix, target = str(Path(prefix).resolve()), Path(target).resolve()  # the child runs elsewhere
     for suffix in (".pdmodel", ".pdiparams"):
         if not Path(prefix + suffix).is_file():
             raise ModelError(f"{prefix + suffix} does not exist", "export the stage for Paddle Inference first")
