@@ -14,6 +14,7 @@ from onnx import numpy_helper
 from slimkit import QAT, ConfigError, FilterPruning, Pipeline, build_model, load_model
 from slimkit.cli import main
 from slimkit.deploy.formats import ExportConfig, export_formats
+from slimkit.deploy import onnx as onnx_export
 from slimkit.deploy.onnx import OnnxModel
 from slimkit.quant import InferenceModel
 from slimkit.report import StageReport
@@ -151,3 +152,21 @@ def test_missing_extra_names_the_install_command(run, tmp_path, capsys, monkeypa
     assert main(["export", str(out), "--format", "onnx", "--to", str(tmp_path / "s")]) == 2
     assert "pip install paddle2onnx onnxruntime" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_a_converter_crash_is_contained_and_recorded(run, tmp_path, monkeypatch, capfd):
+    pipeline, reports, out = run
+    stage = tmp_path / "01-filter_pruning"
+    shutil.copytree(out / "01-filter_pruning", stage, ignore=shutil.ignore_patterns("onnx"))
+    before = {p.name: p.read_bytes() for p in (stage / "inference").iterdir()}
+    # paddle2onnx aborts its process on an operator it cannot map: only the child may die.
+    monkeypatch.setattr(onnx_export, "_CONVERT", "import os, sys; print('[ERROR][Paddle2ONNX] no mapper', "
+                                                 "file=sys.stderr); sys.stderr.flush(); os.abort()")
+    report = StageReport.from_dict(reports["filter_pruning"].to_dict())
+    export_formats(None, stage, pipeline.input_shape, pipeline.engine, ExportConfig(formats=["onnx"]), report)
+    record = report.extra["export"]["onnx"]
+    assert not record["ok"] and "[ERROR][Paddle2ONNX] no mapper" in record["error"]
+    assert report.notes[-1].startswith("WARNING: no ONNX export: paddle2onnx could not convert")
+    assert not (stage / "onnx" / "model.onnx").exists()
+    assert {p.name: p.read_bytes() for p in (stage / "inference").iterdir()} == before
+    assert "Paddle2ONNX" not in capfd.readouterr().err, "the converter's output never reaches the console"

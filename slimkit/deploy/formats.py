@@ -62,8 +62,14 @@ def export_formats(model, folder, input_shape, engine, config, report):
     prefix = paddle_prefix(model, folder, input_shape)
     record = {"paddle": str(prefix.parent)}
     if "onnx" in config.formats:
-        onnx = onnx_export.export_onnx(prefix, Path(folder) / onnx_export.ONNX_DIR, engine, config.opset,
-                                       config.tolerance, config.min_top1_agreement)
+        target = Path(folder) / onnx_export.ONNX_DIR
+        try:
+            onnx = onnx_export.export_onnx(prefix, target, engine, config.opset, config.tolerance,
+                                           config.min_top1_agreement)
+        except ModelError as err:  # the stage is done and saved: the run goes on, the failure is on record
+            onnx = {"ok": False, "error": err.message, "file": None}
+            target.mkdir(parents=True, exist_ok=True)
+            (target / onnx_export.RECORD_FILE).write_text(json.dumps(onnx, indent=2))
         record["onnx"] = onnx
         report.notes.append(_onnx_note(onnx))
     report.extra["export"] = record

@@ -217,7 +217,9 @@ def export_onnx(prefix, folder, engine, opset=13, tolerance=1e-4, min_agreement=
 
 
 def mismatch_text(record):
-    """The loud one-line statement of a failed verification."""
+    """The loud one-line statement of a failed conversion or verification."""
+    if record.get("error"):
+        return f"no ONNX export: {record['error']}"
     if record["int8"]:
         exact = record["qdq_arithmetic"]
         return (f"ONNX int8 export does NOT match Paddle ({record['file']}): top-1 agreement "
