@@ -91,9 +91,10 @@ def _paddle2onnx(prefix, target, opset, tmp):
 
 
 def _last_error(done):
+    # paddle2onnx names the cause in its first "[ERROR]" line; an abort's summary follows it.
     lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-    flagged = [line for line in lines if "error" in line.lower()]
-    return (flagged or lines or [f"exit code {done.returncode}"])[-1][:300]
+    flagged = [line for line in lines if "[ERROR]" in line] or [line for line in lines if "error" in line.lower()][-1:]
+    return (flagged or lines[-1:] or [f"exit code {done.returncode}"])[0][:300]
 
 
 def opset_of(path):
@@ -117,7 +118,7 @@ class OnnxModel:
     latency = InferenceModel.latency
 
     def __init__(self, path, threads=1, optimize=True):
-        require_onnx("onnx")
+        require_onnx("")
         import onnxruntime as ort
 
         self.path = str(path)
