@@ -170,3 +170,25 @@ def test_a_converter_crash_is_contained_and_recorded(run, tmp_path, monkeypatch,
     assert not (stage / "onnx" / "model.onnx").exists()
     assert {p.name: p.read_bytes() for p in (stage / "inference").iterdir()} == before
     assert "Paddle2ONNX" not in capfd.readouterr().err, "the converter's output never reaches the console"
+
+
+def test_ptq_model_with_depthwise_convs_becomes_qdq(tmp_path):
+    from slimkit.deploy.onnx import convert
+    from slimkit.models import mobilenet_v1
+    from slimkit.quant import calibrate, export_quantized, prepare_ptq
+    from slimkit.quant import convert as convert_quantized
+
+    paddle.seed(0)
+    model = mobilenet_v1(num_classes=10, in_channels=1, scale=0.25)
+    model.eval()
+    x = np.random.RandomState(0).randn(16, 1, 16, 16).astype("float32")
+    observed = prepare_ptq(model)
+    calibrate(observed, [(paddle.to_tensor(x), None)])
+    prefix = export_quantized(convert_quantized(observed), tmp_path / "inference", [1, 1, 16, 16])
+    assert convert(prefix, tmp_path / "model.onnx") == 13
+    graph = onnx.load(str(tmp_path / "model.onnx")).graph
+    assert [n.op_type for n in graph.node].count("QuantizeLinear") == 28  # 13 depthwise + 14 pointwise + fc
+    ours = OnnxModel(tmp_path / "model.onnx", optimize=False).run(x)
+    theirs = InferenceModel(prefix, runtime="cpu").run(x)
+    assert (ours.argmax(1) == theirs.argmax(1)).all()
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
