@@ -12,10 +12,12 @@ Paddle's predictor (`<stage>/onnx/verification.json`, also in the report's `extr
 import dataclasses
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import List, Literal
 
 from ..errors import ConfigError, ModelError
+from ..quant.export import _native_output_captured as native_output_captured
 from ..quant.export import export_float
 from ..schema import Options, _suggest, option
 from . import onnx as onnx_export
@@ -51,7 +53,13 @@ def paddle_prefix(model, folder, input_shape):
     """`folder/inference/model`, exported from `model` in float unless the stage already wrote it."""
     prefix = Path(folder) / INFERENCE_DIR / "model"
     if not all((prefix.parent / name).is_file() for name in PADDLE_FILES):
-        export_float(model, prefix.parent, input_shape)
+        # The static executor jit.save runs logs from C++ ("New Executor is Running"): kept off the console.
+        with native_output_captured() as captured:
+            try:
+                export_float(model, prefix.parent, input_shape)
+            except Exception:
+                sys.stderr.write(captured())
+                raise
     return prefix
 
 
