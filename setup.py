@@ -36,6 +36,8 @@ setup(
         # The suite is built and tested against the 3.3 line; 3.x minors move internals paddleslim uses.
         "cpu": ["paddlepaddle>=3.3,<3.4"],
         "dev": ["pytest>=7", "packaging", "nbclient>=0.9", "nbformat>=5", "ipykernel", "ruff>=0.4"],
+        # `export: {formats: [onnx]}` and `slimkit export --format onnx`; 2.1 is the release measured with Paddle 3.3.
+        "onnx": ["paddle2onnx==2.1.0", "onnxruntime"],
     },
     entry_points={"console_scripts": ["slimkit=slimkit.cli:main"]},
 )

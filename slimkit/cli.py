@@ -38,7 +38,13 @@ def _parser():
     bench.add_argument("--threads", type=int, default=1, help="predictor CPU threads (default 1)")
 
     sub.add_parser("models", help="list the models known by name")
-    for p in (run, check, report, bench):
+    export = sub.add_parser("export", help="copy the deployable files of a finished run's stage into a folder")
+    export.add_argument("folder", help="the --out folder of a finished run")
+    export.add_argument("--stage", help="stage name (default: the last stage)")
+    export.add_argument("--format", choices=["paddle", "onnx"], default="paddle",
+                        help="paddle: Paddle Inference files; onnx: model.onnx verified in ONNX Runtime")
+    export.add_argument("--to", required=True, help="folder to write the files into")
+    for p in (run, check, report, bench, export):
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
     return parser
 
@@ -86,6 +92,13 @@ def _dispatch(args):
         table.header()
         for r in read_reports(folder):
             table.row(r)
+        return 0
+
+    if args.command == "export":
+        from .deploy.formats import export_run
+
+        for path in export_run(args.folder, args.to, args.stage, args.format):
+            print(path)
         return 0
 
     from .config import build_pipeline, load_config

@@ -16,6 +16,7 @@ from typing import Optional
 import yaml
 
 from .data import DataConfig, load_dataset
+from .deploy.formats import ExportConfig
 from .engine import TrainConfig, set_seed
 from .errors import ConfigError, DataError
 from .models import ModelConfig, build_model
@@ -32,6 +33,7 @@ class RunConfig(Options):
     model: ModelConfig = option(default_factory=ModelConfig, doc="the model (see `model`)")
     train: TrainConfig = option(default_factory=TrainConfig, doc="training defaults of every stage (see `train`)")
     report: ReportConfig = option(default_factory=ReportConfig, doc="how stages are measured (see `report`)")
+    export: ExportConfig = option(default_factory=ExportConfig, doc="deployable files of every stage (see `export`)")
     stages: list = option(default_factory=list, doc="the strategies to run in order: `{type: ..., options}`")
     input_shape: Optional[list] = option(None, "model input [1, C, H, W]; default: the dataset's shape, batch 1")
 
@@ -81,4 +83,4 @@ def build_pipeline(config, out_dir, verbose=True):
             "input_size": data.input_shape[-1], **config.model.args}
     model = build_model(checkpoint=config.model.checkpoint, **spec)
     return Pipeline(model, data, stages=config.stages, input_shape=config.input_shape, train=config.train,
-                    out_dir=out_dir, report=config.report, model_spec=spec, verbose=verbose)
+                    out_dir=out_dir, report=config.report, model_spec=spec, verbose=verbose, export=config.export)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .checkpoint import save_model
 from .data import DataBundle, DataConfig, load_dataset
+from .deploy.formats import ExportConfig, export_formats
 from .engine import Engine, check_engine, resolve_train_config, set_seed
 from .errors import ConfigError, ResumeError
 from .deploy.paddle_inference import INFERENCE_DIR, export_stage, needs_convert
@@ -30,7 +31,7 @@ class Pipeline:
     """A model, its data and a list of strategies run in order, each followed by a measurement."""
 
     def __init__(self, model, data="digits", stages=(), input_shape=None, train=None, engine=None,
-                 out_dir="runs/latest", report=None, model_spec=None, verbose=True):
+                 out_dir="runs/latest", report=None, model_spec=None, verbose=True, export=None):
         self.data = _as_bundle(data)
         self.input_model = model  # never changed: stages work on a copy
         self.model = model        # the result after run()
@@ -46,6 +47,7 @@ class Pipeline:
         self.engine = check_engine(engine) if engine is not None else Engine(self.data, self.train_config)
         self.input_shape = list(input_shape) if input_shape else [1, *self.data.input_shape]
         self.report_config = report if isinstance(report, ReportConfig) else ReportConfig(**(report or {}))
+        self.export = export if isinstance(export, ExportConfig) else ExportConfig.from_dict(export, "export")
         self.out_dir = Path(out_dir)
         self.model_spec = model_spec
         self.verbose = verbose
@@ -145,6 +147,7 @@ class Pipeline:
             notes=notes, extra={**(ctx.metrics if ctx else {}), "flops_zero_types": zero_types, **deployed["extra"]})
         if stage is not None:
             stage.measure(model, ctx, report)
+        export_formats(model, folder, self.input_shape, self.engine, self.export, report)
         report.seconds = round(time.perf_counter() - start, 2)
         return report
 

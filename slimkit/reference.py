@@ -48,6 +48,7 @@ def config_reference():
     from . import strategies  # noqa: F401  (registers every built-in strategy)
     from .config import RunConfig
     from .data import DataConfig
+    from .deploy.formats import ExportConfig
     from .engine import TrainConfig
     from .models import ModelConfig
     from .report import ReportConfig
@@ -58,7 +59,8 @@ def config_reference():
              "the same declarations check Python arguments and YAML files. "
              "Unknown keys are rejected with the closest valid name.", "",
              "## Top level", "", options_table(RunConfig), ""]
-    for key, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig), ("report", ReportConfig)):
+    for key, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig), ("report", ReportConfig),
+                     ("export", ExportConfig)):
         parts += [f"## `{key}`", "", (cls.__doc__ or "").strip(), "", options_table(cls), ""]
     parts += ["## Stages", "", "Each entry of `stages` is `{type: <type>, ...options}`.", ""]
     for name in sorted(STRATEGIES):

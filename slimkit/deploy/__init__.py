@@ -1,4 +1,4 @@
-"""The deployed model: Paddle Inference export and predictor, interleaved timing, CPU features."""
+"""The deployed model: exports for Paddle Inference and ONNX Runtime, the runtimes that run them, timing."""
 
 from .paddle_inference import (INFERENCE_DIR, InferenceModel, export_float, export_int8, export_stage,
                                exported_size, int8_verdict, stage_export_prefix)

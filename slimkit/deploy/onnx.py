@@ -1,0 +1,232 @@
+"""ONNX export of a Paddle Inference model (paddle2onnx), run and verified in ONNX Runtime.
+
+`convert` turns `model.pdmodel` + `model.pdiparams` into `model.onnx` with paddle2onnx, in
+a child process: paddle2onnx prints a screen of logs from C++, leaves temporary folders
+behind and aborts the whole process on an operator it cannot map, none of which may reach
+the user's session. `OnnxModel` is the ONNX Runtime twin of Paddle's predictor wrapper
+(`run(numpy) -> numpy`, `evaluate(engine, split)`), so the same timer and the same
+evaluation serve both. `verify` compares the two on the test split and says whether the
+ONNX file may be shipped.
+"""
+
+import collections
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import paddle
+
+from .. import compat
+from ..errors import ConfigError, ModelError
+from ..quant.export import SIMULATED_OPS, InferenceModel
+
+ONNX_DIR = "onnx"  # inside a stage folder
+ONNX_FILE = "model.onnx"
+RECORD_FILE = "verification.json"
+INSTALL_HINT = 'pip install -e ".[onnx]" (or: pip install paddle2onnx onnxruntime)'
+REQUIRED = ("paddle2onnx", "onnxruntime")
+
+# Run in the child process. optimize_tool="None": the default (polygraphy) sets
+# POLYGRAPHY_AUTOINSTALL_DEPS and may pip-install packages while exporting.
+_CONVERT = """
+import sys, paddle2onnx
+model, params, target, opset = sys.argv[1:5]
+paddle2onnx.export(model, params, target, opset_version=int(opset), auto_upgrade_opset=False,
+                   enable_onnx_checker=True, optimize_tool="None", deploy_backend="onnxruntime")
+"""
+
+
+def require_onnx(path="export.formats"):
+    """Raise ConfigError naming the install command when paddle2onnx or onnxruntime is missing."""
+    missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(path, f"the onnx format needs {' and '.join(missing)}, not installed here",
+                          INSTALL_HINT)
+
+
+def quantize_ops(prefix):
+    """Quantize/dequantize op types in a saved legacy program (empty for a float model)."""
+    with compat.legacy_ir():
+        program = paddle.static.Program.parse_from_string(Path(str(prefix) + ".pdmodel").read_bytes())
+    return sorted({op.type for block in program.blocks for op in block.ops} & SIMULATED_OPS)
+
+
+def convert(prefix, target, opset=13, int8=None):
+    """Write `target` (.onnx) from the Paddle Inference files `prefix`.pdmodel/.pdiparams; returns the opset.
+
+    A float model goes through paddle2onnx as it is; an int8 one (QAT/PTQ export) becomes
+    ONNX QDQ with the same scales (see onnx_int8.py).
+    """
+    prefix, target = str(Path(prefix).resolve()), Path(target).resolve()  # the child runs elsewhere
+    for suffix in (".pdmodel", ".pdiparams"):
+        if not Path(prefix + suffix).is_file():
+            raise ModelError(f"{prefix + suffix} does not exist", "export the stage for Paddle Inference first")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        partial = Path(tmp) / ONNX_FILE  # moved into place only once complete
+        if int8 if int8 is not None else quantize_ops(prefix):
+            from .onnx_int8 import float_program, insert_qdq
+
+            layers = float_program(prefix, Path(tmp) / "float" / "model")
+            _paddle2onnx(str(Path(tmp) / "float" / "model"), partial, opset, tmp)
+            insert_qdq(partial, layers)
+        else:
+            _paddle2onnx(prefix, partial, opset, tmp)
+        os.replace(partial, target)
+    return opset_of(target)
+
+
+def _paddle2onnx(prefix, target, opset, tmp):
+    env = {**os.environ, "TMPDIR": tmp, "GLOG_minloglevel": "2", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, "-c", _CONVERT, prefix + ".pdmodel", prefix + ".pdiparams", str(target),
+                           str(opset)], capture_output=True, text=True, env=env, cwd=tmp)
+    if done.returncode != 0 or not Path(target).is_file():
+        raise ModelError(f"paddle2onnx could not convert {prefix}.pdmodel: {_last_error(done)}",
+                         "see docs/deployment.md for what converts to ONNX; --format paddle ships it as it is")
+
+
+def _last_error(done):
+    # paddle2onnx names the cause in its first "[ERROR]" line; an abort's summary follows it.
+    lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    flagged = [line for line in lines if "[ERROR]" in line] or [line for line in lines if "error" in line.lower()][-1:]
+    return (flagged or lines[-1:] or [f"exit code {done.returncode}"])[0][:300]
+
+
+def opset_of(path):
+    """The default-domain opset an ONNX file was written for."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+class OnnxModel:
+    """An ONNX file loaded in ONNX Runtime on CPU: run, evaluate, latency (the interface of InferenceModel).
+
+    `optimize=True` is the session a user gets by default (every graph optimization: QDQ
+    pairs become int8 kernels where ORT has them); `False` keeps only basic constant
+    folding, so an int8 QDQ file computes exactly what its scales say, in float.
+    """
+
+    # One evaluation and one timer for every runtime: both only call self.run.
+    evaluate = InferenceModel.evaluate
+    latency = InferenceModel.latency
+
+    def __init__(self, path, threads=1, optimize=True):
+        require_onnx("")
+        import onnxruntime as ort
+
+        self.path = str(path)
+        if not Path(self.path).is_file():
+            raise ModelError(f"{self.path} does not exist", "export the stage to ONNX first")
+        self.threads, self.optimize = threads, optimize
+        self.session = ort.InferenceSession(self.path, self._options(), providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+
+    def _options(self, optimized_path=None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # ORT warns about unused initializers paddle2onnx leaves: not ours to fix
+        level = ort.GraphOptimizationLevel
+        options.graph_optimization_level = level.ORT_ENABLE_ALL if self.optimize else level.ORT_ENABLE_BASIC
+        if optimized_path:
+            options.optimized_model_filepath = str(optimized_path)
+        return options
+
+    def run(self, images):
+        """Logits (numpy) of a float32 NCHW batch."""
+        return self.session.run(None, {self._input: np.ascontiguousarray(images, dtype=np.float32)})[0]
+
+    def optimized_ops(self):
+        """Op type -> count of the graph ONNX Runtime runs after its optimizations."""
+        import onnx
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "optimized.onnx"
+            ort.InferenceSession(self.path, self._options(path), providers=["CPUExecutionProvider"])
+            graph = onnx.load(str(path)).graph
+        return dict(collections.Counter(node.op_type for node in graph.node))
+
+    def latency_method(self, input_shape, warmup, runs):
+        return (f"ONNX Runtime CPUExecutionProvider ({self.threads} thread), input {list(input_shape)}; "
+                f"median of {runs} runs after {warmup} warm-up runs")
+
+
+def compare(onnx_model, paddle_model, engine, split="test"):
+    """ONNX Runtime vs Paddle's predictor on `split`: max abs logit difference, top-1 agreement, ONNX top-1."""
+    diff, agree, correct, total = 0.0, 0, 0, 0
+    for images, labels in engine.batches(split, engine.config.eval_batch_size):
+        x = images.numpy()
+        ours, theirs = onnx_model.run(x), paddle_model.run(x)
+        diff = max(diff, float(np.abs(ours - theirs).max()))
+        agree += int((ours.argmax(axis=1) == theirs.argmax(axis=1)).sum())
+        correct += int((ours.argmax(axis=1) == labels.numpy()).sum())
+        total += len(x)
+    return {"split": split, "samples": total, "max_abs_diff": diff, "top1_agreement": agree / max(total, 1),
+            "onnx_top1": correct / max(total, 1)}
+
+
+def verify(path, prefix, engine, int8, tolerance=1e-4, min_agreement=0.99):
+    """The verification record of `path` against the Paddle files `prefix`; `ok` says whether it may ship.
+
+    Float: the logits must agree within `tolerance` and the top-1 classes on at least
+    `min_agreement` of the samples. Int8: the logits cannot agree to `tolerance` (an
+    activation on a rounding boundary moves one step either way), so the top-1 classes must
+    agree, both for the QDQ arithmetic itself (ORT without its int8 kernels) and for the
+    int8 kernels ORT picks on this CPU; both differences are recorded.
+    """
+    reference = InferenceModel(prefix, runtime="cpu")  # Paddle's own arithmetic of the same scales
+    runtime = OnnxModel(path)
+    record = {**compare(runtime, reference, engine), "tolerance": tolerance, "min_top1_agreement": min_agreement,
+              "int8": int8}
+    checks = [record["top1_agreement"] >= min_agreement]
+    if int8:
+        exact = record["qdq_arithmetic"] = compare(OnnxModel(path, optimize=False), reference, engine)
+        record["ort_ops"] = runtime.optimized_ops()
+        checks.append(exact["top1_agreement"] >= min_agreement)
+    else:
+        checks.append(record["max_abs_diff"] <= tolerance)
+    record["ok"] = bool(record["samples"]) and all(checks)
+    return record
+
+
+def versions():
+    from importlib.metadata import version
+
+    return {name: version(name) for name in REQUIRED}
+
+
+def export_onnx(prefix, folder, engine, opset=13, tolerance=1e-4, min_agreement=0.99):
+    """Convert, reload and verify; writes `folder/model.onnx` + `verification.json`, returns the record."""
+    require_onnx()
+    folder = Path(folder)
+    int8 = bool(quantize_ops(prefix))
+    opset = convert(prefix, folder / ONNX_FILE, opset, int8)
+    record = {"file": str(folder / ONNX_FILE), "source": f"{prefix}.pdmodel", "opset": opset, **versions(),
+              **verify(folder / ONNX_FILE, prefix, engine, int8, tolerance, min_agreement)}
+    (folder / RECORD_FILE).write_text(json.dumps(record, indent=2))
+    return record
+
+
+def mismatch_text(record):
+    """The loud one-line statement of a failed conversion or verification."""
+    if record.get("error"):
+        return f"no ONNX export: {record['error']}"
+    if record["int8"]:
+        exact = record["qdq_arithmetic"]
+        return (f"ONNX int8 export does NOT match Paddle ({record['file']}): top-1 agreement "
+                f"{record['top1_agreement']:.2%} with ONNX Runtime's int8 kernels on this CPU, "
+                f"{exact['top1_agreement']:.2%} for the QDQ arithmetic (minimum {record['min_top1_agreement']:.0%}); "
+                "ORT's int8 kernels depend on the CPU (VNNI): do not ship it to this CPU")
+    return (f"ONNX export does NOT match Paddle ({record['file']}): max abs diff {record['max_abs_diff']:.3g} "
+            f"(tolerance {record['tolerance']:g}), top-1 agreement {record['top1_agreement']:.2%} "
+            f"(minimum {record['min_top1_agreement']:.0%}); do not ship it")
