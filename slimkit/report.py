@@ -37,7 +37,8 @@ class Note(str):
 
     A note reads as its message (so it prints and joins like text); code that needs to
     pick notes out (e.g. replace the FLOPs note of a quantized stage) selects by `kind`,
-    never by matching the text. Kinds used: info, skipped, target, flops_zero_types, export, export_failed, slower, int8_speed.
+    never by matching the text. Kinds used: info, skipped, target, flops_zero_types, export, export_failed, onnx,
+    slower, int8_speed.
     """
 
     def __new__(cls, message, stage="", kind="info"):
@@ -84,7 +85,7 @@ class StageReport:
 
     def to_dict(self):
         out = dataclasses.asdict(dataclasses.replace(self, notes=[]))
-        out["notes"] = [n.to_dict() for n in self.notes]
+        out["notes"] = [Note.from_value(n, self.stage).to_dict() for n in self.notes]
         return out
 
     @classmethod

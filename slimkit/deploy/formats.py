@@ -17,13 +17,11 @@ from pathlib import Path
 from typing import List, Literal
 
 from ..errors import ConfigError, ModelError
-from ..quant.export import _native_output_captured as native_output_captured
-from ..quant.export import export_float
+from .paddle_inference import export_stage, native_output_captured, stage_export_prefix
 from ..schema import Options, _suggest, option
 from . import onnx as onnx_export
 
 FORMATS = ("paddle", "onnx")
-INFERENCE_DIR = "inference"  # the stage's Paddle Inference export (QAT/PTQ stages write it themselves)
 PADDLE_FILES = ("model.pdmodel", "model.pdiparams")
 ONNX_FILES = (onnx_export.ONNX_FILE, onnx_export.RECORD_FILE)
 
@@ -49,25 +47,31 @@ class ExportConfig(Options):
             onnx_export.require_onnx("formats")
 
 
-def paddle_prefix(model, folder, input_shape):
-    """`folder/inference/model`, exported from `model` in float unless the stage already wrote it."""
-    prefix = Path(folder) / INFERENCE_DIR / "model"
-    if not all((prefix.parent / name).is_file() for name in PADDLE_FILES):
-        # The static executor jit.save runs logs from C++ ("New Executor is Running"): kept off the console.
-        with native_output_captured() as captured:
-            try:
-                export_float(model, prefix.parent, input_shape)
-            except Exception:
-                sys.stderr.write(captured())
-                raise
-    return prefix
+def _has_paddle_files(prefix):
+    return all((Path(prefix).parent / name).is_file() for name in PADDLE_FILES)
+
+
+def _export_paddle(model, folder, input_shape):
+    """`folder/inference/model` written by the one stage export (deploy.paddle_inference.export_stage)."""
+    # The static executor jit.save runs logs from C++ ("New Executor is Running"): kept off the console.
+    with native_output_captured() as captured:
+        try:
+            return export_stage(model, folder, input_shape)
+        except Exception:
+            sys.stderr.write(captured())
+            raise
 
 
 def export_formats(model, folder, input_shape, engine, config, report):
     """Write the stage's deployable files; record them in `report.extra['export']`, a mismatch in its notes."""
     if not config.formats:
         return
-    prefix = paddle_prefix(model, folder, input_shape)
+    prefix = stage_export_prefix(folder)
+    if not _has_paddle_files(prefix):  # the pipeline's export failed and is noted: nothing to convert
+        report.extra["export"] = {"paddle": None}
+        if "onnx" in config.formats:
+            report.add_note("no ONNX export: the stage has no Paddle Inference export to convert", "onnx")
+        return
     record = {"paddle": str(prefix.parent)}
     if "onnx" in config.formats:
         target = Path(folder) / onnx_export.ONNX_DIR
@@ -79,7 +83,7 @@ def export_formats(model, folder, input_shape, engine, config, report):
             target.mkdir(parents=True, exist_ok=True)
             (target / onnx_export.RECORD_FILE).write_text(json.dumps(onnx, indent=2))
         record["onnx"] = onnx
-        report.notes.append(_onnx_note(onnx))
+        report.add_note(_onnx_note(onnx), "onnx")
     report.extra["export"] = record
 
 
@@ -128,14 +132,13 @@ def find_stage(run_dir, stage=None):
 
 
 def _paddle_files(folder):
-    source = folder / INFERENCE_DIR
-    if all((source / n).is_file() for n in PADDLE_FILES):
-        return source
+    if _has_paddle_files(stage_export_prefix(folder)):
+        return stage_export_prefix(folder).parent
     from ..checkpoint import load_model
 
     model = load_model(folder)  # a stage of a run made before every stage was exported
     pipeline = json.loads((folder.parent / "pipeline.json").read_text())
-    return paddle_prefix(model, folder, pipeline["input_shape"]).parent
+    return _export_paddle(model, folder, pipeline["input_shape"]).parent
 
 
 def _onnx_files(folder, run_dir):

@@ -23,7 +23,7 @@ import paddle
 
 from .. import compat
 from ..errors import ConfigError, ModelError
-from ..quant.export import SIMULATED_OPS, InferenceModel
+from .paddle_inference import SIMULATED_OPS, InferenceModel
 
 ONNX_DIR = "onnx"  # inside a stage folder
 ONNX_FILE = "model.onnx"

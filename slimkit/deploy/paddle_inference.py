@@ -122,7 +122,7 @@ def exported_size(prefix):
 
 
 def _create_predictor(config):
-    with _native_output_captured() as captured:
+    with native_output_captured() as captured:
         try:
             return paddle.inference.create_predictor(config)
         except Exception:
@@ -131,7 +131,7 @@ def _create_predictor(config):
 
 
 @contextlib.contextmanager
-def _native_output_captured():
+def native_output_captured():
     # oneDNN's int8 passes print their statistics ("---    quantized 3 fused_conv2d ops")
     # from C++ straight to the process's stderr, ignoring disable_glog_info(): about a
     # hundred lines per predictor. They are kept aside and shown only if creation fails.
