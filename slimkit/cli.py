@@ -21,6 +21,8 @@ def _parser():
     run.add_argument("config", help="YAML file, e.g. configs/quickstart.yaml")
     run.add_argument("--out", help="output folder (default: runs/<config name>)")
     run.add_argument("--resume", action="store_true", help="restore finished stages from --out instead of rerunning")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the stage folders of a different run in --out (nothing else is touched)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
     check = sub.add_parser("check", help="validate a config without running it")
@@ -48,6 +50,10 @@ def main(argv=None):
 
         if args.debug:
             traceback.print_exc()
+        if isinstance(err, OSError) and not isinstance(err, SlimkitError):
+            print(f"error: cannot use {err.filename or 'a file'}: {err.strerror or err}", file=sys.stderr)
+            print("  hint: check that the path exists and is writable, and that the disk has space", file=sys.stderr)
+            return 2
         if isinstance(err, SlimkitError):
             print(f"error: {err.message}", file=sys.stderr)
             if err.hint:
@@ -90,7 +96,7 @@ def _dispatch(args):
         config.train.progress = False
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     pipeline = build_pipeline(config, out)
-    pipeline.run(resume=args.resume)
+    pipeline.run(resume=args.resume, overwrite=args.overwrite)
     print(f"\nreports: {out / 'report.json'}  {out / 'report.md'}")
     return 0
 

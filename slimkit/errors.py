@@ -33,3 +33,7 @@ class ModelError(SlimkitError, ValueError):
 
 class ResumeError(SlimkitError):
     """A run folder does not match the pipeline asked to resume in it."""
+
+
+class OutputError(SlimkitError):
+    """The output folder cannot be used as asked (a file, unwritable, or holding what this run did not write)."""

@@ -9,14 +9,14 @@ Each stage writes its model and report to `out_dir/NN-name/`; `run(resume=True)`
 
 import copy
 import json
-import shutil
 import time
 from pathlib import Path
 
+from . import rundir
 from .checkpoint import save_model
 from .data import DataBundle, DataConfig, load_dataset
 from .engine import Engine, TrainConfig, set_seed
-from .errors import ConfigError, ResumeError
+from .errors import ConfigError
 from .measure import count_flops, count_params, latency_method, measure_latency, saved_size
 from .report import ConsoleTable, ReportConfig, StageReport, write_reports
 from .strategy import Context, Strategy
@@ -55,10 +55,15 @@ class Pipeline:
         return self.out_dir / f"{index + 1:02d}-{self.stage_name(index)}"
 
     # --- running ------------------------------------------------------------------------
-    def run(self, resume=False):
-        """Run (or resume) every stage; returns the StageReports, baseline first."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._check_resume(resume)
+    def run(self, resume=False, overwrite=False):
+        """Run (or resume) every stage; returns the StageReports, baseline first.
+
+        `out_dir` holding a different run is refused unless `resume` (continue it) or
+        `overwrite` (replace its stage folders); nothing slimkit did not write is touched.
+        """
+        self.run_id = rundir.claim(self.out_dir, self.describe(),
+                                   ["00-baseline", *(self.stage_dir(i).name for i in range(len(self.stages)))],
+                                   resume=resume, overwrite=overwrite)
         table = ConsoleTable() if self.verbose else None
         if table:
             table.header()
@@ -69,10 +74,11 @@ class Pipeline:
         baseline_dir = self.out_dir / "00-baseline"
         baseline = self._load_done(baseline_dir) if resume else None
         if baseline is None:
+            rundir.new_stage_folder(baseline_dir, self.run_id)
             start = time.perf_counter()
             baseline = self.measure(model, baseline_dir, "baseline", "input model", start)
             self._mark_done(baseline_dir, baseline, {"type": "baseline"})
-        self._emit(table, baseline)
+        self._emit(table, baseline, write=not resume)
         resuming = resume
         for i, stage in enumerate(self.stages):
             if teacher is None and stage.compresses:
@@ -84,12 +90,10 @@ class Pipeline:
             done = self._load_done(folder, stage.to_config()) if resuming else None
             if done is not None:
                 model = stage.restore(model, folder, ctx)
-                self._emit(table, done)
+                self._emit(table, done, write=False)
                 continue
             resuming = False  # later stages depend on this one: run them all again
-            if folder.exists():
-                shutil.rmtree(folder)
-            folder.mkdir(parents=True)
+            rundir.new_stage_folder(folder, self.run_id)
             set_seed(self.engine.config.seed + i + 1)
             start = time.perf_counter()
             model = stage.apply(model, ctx)
@@ -137,15 +141,18 @@ class Pipeline:
                 "stages": [s.to_config() for s in self.stages]}
 
     # --- bookkeeping --------------------------------------------------------------------
-    def _emit(self, table, report):
+    def _emit(self, table, report, write=True):
+        # Restored rows are not written one by one: resuming a finished run then rewrites nothing.
         self.reports.append(report)
         if table:
             table.row(report)
-        self.write()
+        if write:
+            self.write()
 
     def _mark_done(self, folder, report, config):
         # Written last: a stage folder without it is an interrupted stage and runs again.
-        (Path(folder) / DONE).write_text(json.dumps({"config": config, "report": report.to_dict()}, indent=2))
+        rundir.atomic_write_text(Path(folder) / DONE,
+                                 json.dumps({"config": config, "report": report.to_dict()}, indent=2))
 
     def _load_done(self, folder, config=None):
         path = Path(folder) / DONE
@@ -155,22 +162,6 @@ class Pipeline:
         if config is not None and saved["config"] != json.loads(json.dumps(config)):
             return None
         return StageReport.from_dict(saved["report"])
-
-    def _check_resume(self, resume):
-        marker = self.out_dir / "pipeline.json"
-        current = {"data": self.data.name, "input_shape": self.input_shape, "model_spec": self.model_spec,
-                   "train": self.engine.config.to_dict() if hasattr(self.engine.config, "to_dict") else None}
-        current = json.loads(json.dumps(current))
-        if resume and marker.is_file():
-            saved = json.loads(marker.read_text())
-            if saved != current:
-                changed = sorted(k for k in current if saved.get(k) != current[k])
-                raise ResumeError(f"{self.out_dir} holds a run with a different {', '.join(changed)}",
-                                  "run without --resume (starts over), or choose another --out folder")
-        if not resume:
-            for old in self.out_dir.glob("[0-9][0-9]-*"):
-                shutil.rmtree(old)
-        marker.write_text(json.dumps(current, indent=2))
 
 
 def _as_bundle(data):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from .rundir import atomic_write_text
 from .schema import Options, option
 
 
@@ -130,8 +131,8 @@ def write_reports(reports, folder, extra=None):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"stages": [r.to_dict() for r in reports], "environment": environment(), **(extra or {})}
-    (folder / "report.json").write_text(json.dumps(payload, indent=2))
-    (folder / "report.md").write_text(to_markdown(reports))
+    atomic_write_text(folder / "report.json", json.dumps(payload, indent=2))
+    atomic_write_text(folder / "report.md", to_markdown(reports))
     return folder / "report.json", folder / "report.md"
 
 
