@@ -25,8 +25,9 @@ def _parser():
                      help="replace the stage folders of a different run in --out (nothing else is touched)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    check = sub.add_parser("check", help="validate a config without running it")
-    check.add_argument("config")
+    check = sub.add_parser("check", help="verify configs as `run` does, without training")
+    check.add_argument("config", nargs="+", help="one or more YAML files")
+    check.add_argument("--out", help="output folder to verify too (default: runs/<config name>)")
 
     report = sub.add_parser("report", help="print the report of a finished run folder")
     report.add_argument("folder")
@@ -85,13 +86,12 @@ def _dispatch(args):
             table.row(r)
         return 0
 
-    from .config import build_pipeline, load_config
+    from .config import build_pipeline
+    from .preflight import load_config_all
 
-    config = load_config(args.config)
     if args.command == "check":
-        print(f"{args.config}: ok ({len(config.stages)} stages: "
-              f"{', '.join(s.display_name for s in config.stages)})")
-        return 0
+        return _check(args)
+    config = load_config_all(args.config)
     if args.quiet:
         config.train.progress = False
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
@@ -99,6 +99,30 @@ def _dispatch(args):
     pipeline.run(resume=args.resume, overwrite=args.overwrite)
     print(f"\nreports: {out / 'report.json'}  {out / 'report.md'}")
     return 0
+
+
+def _check(args):
+    """Every check `run` makes before work, for each file; one verdict line (or the problems) per file."""
+    from .config import build_pipeline
+    from .errors import SlimkitError
+    from .preflight import check_pipeline, load_config_all
+
+    worst = 0
+    for path in args.config:
+        try:
+            config = load_config_all(path)
+            out = Path(args.out) if args.out else Path("runs") / Path(path).stem
+            check_pipeline(build_pipeline(config, out, verbose=False))
+        except SlimkitError as err:
+            if args.debug:
+                traceback.print_exc()
+            print(f"{path}: error: {err.message}", file=sys.stderr)
+            if err.hint:
+                print(f"  hint: {err.hint}", file=sys.stderr)
+            worst = max(worst, err.exit_code)
+            continue
+        print(f"{path}: ok ({len(config.stages)} stages: {', '.join(s.display_name for s in config.stages)})")
+    return worst
 
 
 if __name__ == "__main__":

@@ -12,13 +12,14 @@ import json
 import time
 from pathlib import Path
 
-from . import rundir
+from . import preflight, rundir
 from .checkpoint import save_model
 from .data import DataBundle, DataConfig, load_dataset
 from .engine import Engine, TrainConfig, set_seed
-from .errors import ConfigError
+from .errors import ConfigError, SlimkitError
 from .measure import count_flops, count_params, latency_method, measure_latency, saved_size
 from .report import ConsoleTable, ReportConfig, StageReport, write_reports
+from .sparsity.masks import holding_masks
 from .strategy import Context, Strategy
 
 DONE = "stage.json"
@@ -60,7 +61,9 @@ class Pipeline:
 
         `out_dir` holding a different run is refused unless `resume` (continue it) or
         `overwrite` (replace its stage folders); nothing slimkit did not write is touched.
+        Everything knowable before training is checked first (`slimkit.preflight`).
         """
+        preflight.check_pipeline(self, resume=resume, overwrite=overwrite)
         self.run_id = rundir.claim(self.out_dir, self.describe(),
                                    ["00-baseline", *(self.stage_dir(i).name for i in range(len(self.stages)))],
                                    resume=resume, overwrite=overwrite)
@@ -85,7 +88,8 @@ class Pipeline:
                 teacher = copy.deepcopy(model)
                 teacher.eval()
             folder = self.stage_dir(i)
-            ctx = Context(data=self.data, engine=self.engine, input_shape=self.input_shape, out_dir=folder,
+            ctx = Context(data=self.data, engine=holding_masks(self.engine, model), input_shape=self.input_shape,
+                          out_dir=folder,
                           teacher=teacher, original=original, stage_name=self.stage_name(i))
             done = self._load_done(folder, stage.to_config()) if resuming else None
             if done is not None:
@@ -96,7 +100,11 @@ class Pipeline:
             rundir.new_stage_folder(folder, self.run_id)
             set_seed(self.engine.config.seed + i + 1)
             start = time.perf_counter()
-            model = stage.apply(model, ctx)
+            try:
+                model = stage.apply(model, ctx)
+            except SlimkitError as err:
+                _resume_hint(err, self.out_dir, ctx.stage_name)
+                raise
             if model is None:
                 raise TypeError(f"{type(stage).__name__}.apply returned None; it must return the model")
             stage.save(model, folder, ctx)
@@ -162,6 +170,13 @@ class Pipeline:
         if config is not None and saved["config"] != json.loads(json.dumps(config)):
             return None
         return StageReport.from_dict(saved["report"])
+
+
+def _resume_hint(err, out_dir, stage_name):
+    """Add to `err`'s hint that the finished stages are kept and `--resume` continues."""
+    resume = (f"the stages before {stage_name} are saved in {out_dir}: fix this and rerun with --resume "
+              f"(resume=True) to continue from {stage_name}")
+    err.hint = f"{err.hint}; {resume}" if err.hint else resume
 
 
 def _as_bundle(data):

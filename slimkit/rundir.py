@@ -108,10 +108,27 @@ def claim(out_dir, config, stage_folders, resume=False, overwrite=False):
     out_dir = Path(out_dir)
     ensure_writable_folder(out_dir)
     config = json.loads(json.dumps(config))
+    previous, changed, run_id = inspect(out_dir, config, stage_folders, resume, overwrite)
+    if not resume:
+        # A fresh start: the stage folders this run wrote earlier go (only those).
+        for folder in own_stage_folders(out_dir, run_id):
+            shutil.rmtree(folder)
+    if previous is None or changed:
+        atomic_write_text(out_dir / RUN, json.dumps({"run": run_id, **config}, indent=2))
+    return run_id
+
+
+def inspect(out_dir, config, stage_folders, resume=False, overwrite=False):
+    """What `claim` would find, without writing: `(previous record, changed keys, run id)`; raises its errors."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir} is a file, not a folder", "choose a folder for --out (it is created if missing)")
+    config = json.loads(json.dumps(config))
     previous = read_run(out_dir)
     changed = _differences(previous, config)
-    if resume and previous is not None and [k for k in changed if k != "stages"]:
-        raise ResumeError(f"{out_dir} holds a run with a different {', '.join(k for k in changed if k != 'stages')}",
+    different = [k for k in changed if k != "stages"]
+    if resume and previous is not None and different:
+        raise ResumeError(f"{out_dir} holds a run with a different {', '.join(different)}",
                           "run without --resume and with --overwrite (starts over), or choose another --out folder")
     if previous is not None and changed and not resume and not overwrite:
         raise OutputError(f"{out_dir} holds another run (its {', '.join(changed)} differ)",
@@ -122,13 +139,16 @@ def claim(out_dir, config, stage_folders, resume=False, overwrite=False):
         path = out_dir / name
         if (path.exists() or path.is_symlink()) and owner_of(path) != run_id:
             raise foreign_in_the_way(path)
-    if not resume:
-        # A fresh start: the stage folders this run wrote earlier go (only those).
-        for folder in own_stage_folders(out_dir, run_id):
-            shutil.rmtree(folder)
-    if previous is None or changed:
-        atomic_write_text(out_dir / RUN, json.dumps({"run": run_id, **config}, indent=2))
-    return run_id
+    return previous, changed, run_id
+
+
+def writable_without_writing(out_dir):
+    """OutputError unless `out_dir` (or the nearest folder above it that exists) can be written."""
+    out_dir = Path(out_dir)
+    existing = next((p for p in [out_dir, *out_dir.absolute().parents] if p.exists()), None)
+    if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {out_dir}: {existing} is not writable",
+                          "choose a folder you can write to for --out, or fix its permissions")
 
 
 def _differences(previous, config):
