@@ -74,18 +74,7 @@ def _dispatch(args):
             print(f"{name:24s} {desc}")
         return 0
     if args.command == "report":
-        from .report import ConsoleTable, read_reports
-
-        folder = Path(args.folder)
-        if args.markdown:
-            print((folder / "report.md").read_text() if (folder / "report.md").is_file() else "")
-            return 0
-        table = ConsoleTable()
-        table.header()
-        for r in read_reports(folder):
-            table.row(r)
-        return 0
-
+        return _report(args)
     from .config import build_pipeline
     from .preflight import load_config_all
 
@@ -98,6 +87,27 @@ def _dispatch(args):
     pipeline = build_pipeline(config, out)
     pipeline.run(resume=args.resume, overwrite=args.overwrite)
     print(f"\nreports: {out / 'report.json'}  {out / 'report.md'}")
+    return 0
+
+
+def _report(args):
+    """Print a run folder's table (or report.md); an interrupted run is marked with the stages it lacks."""
+    from .report import ConsoleTable, read_reports
+    from .rundir import missing_stages
+
+    folder = Path(args.folder)
+    reports = read_reports(folder)
+    if args.markdown:
+        print((folder / "report.md").read_text() if (folder / "report.md").is_file() else "")
+    else:
+        table = ConsoleTable()
+        table.header()
+        for r in reports:
+            table.row(r)
+    missing = missing_stages(folder, [r.stage for r in reports])
+    if missing:
+        print(f"\nincomplete run: {len(missing)} stage(s) not finished: {', '.join(missing)} "
+              f"(rerun `slimkit run <config> --out {folder} --resume` to finish)")
     return 0
 
 

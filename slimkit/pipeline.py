@@ -17,7 +17,7 @@ from .checkpoint import save_model
 from .data import DataBundle, DataConfig, load_dataset
 from .engine import Engine, TrainConfig, set_seed
 from .errors import ConfigError, SlimkitError
-from .measure import count_flops, count_params, latency_method, measure_latency, saved_size
+from .measure import count_flops, count_params, latency_method, measure_latency, saved_size, weight_sparsity
 from .report import ConsoleTable, ReportConfig, StageReport, write_reports
 from .sparsity.masks import holding_masks
 from .strategy import Context, Strategy
@@ -133,6 +133,7 @@ class Pipeline:
             top1=metrics["top1"], top5=metrics["top5"], size_bytes=saved_size(folder / "model.pdparams"),
             latency_ms=measure_latency(model, latency_shape, cfg.latency_warmup, cfg.latency_runs),
             seconds=0.0, latency_method=latency_method(latency_shape, cfg.latency_warmup, cfg.latency_runs),
+            sparsity=weight_sparsity(model),
             notes=notes, extra={**(ctx.metrics if ctx else {}), "flops_zero_types": zero_types})
         if stage is not None:
             stage.measure(model, ctx, report)

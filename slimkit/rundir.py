@@ -173,3 +173,12 @@ def ensure_writable_folder(out_dir):
         raise OutputError(f"cannot write to {out_dir}: {err.strerror or err}",
                           "choose a folder you can write to for --out, or fix its permissions") from None
     return out_dir
+
+
+def missing_stages(out_dir, finished):
+    """The stage names the run in `out_dir` declares but `finished` (names in its report) lacks, in order."""
+    record = read_run(out_dir)
+    if record is None:
+        return []
+    declared = [s.get("name") or s.get("type") for s in record.get("stages") or [] if isinstance(s, dict)]
+    return [name for name in declared if name not in set(finished)]
