@@ -75,18 +75,38 @@ def _dispatch(args):
         return 0
     if args.command == "report":
         return _report(args)
-    from .config import build_pipeline
-    from .preflight import load_config_all
-
     if args.command == "check":
         return _check(args)
+    return _run(args)
+
+
+def _run(args):
+    """Run a config; native library output stays in `run.log` in the run folder, off the console."""
+    from .config import build_pipeline
+    from .console import captured_console
+    from .preflight import load_config_all
+    from .report import ConsoleTable
+    from .rundir import append_log
+
     config = load_config_all(args.config)
     if args.quiet:
         config.train.progress = False
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    pipeline = build_pipeline(config, out)
-    pipeline.run(resume=args.resume, overwrite=args.overwrite)
-    print(f"\nreports: {out / 'report.json'}  {out / 'report.md'}")
+    log = pipeline = None
+    try:
+        with captured_console(args.debug, f"slimkit run {args.config}") as log:
+            pipeline = build_pipeline(config, out, verbose=not args.quiet)
+            reports = pipeline.run(resume=args.resume, overwrite=args.overwrite)
+            if args.quiet:  # only the final table
+                table = ConsoleTable()
+                table.header()
+                for report in reports:
+                    table.row(report)
+            else:
+                print(f"\nreports: {out / 'report.json'}  {out / 'report.md'}  log: {out / 'run.log'}")
+    finally:
+        if log is not None:
+            append_log(out, log(), getattr(pipeline, "run_id", None))
     return 0
 
 
@@ -114,6 +134,7 @@ def _report(args):
 def _check(args):
     """Every check `run` makes before work, for each file; one verdict line (or the problems) per file."""
     from .config import build_pipeline
+    from .console import captured_console
     from .errors import SlimkitError
     from .preflight import check_pipeline, load_config_all
 
@@ -122,7 +143,8 @@ def _check(args):
         try:
             config = load_config_all(path)
             out = Path(args.out) if args.out else Path("runs") / Path(path).stem
-            check_pipeline(build_pipeline(config, out, verbose=False))
+            with captured_console(debug=args.debug):  # tracing prints native lines; they are not the verdict
+                check_pipeline(build_pipeline(config, out, verbose=False))
         except SlimkitError as err:
             if args.debug:
                 traceback.print_exc()

@@ -182,3 +182,16 @@ def missing_stages(out_dir, finished):
         return []
     declared = [s.get("name") or s.get("type") for s in record.get("stages") or [] if isinstance(s, dict)]
     return [name for name in declared if name not in set(finished)]
+
+
+def append_log(out_dir, text, run_id):
+    """Add a run's console and native output to `run.log` if run `run_id` owns `out_dir`; False if not."""
+    record = read_run(out_dir)
+    if not text or run_id is None or record is None or record["run"] != run_id:
+        return False  # a refused run never claimed the folder: nothing is written there
+    try:
+        with open(Path(out_dir) / "run.log", "a", encoding="utf-8") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+    except OSError:
+        return False  # a read-only folder resumed: the run itself needed no write
+    return True
