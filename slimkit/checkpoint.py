@@ -12,6 +12,7 @@ from pathlib import Path
 import paddle
 
 from .errors import ModelError
+from .rundir import atomic_save, atomic_write_text
 from .surgery import restore, shape_attrs
 
 WEIGHTS = "model.pdparams"
@@ -31,8 +32,9 @@ def save_model(model, folder, spec=None):
         attrs = shape_attrs(layer)
         if tensors or attrs:
             layers[prefix] = {"type": type(layer).__name__, "tensors": tensors, "attrs": attrs}
-    paddle.save(state, str(folder / WEIGHTS))
-    (folder / ARCH).write_text(json.dumps({"format": 1, "spec": spec, "layers": layers}, indent=1))
+    # Renamed into place: a crash mid-save leaves the previous file, never a torn one.
+    atomic_save(lambda tmp: paddle.save(state, tmp), folder / WEIGHTS)
+    atomic_write_text(folder / ARCH, json.dumps({"format": 1, "spec": spec, "layers": layers}, indent=1))
     return folder
 
 

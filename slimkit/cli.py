@@ -21,10 +21,13 @@ def _parser():
     run.add_argument("config", help="YAML file, e.g. configs/quickstart.yaml")
     run.add_argument("--out", help="output folder (default: runs/<config name>)")
     run.add_argument("--resume", action="store_true", help="restore finished stages from --out instead of rerunning")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the stage folders of a different run in --out (nothing else is touched)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    check = sub.add_parser("check", help="validate a config without running it")
-    check.add_argument("config")
+    check = sub.add_parser("check", help="verify configs as `run` does, without training")
+    check.add_argument("config", nargs="+", help="one or more YAML files")
+    check.add_argument("--out", help="output folder to verify too (default: runs/<config name>)")
 
     report = sub.add_parser("report", help="print the report of a finished run folder")
     report.add_argument("folder")
@@ -61,6 +64,10 @@ def main(argv=None):
 
         if args.debug:
             traceback.print_exc()
+        if isinstance(err, OSError) and not isinstance(err, SlimkitError):
+            print(f"error: cannot use {err.filename or 'a file'}: {err.strerror or err}", file=sys.stderr)
+            print("  hint: check that the path exists and is writable, and that the disk has space", file=sys.stderr)
+            return 2
         if isinstance(err, SlimkitError):
             print(f"error: {err.message}", file=sys.stderr)
             if err.hint:
@@ -82,38 +89,45 @@ def _dispatch(args):
     if args.command == "bench":
         return _bench(args)
     if args.command == "report":
-        from .report import ConsoleTable, read_reports
-
-        folder = Path(args.folder)
-        if args.markdown:
-            print((folder / "report.md").read_text() if (folder / "report.md").is_file() else "")
-            return 0
-        table = ConsoleTable()
-        table.header()
-        for r in read_reports(folder):
-            table.row(r)
-        return 0
-
+        return _report(args)
     if args.command == "export":
         from .deploy.formats import export_run
 
         for path in export_run(args.folder, args.to, args.stage, args.format):
             print(path)
         return 0
-
-    from .config import build_pipeline, load_config
-
-    config = load_config(args.config)
     if args.command == "check":
-        print(f"{args.config}: ok ({len(config.stages)} stages: "
-              f"{', '.join(s.display_name for s in config.stages)})")
-        return 0
+        return _check(args)
+    return _run(args)
+
+
+def _run(args):
+    """Run a config; native library output stays in `run.log` in the run folder, off the console."""
+    from .config import build_pipeline
+    from .console import captured_console
+    from .preflight import load_config_all
+    from .report import ConsoleTable
+    from .rundir import append_log
+
+    config = load_config_all(args.config)
     if args.quiet:
         config.train.progress = False
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    pipeline = build_pipeline(config, out)
-    pipeline.run(resume=args.resume)
-    print(f"\nreports: {out / 'report.json'}  {out / 'report.md'}")
+    log = pipeline = None
+    try:
+        with captured_console(args.debug, f"slimkit run {args.config}") as log:
+            pipeline = build_pipeline(config, out, verbose=not args.quiet)
+            reports = pipeline.run(resume=args.resume, overwrite=args.overwrite)
+            if args.quiet:  # only the final table
+                table = ConsoleTable()
+                table.header()
+                for report in reports:
+                    table.row(report)
+            else:
+                print(f"\nreports: {out / 'report.json'}  {out / 'report.md'}  log: {out / 'run.log'}")
+    finally:
+        if log is not None:
+            append_log(out, log(), getattr(pipeline, "run_id", None))
     return 0
 
 
@@ -129,6 +143,53 @@ def _bench(args):
         table.row(r)
     print(f"\nlatency: {r.latency_method}")
     return 0
+
+
+def _report(args):
+    """Print a run folder's table (or report.md); an interrupted run is marked with the stages it lacks."""
+    from .report import ConsoleTable, read_reports
+    from .rundir import missing_stages
+
+    folder = Path(args.folder)
+    reports = read_reports(folder)
+    if args.markdown:
+        print((folder / "report.md").read_text() if (folder / "report.md").is_file() else "")
+    else:
+        table = ConsoleTable()
+        table.header()
+        for r in reports:
+            table.row(r)
+    missing = missing_stages(folder, [r.stage for r in reports])
+    if missing:
+        print(f"\nincomplete run: {len(missing)} stage(s) not finished: {', '.join(missing)} "
+              f"(rerun `slimkit run <config> --out {folder} --resume` to finish)")
+    return 0
+
+
+def _check(args):
+    """Every check `run` makes before work, for each file; one verdict line (or the problems) per file."""
+    from .config import build_pipeline
+    from .console import captured_console
+    from .errors import SlimkitError
+    from .preflight import check_pipeline, load_config_all
+
+    worst = 0
+    for path in args.config:
+        try:
+            config = load_config_all(path)
+            out = Path(args.out) if args.out else Path("runs") / Path(path).stem
+            with captured_console(debug=args.debug):  # tracing prints native lines; they are not the verdict
+                check_pipeline(build_pipeline(config, out, verbose=False))
+        except SlimkitError as err:
+            if args.debug:
+                traceback.print_exc()
+            print(f"{path}: error: {err.message}", file=sys.stderr)
+            if err.hint:
+                print(f"  hint: {err.hint}", file=sys.stderr)
+            worst = max(worst, err.exit_code)
+            continue
+        print(f"{path}: ok ({len(config.stages)} stages: {', '.join(s.display_name for s in config.stages)})")
+    return worst
 
 
 if __name__ == "__main__":

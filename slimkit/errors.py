@@ -33,3 +33,19 @@ class ModelError(SlimkitError, ValueError):
 
 class ResumeError(SlimkitError):
     """A run folder does not match the pipeline asked to resume in it."""
+
+
+class OutputError(SlimkitError):
+    """The output folder cannot be used as asked (a file, unwritable, or holding what this run did not write)."""
+
+
+class ConfigErrors(ConfigError):
+    """Several problems found in one pass (a config with three typos is fixed in one go)."""
+
+    def __init__(self, errors):
+        self.errors = list(errors)
+        lines = [f"{len(self.errors)} problems:"]
+        for err in self.errors:
+            lines.append(f"  - {err.message}" + (f" (hint: {err.hint})" if err.hint else ""))
+        super().__init__("", "\n".join(lines))
+        self.exit_code = max(e.exit_code for e in self.errors)

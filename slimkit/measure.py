@@ -13,6 +13,21 @@ from .errors import ModelError
 from .surgery import eval_mode
 
 
+def weight_sparsity(model):
+    """Share of exactly-zero entries in the model's conv/linear weights (every parameter of 2+ dims).
+
+    Shown in every report row, so zeros a stage made can be seen surviving (or not) the
+    stages after it; BN scales and biases are left out, as pruning does not target them.
+    """
+    zeros = total = 0
+    for param in model.parameters():
+        if len(param.shape) >= 2:
+            values = param.numpy()
+            zeros += int(values.size - np.count_nonzero(values))
+            total += values.size
+    return round(zeros / total, 6) if total else None
+
+
 def count_flops(model, input_shape, custom_ops=None):
     """FLOPs as `paddle.flops` counts them (multiply-accumulates of leaf layers).
 

@@ -13,15 +13,17 @@ import shutil
 import time
 from pathlib import Path
 
+from . import preflight, rundir
 from .checkpoint import save_model
 from .data import DataBundle, DataConfig, load_dataset
 from .deploy.formats import ExportConfig, export_formats
-from .engine import Engine, check_engine, resolve_train_config, set_seed
-from .errors import ConfigError, ResumeError
 from .deploy.paddle_inference import INFERENCE_DIR, export_stage, needs_convert
 from .deploy.stage_latency import exported, measure_stage, retime_interleaved
-from .measure import count_flops, count_params, saved_size
+from .engine import Engine, check_engine, resolve_train_config, set_seed
+from .errors import ConfigError, SlimkitError
+from .measure import count_flops, count_params, saved_size, weight_sparsity
 from .report import ConsoleTable, Note, ReportConfig, StageReport, write_reports
+from .sparsity.masks import holding_masks
 from .strategy import Context, Strategy
 
 DONE = "stage.json"
@@ -60,10 +62,17 @@ class Pipeline:
         return self.out_dir / f"{index + 1:02d}-{self.stage_name(index)}"
 
     # --- running ------------------------------------------------------------------------
-    def run(self, resume=False):
-        """Run (or resume) every stage; returns the StageReports, baseline first."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._check_resume(resume)
+    def run(self, resume=False, overwrite=False):
+        """Run (or resume) every stage; returns the StageReports, baseline first.
+
+        `out_dir` holding a different run is refused unless `resume` (continue it) or
+        `overwrite` (replace its stage folders); nothing slimkit did not write is touched.
+        Everything knowable before training is checked first (`slimkit.preflight`).
+        """
+        preflight.check_pipeline(self, resume=resume, overwrite=overwrite)
+        self.run_id = rundir.claim(self.out_dir, self.describe(),
+                                   ["00-baseline", *(self.stage_dir(i).name for i in range(len(self.stages)))],
+                                   resume=resume, overwrite=overwrite)
         table = ConsoleTable() if self.verbose else None
         if table:
             table.header()
@@ -74,31 +83,34 @@ class Pipeline:
         baseline_dir = self.out_dir / "00-baseline"
         baseline = self._load_done(baseline_dir) if resume else None
         if baseline is None:
+            rundir.new_stage_folder(baseline_dir, self.run_id)
             start = time.perf_counter()
             baseline = self.measure(model, baseline_dir, "baseline", "input model", start)
             self._mark_done(baseline_dir, baseline, {"type": "baseline"})
-        self._emit(table, baseline)
+        self._emit(table, baseline, write=not resume)
         resuming = resume
         for i, stage in enumerate(self.stages):
             if teacher is None and stage.compresses:
                 teacher = copy.deepcopy(model)
                 teacher.eval()
             folder = self.stage_dir(i)
-            ctx = Context(data=self.data, engine=self.engine, input_shape=self.input_shape, out_dir=folder,
-                          teacher=teacher, original=original, stage_name=self.stage_name(i),
+            ctx = Context(data=self.data, engine=holding_masks(self.engine, model), input_shape=self.input_shape,
+                          out_dir=folder, teacher=teacher, original=original, stage_name=self.stage_name(i),
                           train=self.train_config, report=self.report_config)
             done = self._load_done(folder, stage.to_config()) if resuming else None
             if done is not None:
                 model = stage.restore(model, folder, ctx)
-                self._emit(table, done)
+                self._emit(table, done, write=False)
                 continue
             resuming = False  # later stages depend on this one: run them all again
-            if folder.exists():
-                shutil.rmtree(folder)
-            folder.mkdir(parents=True)
+            rundir.new_stage_folder(folder, self.run_id)
             set_seed(self.train_config.seed + i + 1)
             start = time.perf_counter()
-            model = stage.apply(model, ctx)
+            try:
+                model = stage.apply(model, ctx)
+            except SlimkitError as err:
+                _resume_hint(err, self.out_dir, ctx.stage_name)
+                raise
             if model is None:
                 raise TypeError(f"{type(stage).__name__}.apply returned None; it must return the model")
             stage.save(model, folder, ctx)
@@ -144,6 +156,7 @@ class Pipeline:
             stage=name, strategy=strategy, flops=flops, params=count_params(model),
             top1=metrics["top1"], top5=metrics["top5"], size_bytes=saved_size(folder / "model.pdparams"),
             latency_ms=deployed["latency_ms"], seconds=0.0, latency_method=deployed["latency_method"],
+            sparsity=weight_sparsity(model),
             notes=notes, extra={**(ctx.metrics if ctx else {}), "flops_zero_types": zero_types, **deployed["extra"]})
         if stage is not None:
             stage.measure(model, ctx, report)
@@ -174,15 +187,18 @@ class Pipeline:
                 "stages": [s.to_config() for s in self.stages]}
 
     # --- bookkeeping --------------------------------------------------------------------
-    def _emit(self, table, report):
+    def _emit(self, table, report, write=True):
+        # Restored rows are not written one by one: resuming a finished run then rewrites nothing.
         self.reports.append(report)
         if table:
             table.row(report)
-        self.write()
+        if write:
+            self.write()
 
     def _mark_done(self, folder, report, config):
         # Written last: a stage folder without it is an interrupted stage and runs again.
-        (Path(folder) / DONE).write_text(json.dumps({"config": config, "report": report.to_dict()}, indent=2))
+        rundir.atomic_write_text(Path(folder) / DONE,
+                                 json.dumps({"config": config, "report": report.to_dict()}, indent=2))
 
     def _load_done(self, folder, config=None):
         path = Path(folder) / DONE
@@ -193,21 +209,12 @@ class Pipeline:
             return None
         return StageReport.from_dict(saved["report"])
 
-    def _check_resume(self, resume):
-        marker = self.out_dir / "pipeline.json"
-        current = {"data": self.data.name, "input_shape": self.input_shape, "model_spec": self.model_spec,
-                   "train": self.train_config.to_dict()}
-        current = json.loads(json.dumps(current))
-        if resume and marker.is_file():
-            saved = json.loads(marker.read_text())
-            if saved != current:
-                changed = sorted(k for k in current if saved.get(k) != current[k])
-                raise ResumeError(f"{self.out_dir} holds a run with a different {', '.join(changed)}",
-                                  "run without --resume (starts over), or choose another --out folder")
-        if not resume:
-            for old in self.out_dir.glob("[0-9][0-9]-*"):
-                shutil.rmtree(old)
-        marker.write_text(json.dumps(current, indent=2))
+
+def _resume_hint(err, out_dir, stage_name):
+    """Add to `err`'s hint that the finished stages are kept and `--resume` continues."""
+    resume = (f"the stages before {stage_name} are saved in {out_dir}: fix this and rerun with --resume "
+              f"(resume=True) to continue from {stage_name}")
+    err.hint = f"{err.hint}; {resume}" if err.hint else resume
 
 
 def _as_bundle(data):

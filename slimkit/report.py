@@ -4,9 +4,11 @@ import dataclasses
 import json
 import platform
 import sys
+import textwrap
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
+from .rundir import atomic_write_text
 from .schema import Options, option
 
 
@@ -77,6 +79,7 @@ class StageReport:
     latency_ms: float
     seconds: float
     latency_method: str = ""
+    sparsity: Optional[float] = None  # share of zero weights in conv/linear weights
     notes: list = dataclasses.field(default_factory=list)
     extra: dict = dataclasses.field(default_factory=dict)
 
@@ -101,22 +104,82 @@ class StageReport:
         self.notes = [n for n in self.notes if n.kind != kind]
 
 
-COLUMNS = [("stage", "stage", "{}"), ("strategy", "strategy", "{}"), ("flops", "FLOPs", "{:,}"),
-           ("params", "params", "{:,}"), ("top1", "top-1 %", "{:.2%}"), ("top5", "top-5 %", "{:.2%}"),
-           ("size_bytes", "size", None), ("latency_ms", "latency ms", "{:.3f}"), ("seconds", "time s", "{:.1f}")]
+@dataclasses.dataclass
+class Column:
+    """One column of the console table and report.md, drawn from a StageReport.
+
+    `value(report)` gives the number (None shows as `-`); `text(value)` the compact console
+    form, `exact(value)` the report.md form. `ratio` adds `0.52x` against the baseline.
+    Columns that do not fit the console width are left out lowest `priority` first (they
+    stay in report.md and report.json). Other modules add theirs with `add_column`.
+    """
+
+    key: str
+    title: str
+    width: int
+    priority: int
+    value: Callable
+    text: Callable = str
+    exact: Optional[Callable] = None
+    ratio: bool = False
+
+    def cell(self, report, baseline=None, exact=False):
+        value = self.value(report)
+        if value is None:
+            return "-"
+        text = (self.exact or self.text)(value) if exact else self.text(value)
+        base = self.value(baseline) if baseline is not None else None
+        if self.ratio and base:
+            text += f" ({value / base:.2f}x)" if exact else f" {value / base:.2f}x"
+        return text
 
 
-def _cell(report, key, fmt, baseline=None):
-    value = getattr(report, key)
-    if value is None:
-        return "-"
-    if key == "size_bytes":
-        text = human_bytes(value)
-    else:
-        text = fmt.format(value).replace("%", "") if key in ("top1", "top5") else fmt.format(value)
-    if baseline is not None and key in ("flops", "params", "size_bytes", "latency_ms") and getattr(baseline, key):
-        text += f" ({value / getattr(baseline, key):.2f}x)"
-    return text
+def _attr(name):
+    return lambda report: getattr(report, name, None)
+
+
+def compact(n):
+    """645376 -> 645K, 1234567 -> 1.23M: short enough for a 100-column table."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            scaled = n / size
+            return f"{scaled:.3g}{unit}" if scaled < 100 else f"{scaled:.0f}{unit}"
+    return f"{n:.0f}"
+
+
+def _percent(v):
+    return f"{100 * v:.2f}"
+
+
+COLUMNS = [
+    Column("stage", "stage", 14, 100, _attr("stage")),
+    Column("strategy", "strategy", 14, 40, _attr("strategy")),
+    Column("flops", "FLOPs", 11, 90, _attr("flops"), compact, "{:,}".format, ratio=True),
+    Column("params", "params", 11, 80, _attr("params"), compact, "{:,}".format, ratio=True),
+    Column("top1", "top-1 %", 7, 95, _attr("top1"), _percent),
+    Column("top5", "top-5 %", 7, 30, _attr("top5"), _percent),
+    Column("size_bytes", "size", 11, 70, _attr("size_bytes"), lambda v: compact_bytes(v), lambda v: human_bytes(v),
+           ratio=True),
+    Column("latency_ms", "latency ms", 11, 60, _attr("latency_ms"), "{:.3g}".format, "{:.3f}".format, ratio=True),
+    Column("sparsity", "zeros %", 7, 50, _attr("sparsity"), lambda v: f"{100 * v:.1f}", lambda v: f"{100 * v:.2f}"),
+    Column("seconds", "time s", 6, 20, _attr("seconds"), "{:.0f}".format, "{:.1f}".format),
+]
+
+
+def add_column(column, before=None):
+    """Add a Column to every table (before the column keyed `before`, or last); replaces one of the same key."""
+    COLUMNS[:] = [c for c in COLUMNS if c.key != column.key]
+    keys = [c.key for c in COLUMNS]
+    COLUMNS.insert(keys.index(before) if before in keys else len(COLUMNS), column)
+    return column
+
+
+def fitting_columns(width, columns=None):
+    """The columns that fit in `width` characters (2-space gaps), dropping the lowest priority first."""
+    chosen = list(columns if columns is not None else COLUMNS)
+    while len(chosen) > 1 and sum(c.width for c in chosen) + 2 * (len(chosen) - 1) > width:
+        chosen.remove(min(chosen, key=lambda c: c.priority))
+    return chosen
 
 
 def human_bytes(n):
@@ -126,37 +189,65 @@ def human_bytes(n):
         n /= 1024
 
 
-class ConsoleTable:
-    """Prints one row per stage as stages finish, with ratios to the baseline row."""
+def compact_bytes(n):
+    """233,779 bytes -> 228K (binary units, one letter, three digits)."""
+    for unit in ("B", "K", "M", "G"):
+        if n < 1000 or unit == "G":
+            return f"{n:.3g}{unit}" if n < 100 else f"{n:.0f}{unit}"
+        n /= 1024
 
-    def __init__(self, stream=None):
+
+MAX_WIDTH = 100
+
+
+def table_width(stream):
+    """100 columns, or the terminal's width when it is narrower."""
+    import shutil
+
+    isatty = getattr(stream, "isatty", None)
+    if isatty is not None and isatty():
+        return min(MAX_WIDTH, shutil.get_terminal_size((MAX_WIDTH, 24)).columns)
+    return MAX_WIDTH
+
+
+class ConsoleTable:
+    """Prints one row per stage as stages finish, with ratios to the baseline row, within 100 columns."""
+
+    def __init__(self, stream=None, width=None):
         self.stream = stream or sys.stdout
         self.baseline = None
-        self.widths = [16, 14, 22, 20, 8, 8, 18, 18, 7]
+        self.width = width or table_width(self.stream)
+        self.columns = fitting_columns(self.width)
 
     def header(self):
-        self._line([title for _, title, _ in COLUMNS])
-        self._line(["-" * w for w in self.widths])
+        self._line([c.title for c in self.columns])
+        self._line(["-" * c.width for c in self.columns])
 
     def row(self, report):
         if self.baseline is None:
             self.baseline = report
         base = None if report is self.baseline else self.baseline
-        self._line([_cell(report, key, fmt, base) for key, _, fmt in COLUMNS])
+        self._line([c.cell(report, base) for c in self.columns])
         for note in report.notes:
-            print(f"    note: {note}", file=self.stream)
+            print(textwrap.fill(note, self.width, initial_indent="    note: ", subsequent_indent="          "),
+                  file=self.stream)
         self.stream.flush()
 
     def _line(self, cells):
-        print("  ".join(str(c).ljust(w) for c, w in zip(cells, self.widths)).rstrip(), file=self.stream)
+        fitted = [_fit(str(text), c.width) for text, c in zip(cells, self.columns)]
+        print("  ".join(t.ljust(c.width) for t, c in zip(fitted, self.columns)).rstrip(), file=self.stream)
+
+
+def _fit(text, width):
+    return text if len(text) <= width else text[:width - 1] + "~"
 
 
 def to_markdown(reports, title="slimkit report"):
-    lines = [f"# {title}", "", "| " + " | ".join(t for _, t, _ in COLUMNS) + " |",
+    lines = [f"# {title}", "", "| " + " | ".join(c.title for c in COLUMNS) + " |",
              "|" + "---|" * len(COLUMNS)]
     for r in reports:
-        lines.append("| " + " | ".join(_cell(r, k, f, reports[0] if r is not reports[0] else None)
-                                       for k, _, f in COLUMNS) + " |")
+        base = reports[0] if r is not reports[0] else None
+        lines.append("| " + " | ".join(c.cell(r, base, exact=True) for c in COLUMNS) + " |")
     if reports:
         lines += ["", f"FLOPs: multiply-accumulates counted by `paddle.flops`. params: elements of every "
                       f"parameter. size: saved parameters on disk. latency: {reports[0].latency_method}."]
@@ -181,8 +272,8 @@ def write_reports(reports, folder, extra=None):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"stages": [r.to_dict() for r in reports], "environment": environment(), **(extra or {})}
-    (folder / "report.json").write_text(json.dumps(payload, indent=2))
-    (folder / "report.md").write_text(to_markdown(reports))
+    atomic_write_text(folder / "report.json", json.dumps(payload, indent=2))
+    atomic_write_text(folder / "report.md", to_markdown(reports))
     return folder / "report.json", folder / "report.md"
 
 

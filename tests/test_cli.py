@@ -46,8 +46,11 @@ def test_models_lists_registry_and_vision_models(capsys):
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
-def test_every_shipped_config_is_valid(config, capsys):
-    assert main(["check", str(ROOT / "configs" / config)]) == 0, capsys.readouterr().err
+def test_every_shipped_config_is_valid(config, capsys, tmp_path):
+    code = main(["check", str(ROOT / "configs" / config), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    # A config whose dataset is not installed here may only fail on that, never on anything else.
+    assert code == 0 or (code == 2 and ("no folder given for dataset" in err or "missing file" in err)), err
 
 
 def test_console_command_is_installed():

@@ -50,7 +50,7 @@ def test_unknown_skip_name_fails_before_any_work(digits, trained_cnn, tmp_path):
                         train={"progress": False}, verbose=False)
     with pytest.raises(ConfigError) as err:
         pipeline.run()
-    assert err.value.path == "skip[0]"
+    assert err.value.path == "stages[0].skip[0]"  # checked before any work, named by its stage
     assert "did you mean 'classifier.3'" in str(err.value)
     assert not list(tmp_path.glob("01-*/inference"))
     assert all(np.array_equal(before[k], v.numpy()) for k, v in trained_cnn.state_dict().items())

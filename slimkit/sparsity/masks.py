@@ -136,3 +136,32 @@ def sparsity_stats(model, layers=None):
     return {"layers": per_layer, "zeros": zeros, "weights": total,
             "sparsity": round(zeros / total, 6) if total else 0.0,
             "model_sparsity": round(all_zero / all_total, 6) if all_total else 0.0}
+
+
+class MaskHoldingEngine:
+    """An engine whose training re-applies every mask of the model after each optimizer step.
+
+    Masks left by a `sparse_pruning` stage with `strip: false` are held through the later
+    training stages (finetune, distill, ...), as TF-MOT keeps its pruning wrappers until
+    `strip_pruning`; without this, momentum and weight decay fill the zeros in again.
+    Everything but `train` is the wrapped engine's.
+    """
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def train(self, model, epochs=None, lr=None, loss_fn=None, on_step=None, desc="train"):
+        def step(index, trained):
+            if on_step is not None:
+                on_step(index, trained)
+            apply_masks(trained)
+
+        return self.engine.train(model, epochs=epochs, lr=lr, loss_fn=loss_fn, on_step=step, desc=desc)
+
+
+def holding_masks(engine, model):
+    """`engine`, or a MaskHoldingEngine around it when `model` carries masks."""
+    return MaskHoldingEngine(engine) if masked_layers(model) else engine

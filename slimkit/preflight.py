@@ -1,0 +1,186 @@
+"""Everything a run verifies before any work, in one place: `slimkit check` and `Pipeline.run` both use it.
+
+Nothing that can be known before training may fail after it. Checked here, without
+training: the config (every block and stage, all problems in one pass), the model and one
+forward pass at the input shape, the stage order (nothing traces or prunes a quantized
+model; distillation has a teacher; no training stage silently refills zeroed weights),
+layer names against the built model (with the closest name), a FLOPs target against what
+the untrained model's channel groups can give, and the output folder.
+"""
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+from . import rundir
+from .errors import ConfigError, ConfigErrors, SlimkitError
+from .pruning.dependency import _check_forward_runs  # the one eager forward check, as analyze() runs it
+
+QUANTIZING = ("qat", "ptq")
+AFTER_QUANT_FORBIDDEN = ("filter_pruning", "sparse_pruning", "qat", "ptq")
+
+
+# --- the config: every block and stage, every problem at once --------------------------------
+def load_config_all(path):
+    """`config.load_config`, but a config with several problems raises them all (ConfigErrors)."""
+    from .config import RunConfig, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as first:
+        raw = yaml.safe_load(Path(path).read_text()) if first.path != str(path) else None
+        errors = config_errors(raw, RunConfig) if isinstance(raw, dict) else []
+        raise_all(errors or [first])
+
+
+def config_errors(raw, run_config_class):
+    """Every ConfigError of a raw config mapping: each block and each stage validated on its own."""
+    from .schema import _suggest, field_names
+    from .strategy import strategy_from_config
+
+    errors = []
+    blocks = {f.name: f for f in dataclasses.fields(run_config_class)}
+    for key in raw:
+        if key not in blocks:
+            errors.append(ConfigError(str(key), "unknown key", _suggest(key, field_names(run_config_class))))
+    for key, value in raw.items():
+        if key not in blocks or key == "stages":
+            continue
+        try:
+            run_config_class.from_dict({key: value}, "")
+        except ConfigError as err:
+            if "stages" not in err.path:
+                errors.append(err)
+    stages = raw.get("stages") or []
+    for i, entry in enumerate(stages if isinstance(stages, list) else []):
+        try:
+            strategy_from_config(entry, f"stages[{i}]")
+        except ConfigError as err:
+            errors.append(err)
+    if not errors:  # a cross-field rule of the whole config (e.g. repeated stage names)
+        try:
+            run_config_class.from_dict(raw, "")
+        except ConfigError as err:
+            errors.append(err)
+    return errors
+
+
+def raise_all(errors):
+    """Raise the one error, or all of them together."""
+    errors = list(errors)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigErrors(errors)
+
+
+# --- the pipeline: model, stage order, layer names, targets, output folder --------------------
+def check_pipeline(pipeline, resume=False, overwrite=False):
+    """Raise every problem `pipeline.run(resume, overwrite)` would hit before or after training."""
+    errors = []
+    model = copy.deepcopy(pipeline.input_model)  # the checks trace and probe: never the user's model
+    _check_forward_runs(model, pipeline.input_shape)  # nothing below can be checked on a model that does not run
+    errors += stage_order_errors(pipeline.stages)
+    errors += layer_name_errors(pipeline.stages, model, pipeline.input_shape)
+    try:
+        folders = ["00-baseline", *(pipeline.stage_dir(i).name for i in range(len(pipeline.stages)))]
+        rundir.writable_without_writing(pipeline.out_dir)
+        rundir.inspect(pipeline.out_dir, pipeline.describe(), folders, resume, overwrite)
+    except SlimkitError as err:
+        errors.append(err)
+    raise_all(errors)
+
+
+def stage_order_errors(stages):
+    """Stage orders that cannot work, each named by the later stage's path."""
+    errors = []
+    quantized_by = None
+    compressed = False
+    for i, stage in enumerate(stages):
+        kind, name = stage.type_name, stage.display_name
+        named = name if name == kind else f"{name} ({kind})"
+        if quantized_by is not None and kind in AFTER_QUANT_FORBIDDEN:
+            errors.append(ConfigError(f"stages[{i}]", f"{named} runs after the quantization stage "
+                                                      f"{quantized_by}: a quantized model cannot be traced, "
+                                                      "pruned or quantized again",
+                                      f"move {name} before {quantized_by}"))
+        if kind == "distill" and getattr(stage, "teacher", None) is None and not compressed:
+            errors.append(ConfigError(f"stages[{i}].teacher", f"{name} has no teacher: no compressing stage "
+                                                              "runs before it",
+                                      "put distill after a pruning or quantization stage (the model before "
+                                      "it is the teacher), or give `teacher: {name: ..., checkpoint: ...}`"))
+        if kind == "sparse_pruning" and getattr(stage, "strip", False):
+            later = next((s for s in stages[i + 1:] if _trains(s)), None)
+            if later is not None:
+                errors.append(ConfigError(f"stages[{i}].strip", f"{name} strips its masks, then {later.display_name} "
+                                                                "trains: the zeroed weights would fill in again",
+                                          f"set strip: false on {name} (the masks are then held through the "
+                                          "later training), or drop the training after it"))
+        if kind in QUANTIZING and quantized_by is None:
+            quantized_by = name
+        compressed = compressed or stage.compresses
+    return errors
+
+
+def _trains(stage):
+    """Does `stage` run optimizer steps on the model it is given?"""
+    if stage.type_name in ("finetune", "distill", "qat"):
+        return (getattr(stage, "epochs", None) is None) or stage.epochs > 0
+    if stage.type_name == "filter_pruning":
+        return bool(getattr(stage, "finetune_epochs", 0))
+    return False
+
+
+def layer_name_errors(stages, model, input_shape):
+    """Layer names in skip/ratios and FLOPs targets checked against the built (untrained) model."""
+    errors = []
+    graph = None
+    structure_changed = False
+    for i, stage in enumerate(stages):
+        path = f"stages[{i}]"
+        try:
+            if stage.type_name == "filter_pruning":
+                if graph is None:
+                    from .pruning.dependency import analyze
+
+                    graph = analyze(model, input_shape)
+                stage._resolve_names(graph)
+                if not structure_changed:
+                    _check_target(stage, model, graph, input_shape)
+                structure_changed = True
+            elif stage.type_name == "sparse_pruning":
+                from .sparsity.criteria import sparse_prunable_layers
+
+                sparse_prunable_layers(model, stage.skip, stage.method)
+            elif stage.type_name in QUANTIZING:
+                from .quant.qat import layers_to_quantize
+
+                layers_to_quantize(model, stage.quantizable_layer_type, stage.skip)
+        except SlimkitError as err:
+            where = getattr(err, "path", "") or ""
+            message = err.message[len(where) + 2:] if where and err.message.startswith(f"{where}: ") else err.message
+            errors.append(ConfigError(f"{path}.{where}" if where else path, message, err.hint))
+    return errors
+
+
+def _check_target(stage, model, graph, input_shape):
+    """ConfigError when the largest allowed ratios cannot reach `target_flops_reduction`."""
+    target = getattr(stage, "target_flops_reduction", None)
+    if target is None:
+        return
+    from .pruning.selection import FlopsProbe, _counts
+
+    groups = stage._groups(graph)
+    if stage.method == "uniform":
+        most = stage.max_ratio
+    else:
+        most = max(stage.sensitivity.ratios)
+    probe = FlopsProbe(model, graph, input_shape)
+    reached = probe.reduction(_counts(groups, {g.name: most for g in groups}, stage.round_to, stage.min_channels))
+    if reached + 1e-9 < target:
+        raise ConfigError("target_flops_reduction", f"{target:.1%} cannot be reached: at most {reached:.1%} with "
+                                                    f"every prunable group at ratio {most}",
+                          "lower target_flops_reduction, skip fewer layers, lower min_channels/round_to, or allow "
+                          "larger ratios (max_ratio, or larger sensitivity ratios)")

@@ -1,0 +1,197 @@
+"""What slimkit owns in an output folder, and how it writes there without losing anything.
+
+A run folder (`--out`) holds `pipeline.json` (which run lives here: its id and configuration),
+the reports, a log, and one folder per stage. Every stage folder slimkit creates carries a
+marker naming the run it belongs to, and only folders carrying the marker of the run that
+owns `--out` are ever removed or replaced. Anything else in the folder belongs to the user
+and is left alone; a user entry in the way of a stage folder stops the run before any work.
+
+Files a crash could leave half-written (reports, stage records, checkpoints) are written to
+a temporary name beside the target and renamed over it, so a reader sees the old file or the
+new one, never a torn one.
+"""
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from .errors import OutputError, ResumeError
+
+RUN = "pipeline.json"
+MARKER = ".slimkit-stage"
+OWN_FILES = (RUN, "report.json", "report.md", "run.log")
+
+
+# --- atomic writes -------------------------------------------------------------------------
+def atomic_write_text(path, text):
+    """Write `text` to `path` through a temporary file and a rename; unchanged content is not rewritten.
+
+    Skipping identical content lets `--resume` of a finished run work in a read-only folder.
+    """
+    path = Path(path)
+    if path.is_file() and path.read_text() == text:
+        return path
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def atomic_save(save, path):
+    """Call `save(tmp_path)` (e.g. `lambda p: paddle.save(state, p)`), then rename the result to `path`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save(str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+# --- ownership -----------------------------------------------------------------------------
+def read_run(out_dir):
+    """The `pipeline.json` record of `out_dir` ({"run": id, **configuration}), or None when there is none."""
+    path = Path(out_dir) / RUN
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "run" in record else None
+
+
+def owner_of(folder):
+    """The run id a stage folder is marked with, or None for a folder slimkit did not create."""
+    marker = Path(folder) / MARKER
+    if not Path(folder).is_dir() or not marker.is_file():
+        return None
+    return marker.read_text().strip() or None
+
+
+def own_stage_folders(out_dir, run_id):
+    """The stage folders in `out_dir` that carry the marker of run `run_id`."""
+    out_dir = Path(out_dir)
+    if run_id is None or not out_dir.is_dir():
+        return []
+    return sorted(p for p in out_dir.iterdir() if owner_of(p) == run_id)
+
+
+def new_stage_folder(folder, run_id):
+    """Create `folder` empty and marked as run `run_id`'s, replacing it only if that run owns it."""
+    folder = Path(folder)
+    if folder.exists() or folder.is_symlink():
+        if owner_of(folder) != run_id:
+            raise foreign_in_the_way(folder)
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / MARKER).write_text(run_id)
+    return folder
+
+
+def foreign_in_the_way(path):
+    return OutputError(f"{path} is in the way of a stage folder and was not written by this run",
+                       "move or rename it, or choose another --out folder; slimkit never deletes what it "
+                       "did not write")
+
+
+# --- taking a folder for a run -------------------------------------------------------------
+def claim(out_dir, config, stage_folders, resume=False, overwrite=False):
+    """Make `out_dir` this run's folder before any work; returns the run id its stage folders get.
+
+    `config` describes the run (data, model, training, stages); `stage_folders` are the
+    folder names it will create. Refuses (OutputError, nothing changed) a path that is a
+    file, an unwritable folder, a folder holding a different run unless `resume` or
+    `overwrite`, and user entries where a stage folder must go. `resume` needs the same
+    run apart from its stages (a changed stage reruns from there).
+    """
+    out_dir = Path(out_dir)
+    ensure_writable_folder(out_dir)
+    config = json.loads(json.dumps(config))
+    previous, changed, run_id = inspect(out_dir, config, stage_folders, resume, overwrite)
+    if not resume:
+        # A fresh start: the stage folders this run wrote earlier go (only those).
+        for folder in own_stage_folders(out_dir, run_id):
+            shutil.rmtree(folder)
+    if previous is None or changed:
+        atomic_write_text(out_dir / RUN, json.dumps({"run": run_id, **config}, indent=2))
+    return run_id
+
+
+def inspect(out_dir, config, stage_folders, resume=False, overwrite=False):
+    """What `claim` would find, without writing: `(previous record, changed keys, run id)`; raises its errors."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir} is a file, not a folder", "choose a folder for --out (it is created if missing)")
+    config = json.loads(json.dumps(config))
+    previous = read_run(out_dir)
+    changed = _differences(previous, config)
+    different = [k for k in changed if k != "stages"]
+    if resume and previous is not None and different:
+        raise ResumeError(f"{out_dir} holds a run with a different {', '.join(different)}",
+                          "run without --resume and with --overwrite (starts over), or choose another --out folder")
+    if previous is not None and changed and not resume and not overwrite:
+        raise OutputError(f"{out_dir} holds another run (its {', '.join(changed)} differ)",
+                          "add --resume to continue it, --overwrite to replace its stage folders (nothing "
+                          "else in the folder is touched), or choose another --out folder")
+    run_id = previous["run"] if previous is not None else uuid.uuid4().hex[:12]
+    for name in stage_folders:
+        path = out_dir / name
+        if (path.exists() or path.is_symlink()) and owner_of(path) != run_id:
+            raise foreign_in_the_way(path)
+    return previous, changed, run_id
+
+
+def writable_without_writing(out_dir):
+    """OutputError unless `out_dir` (or the nearest folder above it that exists) can be written."""
+    out_dir = Path(out_dir)
+    existing = next((p for p in [out_dir, *out_dir.absolute().parents] if p.exists()), None)
+    if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {out_dir}: {existing} is not writable",
+                          "choose a folder you can write to for --out, or fix its permissions")
+
+
+def _differences(previous, config):
+    """The top-level keys in which the recorded run differs from `config`."""
+    if previous is None:
+        return []
+    saved = {k: v for k, v in previous.items() if k != "run"}
+    return sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+
+
+def ensure_writable_folder(out_dir):
+    """Create `out_dir` if needed and prove it can be written; OutputError naming the path otherwise."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir} is a file, not a folder", "choose a folder for --out (it is created if missing)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".slimkit-write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise OutputError(f"cannot write to {out_dir}: {err.strerror or err}",
+                          "choose a folder you can write to for --out, or fix its permissions") from None
+    return out_dir
+
+
+def missing_stages(out_dir, finished):
+    """The stage names the run in `out_dir` declares but `finished` (names in its report) lacks, in order."""
+    record = read_run(out_dir)
+    if record is None:
+        return []
+    declared = [s.get("name") or s.get("type") for s in record.get("stages") or [] if isinstance(s, dict)]
+    return [name for name in declared if name not in set(finished)]
+
+
+def append_log(out_dir, text, run_id):
+    """Add a run's console and native output to `run.log` if run `run_id` owns `out_dir`; False if not."""
+    record = read_run(out_dir)
+    if not text or run_id is None or record is None or record["run"] != run_id:
+        return False  # a refused run never claimed the folder: nothing is written there
+    try:
+        with open(Path(out_dir) / "run.log", "a", encoding="utf-8") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+    except OSError:
+        return False  # a read-only folder resumed: the run itself needed no write
+    return True
