@@ -118,8 +118,9 @@ class Pipeline:
             self._mark_done(folder, report, stage.to_config())
             self._emit(table, report)
         self.model = model
-        self.retime()
-        self.write()
+        if not resuming:  # something ran: time all stages' exports together; a finished run is left as it is
+            self.retime()
+            self.write()
         return self.reports
 
     def retime(self, clock=None):
@@ -128,8 +129,8 @@ class Pipeline:
         shape = [self.report_config.latency_batch, *self.input_shape[1:]]
         retime_interleaved(self.reports, folders, self.report_config, shape, clock=clock)
         if self.verbose and self.report_config.runtime != "eager":
-            print("latency re-measured with all stages interleaved: " + ", ".join(
-                f"{r.stage} {r.latency_ms:.3f} ms" for r in self.reports))
+            print("    note: latency re-timed with all stages' exports interleaved: " + ", ".join(
+                f"{r.latency_ms:.3g}" for r in self.reports) + " ms")
             for note in (n for r in self.reports for n in r.notes if getattr(n, 'kind', '') == 'slower'):
                 print(f"    note: {note}")
 
