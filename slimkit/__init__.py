@@ -11,6 +11,7 @@ from . import compat  # noqa: F401  (patches paddleslim/numpy before anything el
 from ._version import __version__
 from .checkpoint import load_model, save_model
 from .data import DataBundle, DataConfig, load_dataset
+from .data_sources import to_bundle
 from .engine import Engine, TrainConfig
 from .errors import ConfigError, DataError, ModelError, ResumeError, SlimkitError
 from .measure import count_flops, count_params, measure_latency
@@ -30,7 +31,7 @@ from .strategies import __all__ as _strategies
 from .strategy import Context, Strategy
 
 __all__ = ["__version__", "Pipeline", "Strategy", "Context", "Engine", "TrainConfig", "StageReport",
-           "ReportConfig", "DataConfig", "DataBundle", "ModelConfig", "load_dataset", "build_model",
+           "ReportConfig", "DataConfig", "DataBundle", "ModelConfig", "load_dataset", "to_bundle", "build_model",
            "available_models", "save_model", "load_model", "count_flops", "count_params", "measure_latency",
            "SlimkitError", "ConfigError", "DataError", "ModelError", "ResumeError",
            *_strategies, *_pruning, *_sparsity, *_distill, *_quant]

@@ -25,6 +25,10 @@ def _parser():
 
     check = sub.add_parser("check", help="validate a config without running it")
     check.add_argument("config")
+    for p in (run, check):
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="change one value of the config, e.g. train.epochs=1 or stages[1].ratios=0.3 "
+                            "(repeatable; VALUE is YAML)")
 
     report = sub.add_parser("report", help="print the report of a finished run folder")
     report.add_argument("folder")
@@ -81,7 +85,7 @@ def _dispatch(args):
 
     from .config import build_pipeline, load_config
 
-    config = load_config(args.config)
+    config = load_config(args.config, args.overrides)
     if args.command == "check":
         print(f"{args.config}: ok ({len(config.stages)} stages: "
               f"{', '.join(s.display_name for s in config.stages)})")

@@ -10,12 +10,12 @@ import dataclasses
 import warnings
 from typing import Literal, Optional
 
-import numpy as np
 import paddle
 import paddle.nn.functional as F
 from tqdm.auto import tqdm
 
 from .schema import Options, option
+from .seeding import set_seed  # noqa: F401  (kept importable from here)
 
 
 @dataclasses.dataclass
@@ -53,8 +53,18 @@ class Engine:
     """
 
     def __init__(self, data, config=None):
+        if data is None:
+            from .errors import ConfigError
+
+            raise ConfigError("data", "the engine has no data", "pass a DataBundle, e.g. slimkit.to_bundle((X, y))")
         self.data = data
         self.config = config if isinstance(config, TrainConfig) else TrainConfig(**(config or {}))
+        self.history = []  # per-epoch records of every train() call, until take_history()
+
+    def take_history(self):
+        """The per-epoch records (loss, train top-1, lr) since the last call, and forget them."""
+        taken, self.history = self.history, []
+        return taken
 
     # --- batches ------------------------------------------------------------------------
     def batches(self, split="train", batch_size=None, shuffle=False, seed=0, augment=False, max_batches=None):
@@ -111,6 +121,7 @@ class Engine:
                 history = self._epochs(model, epochs, steps, optimizer, loss_fn, on_step, desc)
         finally:
             model.eval()
+        self.history.extend({"run": desc, **entry} for entry in history)
         return history
 
     def _epochs(self, model, epochs, steps, optimizer, loss_fn, on_step, desc):
@@ -118,10 +129,12 @@ class Engine:
         history, step = [], 0
         for epoch in range(epochs):
             total, correct, loss_sum = 0, 0, 0.0
+            lr = optimizer.get_lr()
             bar = tqdm(self.batches("train", cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
                                     augment=True, max_batches=steps),
                        total=steps, desc=f"{desc} {epoch + 1}/{epochs}", leave=False,
                        disable=None if cfg.progress is None else not cfg.progress, dynamic_ncols=True)
+            epoch_line = cfg.progress is None and bar.disable  # not a terminal: one line per epoch instead
             for images, labels in bar:
                 loss, logits = loss_fn(model, images, labels)
                 loss.backward()
@@ -138,7 +151,9 @@ class Engine:
                 correct += int((logits.argmax(axis=1) == labels).astype("int64").sum().item())
                 bar.set_postfix(loss=f"{loss_sum / total:.4f}", acc=f"{correct / total:.3f}")
             history.append({"epoch": epoch + 1, "loss": loss_sum / max(total, 1),
-                            "train_top1": correct / max(total, 1)})
+                            "train_top1": correct / max(total, 1), "lr": lr})
+            if epoch_line:
+                print(epoch_progress(desc, epoch + 1, epochs, history[-1]), flush=True)
         return history
 
     # --- evaluation ---------------------------------------------------------------------
@@ -166,6 +181,12 @@ class Engine:
                 "loss": loss_sum / max(total, 1), "samples": total}
 
 
+def epoch_progress(desc, epoch, epochs, entry):
+    """The one line an epoch prints when output is not a terminal (logs, CI, nohup)."""
+    return (f"  {desc} epoch {epoch}/{epochs}: loss {entry['loss']:.4f}, train top-1 {entry['train_top1']:.2%}, "
+            f"lr {entry['lr']:.4g}")
+
+
 def _lr_schedule(cfg, lr, total_steps, steps_per_epoch):
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     if cfg.schedule == "cosine":
@@ -178,9 +199,4 @@ def _lr_schedule(cfg, lr, total_steps, steps_per_epoch):
     if warmup:
         schedule = paddle.optimizer.lr.LinearWarmup(schedule, warmup, 0.0, lr)
     return schedule
-
-
-def set_seed(seed):
-    paddle.seed(seed)
-    np.random.seed(seed)
 

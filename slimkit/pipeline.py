@@ -13,9 +13,11 @@ import shutil
 import time
 from pathlib import Path
 
-from .checkpoint import save_model
-from .data import DataBundle, DataConfig, load_dataset
-from .engine import Engine, TrainConfig, set_seed
+from .checkpoint import record_spec, save_model
+from .curves import write_curves
+from .data_sources import to_bundle
+from .engine import Engine, TrainConfig
+from .seeding import seeded, set_seed
 from .errors import ConfigError, ResumeError
 from .measure import count_flops, count_params, latency_method, measure_latency, saved_size
 from .report import ConsoleTable, ReportConfig, StageReport, write_reports
@@ -27,9 +29,11 @@ DONE = "stage.json"
 class Pipeline:
     """A model, its data and a list of strategies run in order, each followed by a measurement."""
 
-    def __init__(self, model, data="digits", stages=(), input_shape=None, train=None, engine=None,
-                 out_dir="runs/latest", report=None, model_spec=None, verbose=True):
-        self.data = _as_bundle(data)
+    def __init__(self, model, data=None, stages=(), input_shape=None, train=None, engine=None,
+                 out_dir="runs/latest", report=None, model_spec=None, verbose=True, num_classes=None, seed=None):
+        # No default data: without data the engine's own is used, and without either it is an error.
+        self.data = to_bundle(data if data is not None else getattr(engine, "data", None), num_classes,
+                              input_shape[1:] if input_shape else None)
         self.input_model = model  # never changed: stages work on a copy
         self.model = model        # the result after run()
         self.stages = list(stages)
@@ -44,7 +48,9 @@ class Pipeline:
         self.input_shape = list(input_shape) if input_shape else [1, *self.data.input_shape]
         self.report_config = report if isinstance(report, ReportConfig) else ReportConfig(**(report or {}))
         self.out_dir = Path(out_dir)
-        self.model_spec = model_spec
+        self.model_spec = model_spec or getattr(model, "slimkit_spec", None)
+        own_seed = getattr(getattr(self.engine, "config", None), "seed", 0)
+        self.seed = own_seed if seed is None else seed  # the CLI's default too: train.seed, 0
         self.verbose = verbose
         self.reports = []
 
@@ -56,7 +62,14 @@ class Pipeline:
 
     # --- running ------------------------------------------------------------------------
     def run(self, resume=False):
-        """Run (or resume) every stage; returns the StageReports, baseline first."""
+        """Run (or resume) every stage; returns the StageReports, baseline first.
+
+        Seeded by `seed`, so the same call gives the same reports; the caller's random state is kept.
+        """
+        with seeded(self.seed):
+            return self._run(resume)
+
+    def _run(self, resume):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._check_resume(resume)
         table = ConsoleTable() if self.verbose else None
@@ -90,17 +103,20 @@ class Pipeline:
             if folder.exists():
                 shutil.rmtree(folder)
             folder.mkdir(parents=True)
-            set_seed(self.engine.config.seed + i + 1)
+            set_seed(self.seed + i + 1)
             start = time.perf_counter()
             model = stage.apply(model, ctx)
             if model is None:
                 raise TypeError(f"{type(stage).__name__}.apply returned None; it must return the model")
             stage.save(model, folder, ctx)
+            record_spec(folder, self.model_spec)
+            ctx.metrics["history"] = _take_history(self.engine)
             report = self.measure(model, folder, ctx.stage_name, stage.type_name, start, ctx, stage)
             self._mark_done(folder, report, stage.to_config())
             self._emit(table, report)
         self.model = model
         self.write()
+        write_curves(self.reports, self.out_dir)
         return self.reports
 
     def measure(self, model, folder, name, strategy, start, ctx=None, stage=None):
@@ -132,8 +148,13 @@ class Pipeline:
         return write_reports(self.reports, self.out_dir, {"config": self.describe()})
 
     def describe(self):
-        return {"data": self.data.name, "input_shape": self.input_shape, "model_spec": self.model_spec,
-                "train": self.engine.config.to_dict() if hasattr(self.engine.config, "to_dict") else None,
+        """What the run really used: the data's splits, the engine (and its train block), the stages."""
+        config = getattr(self.engine, "config", None)
+        engine = type(self.engine)
+        return {"data": self.data.description or self.data.name, "input_shape": self.input_shape,
+                "model_spec": self.model_spec, "seed": self.seed,
+                "engine": "slimkit.Engine" if engine is Engine else f"{engine.__module__}.{engine.__qualname__}",
+                "train": config.to_dict() if isinstance(config, TrainConfig) else None,
                 "stages": [s.to_config() for s in self.stages]}
 
     # --- bookkeeping --------------------------------------------------------------------
@@ -159,7 +180,8 @@ class Pipeline:
     def _check_resume(self, resume):
         marker = self.out_dir / "pipeline.json"
         current = {"data": self.data.name, "input_shape": self.input_shape, "model_spec": self.model_spec,
-                   "train": self.engine.config.to_dict() if hasattr(self.engine.config, "to_dict") else None}
+                   "train": self.engine.config.to_dict() if hasattr(getattr(self.engine, "config", None), "to_dict")
+                   else None}
         current = json.loads(json.dumps(current))
         if resume and marker.is_file():
             saved = json.loads(marker.read_text())
@@ -173,13 +195,8 @@ class Pipeline:
         marker.write_text(json.dumps(current, indent=2))
 
 
-def _as_bundle(data):
-    if isinstance(data, DataBundle):
-        return data
-    if isinstance(data, str):
-        return load_dataset(DataConfig(name=data))
-    if isinstance(data, DataConfig):
-        return load_dataset(data)
-    if isinstance(data, dict):
-        return load_dataset(DataConfig.from_dict(data, "data"))
-    raise ConfigError("data", f"expected a dataset name, DataConfig or DataBundle, got {type(data).__name__}")
+
+def _take_history(engine):
+    """The per-epoch history the engine kept of this stage's training (none for an engine without it)."""
+    take = getattr(engine, "take_history", None)
+    return take() if callable(take) else []
