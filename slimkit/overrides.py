@@ -34,12 +34,22 @@ def apply_overrides(raw, assignments):
         key, sep, value = text.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {text}", "expected KEY=VALUE", "e.g. --set train.epochs=1")
-        try:
-            parsed = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            parsed = value
+        parsed = _parse_value(value)
         _assign(config, parse_key(key.strip()), parsed, key.strip())
     return config
+
+
+def _parse_value(text):
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-3 as a string; on a command line it is a number
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _assign(config, parts, value, key):
