@@ -78,7 +78,8 @@ class Engine:
         for i, (images, labels) in enumerate(source):
             if max_batches is not None and i >= max_batches:
                 break
-            yield paddle.to_tensor(images), paddle.to_tensor(labels)
+            # A user's Dataset comes through paddle's DataLoader, which already yields tensors.
+            yield _tensor(images), _tensor(labels)
 
     def steps_per_epoch(self, batch_size=None):
         size = batch_size or self.config.batch_size
@@ -179,6 +180,10 @@ class Engine:
         return {"top1": top1 / max(total, 1),
                 "top5": top5 / max(total, 1) if self.data.num_classes > 5 else None,
                 "loss": loss_sum / max(total, 1), "samples": total}
+
+
+def _tensor(value):
+    return value if isinstance(value, paddle.Tensor) else paddle.to_tensor(value)
 
 
 def epoch_progress(desc, epoch, epochs, entry):
