@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .checkpoint import record_spec, save_model
 from .curves import write_curves
-from .data_sources import to_bundle
+from .data_sources import data_identity, to_bundle
 from .engine import Engine, TrainConfig
 from .seeding import seeded, set_seed
 from .errors import ConfigError, ResumeError
@@ -179,7 +179,7 @@ class Pipeline:
 
     def _check_resume(self, resume):
         marker = self.out_dir / "pipeline.json"
-        current = {"data": self.data.name, "input_shape": self.input_shape, "model_spec": self.model_spec,
+        current = {"data": data_identity(self.data), "input_shape": self.input_shape, "model_spec": self.model_spec,
                    "train": self.engine.config.to_dict() if hasattr(getattr(self.engine, "config", None), "to_dict")
                    else None}
         current = json.loads(json.dumps(current))

@@ -140,3 +140,14 @@ def test_bad_arrays_name_the_fix(arrays):
         to_bundle((X, y.astype("float32")))
     with pytest.raises(ConfigError, match="expected \\(X, y\\) arrays or a paddle.io.Dataset"):
         to_bundle([X])
+
+
+def test_resuming_with_other_data_is_refused(arrays, tmp_path):
+    X, y = arrays
+    stages = [Finetune(epochs=1)]
+    Pipeline(small_model(), (X, y), stages, train=QUICK, out_dir=tmp_path, verbose=False).run()
+    again = Pipeline(small_model(), (X, y), stages, train=QUICK, out_dir=tmp_path, verbose=False).run(resume=True)
+    assert again[-1].extra["history"], "the same data resumes: the finished stage is restored with its history"
+    other = Pipeline(small_model(), (X[::-1], y[::-1]), stages, train=QUICK, out_dir=tmp_path, verbose=False)
+    with pytest.raises(slimkit.ResumeError, match="different data"):
+        other.run(resume=True)
