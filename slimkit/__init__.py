@@ -18,6 +18,7 @@ from . import compat  # noqa: F401  (the Paddle/PaddleSlim workarounds; importin
 from ._version import __version__
 from .checkpoint import load_model, save_model
 from .data import DataBundle, DataConfig, load_dataset
+from .data_sources import to_bundle
 from .engine import Engine, EngineProtocol, TrainConfig
 from .errors import ConfigError, DataError, ModelError, ResumeError, SlimkitError
 from .measure import count_flops, count_params, measure_latency
@@ -31,7 +32,7 @@ from .strategy import Context, Strategy
 
 __all__ = ["__version__", "Pipeline", "Strategy", "Context", "Engine", "EngineProtocol", "TrainConfig",
            "StageReport", "Note", "ReportConfig", "DataConfig", "DataBundle", "ModelConfig", "load_dataset",
-           "build_model", "available_models", "save_model", "load_model", "count_flops", "count_params",
+           "to_bundle", "build_model", "available_models", "save_model", "load_model", "count_flops", "count_params",
            "measure_latency", "SlimkitError", "ConfigError", "DataError", "ModelError", "ResumeError",
            "Finetune", "FilterPruning", "SparsePruning", "Distillation", "QAT", "PTQ",
            "prune", "prunable_layers", "sensitive", "sparsify"]

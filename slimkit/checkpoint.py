@@ -17,6 +17,7 @@ from .surgery import restore, shape_attrs
 
 WEIGHTS = "model.pdparams"
 ARCH = "architecture.json"
+INFERENCE_DIR = "inference"  # a stage folder's exported program for Paddle Inference
 
 
 def save_model(model, folder, spec=None):
@@ -38,9 +39,29 @@ def save_model(model, folder, spec=None):
     return folder
 
 
+def record_spec(folder, spec):
+    """Store `spec` in the folder's architecture.json where it has none, so the folder loads on its own."""
+    path = Path(folder) / ARCH
+    if spec is None or not path.is_file():
+        return
+    arch = json.loads(path.read_text())
+    if arch.get("spec") is None:
+        arch["spec"] = spec
+        path.write_text(json.dumps(arch, indent=1))
+
+
 def load_model(folder, model=None):
-    """Load a model saved by `save_model`, into `model` (reshaped to fit) or rebuilt from its spec."""
+    """Load a model saved by `save_model`, into `model` (reshaped to fit) or rebuilt from its spec.
+
+    A stage folder that cannot be rebuilt from its spec (no spec, or a structure the spec
+    does not build, such as a quantized model) loads its saved inference program instead:
+    an `InferenceModel`, whose `run(images)` returns the logits.
+    """
     folder = Path(folder)
+    if model is None:
+        exported = _inference_program(folder)
+        if exported is not None:
+            return exported
     if not (folder / WEIGHTS).is_file() or not (folder / ARCH).is_file():
         raise ModelError(f"{folder} is not a slimkit model folder (needs {WEIGHTS} and {ARCH})",
                          "save with slimkit.save_model, or load a plain .pdparams with model.set_state_dict")
@@ -51,6 +72,28 @@ def load_model(folder, model=None):
         from .models import build_model
 
         model = build_model(**arch["spec"])
+    return _load_into(model, folder, arch)
+
+
+def _inference_program(folder):
+    """The folder's saved inference program, where its weights alone do not rebuild the model."""
+    prefix = folder / INFERENCE_DIR / "model"
+    if not Path(f"{prefix}.pdmodel").is_file():
+        return None
+    arch = json.loads((folder / ARCH).read_text()) if (folder / ARCH).is_file() else {}
+    if arch.get("spec") and not _quantized(arch):
+        return None
+    from .quant.export import InferenceModel
+
+    return InferenceModel(prefix, runtime="cpu")
+
+
+def _quantized(arch):
+    # Layers of paddle's quantization wrappers are not built by the model's own constructor.
+    return any("Quant" in info["type"] for info in arch.get("layers", {}).values())
+
+
+def _load_into(model, folder, arch):
     state = paddle.load(str(folder / WEIGHTS))
     own = dict(model.named_sublayers(include_self=True))
     missing = [p for p in arch["layers"] if p not in own]

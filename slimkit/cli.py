@@ -28,6 +28,10 @@ def _parser():
     check = sub.add_parser("check", help="verify configs as `run` does, without training")
     check.add_argument("config", nargs="+", help="one or more YAML files")
     check.add_argument("--out", help="output folder to verify too (default: runs/<config name>)")
+    for p in (run, check):
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="change one value of the config, e.g. train.epochs=1 or stages[1].ratios=0.3 "
+                            "(repeatable; VALUE is YAML)")
 
     report = sub.add_parser("report", help="print the report of a finished run folder")
     report.add_argument("folder")
@@ -109,7 +113,7 @@ def _run(args):
     from .report import ConsoleTable
     from .rundir import append_log
 
-    config = load_config_all(args.config)
+    config = load_config_all(args.config, args.overrides)
     if args.quiet:
         config.train.progress = False
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
@@ -176,7 +180,7 @@ def _check(args):
     worst = 0
     for path in args.config:
         try:
-            config = load_config_all(path)
+            config = load_config_all(path, args.overrides)
             out = Path(args.out) if args.out else Path("runs") / Path(path).stem
             with captured_console(debug=args.debug):  # tracing prints native lines; they are not the verdict
                 check_pipeline(build_pipeline(config, out, verbose=False))

@@ -17,7 +17,7 @@ import yaml
 
 from .data import DataConfig, load_dataset
 from .deploy.formats import ExportConfig
-from .engine import TrainConfig, set_seed
+from .engine import TrainConfig
 from .errors import ConfigError, DataError
 from .models import ModelConfig, build_model
 from .report import ReportConfig
@@ -58,8 +58,11 @@ class RunConfig(Options):
         return out
 
 
-def load_config(path):
-    """Read and validate a YAML run config; raises ConfigError/DataError naming the bad key or file."""
+def load_config(path, overrides=()):
+    """Read and validate a YAML run config; raises ConfigError/DataError naming the bad key or file.
+
+    `overrides` are `KEY=VALUE` strings (`--set`), applied before the validation.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"config file not found: {path}", "give the path of a YAML file, e.g. configs/quickstart.yaml")
@@ -70,6 +73,13 @@ def load_config(path):
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise ConfigError(str(path), f"not valid YAML{where}: {getattr(err, 'problem', err)}",
                           "fix the YAML syntax (indentation, colons, quotes)") from None
+    if overrides:
+        from .overrides import apply_overrides
+
+        if not isinstance(raw, (dict, type(None))):
+            raise ConfigError(str(path), "the file is not a mapping of config blocks",
+                              "start from configs/quickstart.yaml")
+        raw = apply_overrides(raw, overrides)
     return RunConfig.from_dict(raw or {}, "")
 
 
@@ -78,9 +88,8 @@ def build_pipeline(config, out_dir, verbose=True):
     from .pipeline import Pipeline
 
     data = load_dataset(config.data)
-    set_seed(config.train.seed)
     spec = {"name": config.model.name, "num_classes": data.num_classes, "in_channels": data.input_shape[0],
             "input_size": data.input_shape[-1], **config.model.args}
-    model = build_model(checkpoint=config.model.checkpoint, **spec)
+    model = build_model(checkpoint=config.model.checkpoint, seed=config.train.seed, **spec)
     return Pipeline(model, data, stages=config.stages, input_shape=config.input_shape, train=config.train,
                     out_dir=out_dir, report=config.report, model_spec=spec, verbose=verbose, export=config.export)

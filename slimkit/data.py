@@ -52,6 +52,12 @@ class DataConfig(Options):
                                            "(random crop + flip for cifar10, none otherwise)")
     train_samples: Optional[int] = option(None, "use only this many training samples "
                                                 "(a fixed seeded subset), for quick runs", gt=0)
+    factory: Optional[str] = option(None, "your own data: `package.module:function` returning (X, y), a "
+                                          "paddle.io.Dataset or a dict of splits (docs/own-project.md); "
+                                          "`name` is then not used")
+    args: dict = option(default_factory=dict, doc="keyword arguments of `factory`")
+    num_classes: Optional[int] = option(None, "number of classes of `factory`'s data; default: largest label + 1",
+                                        gt=0)
 
 
 class ArrayDataset(paddle.io.Dataset):
@@ -104,11 +110,16 @@ class DataBundle:
     num_classes: int
     input_shape: tuple  # (C, H, W)
     class_names: list
+    description: Optional[dict] = None  # what was used, for report.json
 
 
 def load_dataset(config=None, **kwargs):
     """Load a dataset by `DataConfig` (or its fields as keyword arguments)."""
     config = config if isinstance(config, DataConfig) else DataConfig(**{**(config or {}), **kwargs})
+    if config.factory:
+        from .data_sources import from_factory
+
+        return from_factory(config)
     loader = _LOADERS[config.name]
     train_x, train_y, test_x, test_y, classes = loader(config)
     if config.name == "digits":
@@ -141,6 +152,10 @@ def load_dataset(config=None, **kwargs):
         num_classes=len(classes),
         input_shape=tuple(train_x.shape[1:]),
         class_names=classes,
+        description={"name": config.name, "splits": {"train": len(train_idx), "val": len(val_idx),
+                                                     "test": len(test_y)},
+                     "num_classes": len(classes), "input_shape": list(train_x.shape[1:]),
+                     "normalisation": "per channel, mean and std of the training split"},
     )
 
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .errors import ConfigError
 from .schema import Options, option
+from .seeding import set_seed  # noqa: F401  (kept importable from here)
 from .surgery import eval_mode
 
 
@@ -112,8 +113,18 @@ class Engine:
     """
 
     def __init__(self, data, config=None):
+        if data is None:
+            from .errors import ConfigError
+
+            raise ConfigError("data", "the engine has no data", "pass a DataBundle, e.g. slimkit.to_bundle((X, y))")
         self.data = data
         self.config = config if isinstance(config, TrainConfig) else TrainConfig(**(config or {}))
+        self.history = []  # per-epoch records of every train() call, until take_history()
+
+    def take_history(self):
+        """The per-epoch records (loss, train top-1, lr) since the last call, and forget them."""
+        taken, self.history = self.history, []
+        return taken
 
     # --- batches ------------------------------------------------------------------------
     def batches(self, split="train", batch_size=None, shuffle=False, seed=0, augment=False, max_batches=None):
@@ -127,7 +138,8 @@ class Engine:
         for i, (images, labels) in enumerate(source):
             if max_batches is not None and i >= max_batches:
                 break
-            yield paddle.to_tensor(images), paddle.to_tensor(labels)
+            # A user's Dataset comes through paddle's DataLoader, which already yields tensors.
+            yield _tensor(images), _tensor(labels)
 
     def steps_per_epoch(self, batch_size=None):
         size = batch_size or self.config.batch_size
@@ -170,6 +182,7 @@ class Engine:
                 history = self._epochs(model, epochs, steps, optimizer, loss_fn, on_step, desc)
         finally:
             model.eval()
+        self.history.extend({"run": desc, **entry} for entry in history)
         return history
 
     def _epochs(self, model, epochs, steps, optimizer, loss_fn, on_step, desc):
@@ -177,10 +190,12 @@ class Engine:
         history, step = [], 0
         for epoch in range(epochs):
             total, correct, loss_sum = 0, 0, 0.0
+            lr = optimizer.get_lr()
             bar = tqdm(self.batches("train", cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
                                     augment=True, max_batches=steps),
                        total=steps, desc=f"{desc} {epoch + 1}/{epochs}", leave=False,
                        disable=None if cfg.progress is None else not cfg.progress, dynamic_ncols=True)
+            epoch_line = cfg.progress is None and bar.disable  # not a terminal: one line per epoch instead
             for images, labels in bar:
                 loss, logits = loss_fn(model, images, labels)
                 loss.backward()
@@ -197,7 +212,9 @@ class Engine:
                 correct += int((logits.argmax(axis=1) == labels).astype("int64").sum().item())
                 bar.set_postfix(loss=f"{loss_sum / total:.4f}", acc=f"{correct / total:.3f}")
             history.append({"epoch": epoch + 1, "loss": loss_sum / max(total, 1),
-                            "train_top1": correct / max(total, 1)})
+                            "train_top1": correct / max(total, 1), "lr": lr})
+            if epoch_line:
+                print(epoch_progress(desc, epoch + 1, epochs, history[-1]), flush=True)
         return history
 
     # --- evaluation ---------------------------------------------------------------------
@@ -218,6 +235,16 @@ class Engine:
                 "loss": loss_sum / max(total, 1), "samples": total}
 
 
+def _tensor(value):
+    return value if isinstance(value, paddle.Tensor) else paddle.to_tensor(value)
+
+
+def epoch_progress(desc, epoch, epochs, entry):
+    """The one line an epoch prints when output is not a terminal (logs, CI, nohup)."""
+    return (f"  {desc} epoch {epoch}/{epochs}: loss {entry['loss']:.4f}, train top-1 {entry['train_top1']:.2%}, "
+            f"lr {entry['lr']:.4g}")
+
+
 def _lr_schedule(cfg, lr, total_steps, steps_per_epoch):
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     if cfg.schedule == "cosine":
@@ -230,9 +257,4 @@ def _lr_schedule(cfg, lr, total_steps, steps_per_epoch):
     if warmup:
         schedule = paddle.optimizer.lr.LinearWarmup(schedule, warmup, 0.0, lr)
     return schedule
-
-
-def set_seed(seed):
-    paddle.seed(seed)
-    np.random.seed(seed)
 

@@ -15,6 +15,7 @@ import paddle.nn as nn
 from .errors import ModelError
 from .imports import import_object
 from .schema import Options, _suggest, option
+from .seeding import seeded
 
 
 @dataclasses.dataclass
@@ -163,12 +164,17 @@ def available_models():
     return out
 
 
-def build_model(name="small_cnn", num_classes=10, in_channels=None, input_size=None, checkpoint=None, **args):
-    """Build a model by registry name or `package.module:function` and load `checkpoint`."""
+def build_model(name="small_cnn", num_classes=10, in_channels=None, input_size=None, checkpoint=None, seed=0,
+                **args):
+    """Build a model by registry name or `package.module:function` and load `checkpoint`.
+
+    The weights are initialised under `seed` (the caller's random state is restored after),
+    so the same call gives the same model; `model.slimkit_spec` records how to build it again.
+    """
     if isinstance(name, ModelConfig):
-        return build_model(name.name, num_classes, in_channels, input_size, name.checkpoint, **name.args)
+        return build_model(name.name, num_classes, in_channels, input_size, name.checkpoint, seed, **name.args)
     if ":" in name:
-        factory = _import_factory(name)
+        factory = import_factory(name)
     elif name in REGISTRY:
         factory = REGISTRY[name][0]
     elif name in vision_model_names():
@@ -184,12 +190,15 @@ def build_model(name="small_cnn", num_classes=10, in_channels=None, input_size=N
     accepted = {"num_classes"} if from_vision else _named_parameters(factory)
     kwargs = {k: v for k, v in data_args.items() if v is not None and k in accepted}
     try:
-        model = factory(**{**kwargs, **args})
+        with seeded(seed):
+            model = factory(**{**kwargs, **args})
     except TypeError as err:
         raise ModelError(f"cannot build model {name!r} with args {args}: {err}",
                          "check model.args against the constructor's parameters") from None
     if not isinstance(model, nn.Layer):
         raise ModelError(f"{name!r} returned {type(model).__name__}, not a paddle.nn.Layer")
+    model.slimkit_spec = {"name": name, "num_classes": num_classes, "in_channels": in_channels,
+                          "input_size": input_size, **args}
     if checkpoint:
         model = load_weights(model, checkpoint)
     return model
@@ -202,7 +211,8 @@ def _named_parameters(factory):
         return set()
 
 
-def _import_factory(spec):
+def import_factory(spec, what="model"):
+    """The function `package.module:function` names (a model's or a dataset's constructor)."""
     factory = import_object(spec, ModelError)
     if not callable(factory):
         raise ModelError(f"{spec} is not callable", "use `package.module:function`")

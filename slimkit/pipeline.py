@@ -14,15 +14,17 @@ import time
 from pathlib import Path
 
 from . import preflight, rundir
-from .checkpoint import save_model
-from .data import DataBundle, DataConfig, load_dataset
+from .checkpoint import record_spec, save_model
+from .curves import write_curves
+from .data_sources import data_identity, to_bundle
 from .deploy.formats import ExportConfig, export_formats
 from .deploy.paddle_inference import INFERENCE_DIR, export_stage, needs_convert
 from .deploy.stage_latency import exported, measure_stage, retime_interleaved
-from .engine import Engine, check_engine, resolve_train_config, set_seed
+from .engine import Engine, check_engine, resolve_train_config
 from .errors import ConfigError, SlimkitError
 from .measure import count_flops, count_params, saved_size, weight_sparsity
 from .report import ConsoleTable, Note, ReportConfig, StageReport, write_reports
+from .seeding import seeded, set_seed
 from .sparsity.masks import holding_masks
 from .strategy import Context, Strategy
 
@@ -32,9 +34,12 @@ DONE = "stage.json"
 class Pipeline:
     """A model, its data and a list of strategies run in order, each followed by a measurement."""
 
-    def __init__(self, model, data="digits", stages=(), input_shape=None, train=None, engine=None,
-                 out_dir="runs/latest", report=None, model_spec=None, verbose=True, export=None):
-        self.data = _as_bundle(data)
+    def __init__(self, model, data=None, stages=(), input_shape=None, train=None, engine=None,
+                 out_dir="runs/latest", report=None, model_spec=None, verbose=True, num_classes=None, seed=None,
+                 export=None):
+        # No default data: without data the engine's own is used, and without either it is an error.
+        self.data = to_bundle(data if data is not None else getattr(engine, "data", None), num_classes,
+                              input_shape[1:] if input_shape else None)
         self.input_model = model  # never changed: stages work on a copy
         self.model = model        # the result after run()
         self.stages = list(stages)
@@ -51,7 +56,9 @@ class Pipeline:
         self.report_config = report if isinstance(report, ReportConfig) else ReportConfig(**(report or {}))
         self.export = export if isinstance(export, ExportConfig) else ExportConfig.from_dict(export, "export")
         self.out_dir = Path(out_dir)
-        self.model_spec = model_spec
+        self.model_spec = model_spec or getattr(model, "slimkit_spec", None)
+        self._train_given = train is not None or engine is None  # a user's engine may bring no train block
+        self.seed = self.train_config.seed if seed is None else seed  # the CLI's default too: train.seed, 0
         self.verbose = verbose
         self.reports = []
 
@@ -68,9 +75,14 @@ class Pipeline:
         `out_dir` holding a different run is refused unless `resume` (continue it) or
         `overwrite` (replace its stage folders); nothing slimkit did not write is touched.
         Everything knowable before training is checked first (`slimkit.preflight`).
+        Seeded by `seed`, so the same call gives the same reports; the caller's random state is kept.
         """
+        with seeded(self.seed):
+            return self._run(resume, overwrite)
+
+    def _run(self, resume, overwrite):
         preflight.check_pipeline(self, resume=resume, overwrite=overwrite)
-        self.run_id = rundir.claim(self.out_dir, self.describe(),
+        self.run_id = rundir.claim(self.out_dir, self.identity(),
                                    ["00-baseline", *(self.stage_dir(i).name for i in range(len(self.stages)))],
                                    resume=resume, overwrite=overwrite)
         table = ConsoleTable() if self.verbose else None
@@ -104,7 +116,7 @@ class Pipeline:
                 continue
             resuming = False  # later stages depend on this one: run them all again
             rundir.new_stage_folder(folder, self.run_id)
-            set_seed(self.train_config.seed + i + 1)
+            set_seed(self.seed + i + 1)
             start = time.perf_counter()
             try:
                 model = stage.apply(model, ctx)
@@ -114,6 +126,8 @@ class Pipeline:
             if model is None:
                 raise TypeError(f"{type(stage).__name__}.apply returned None; it must return the model")
             stage.save(model, folder, ctx)
+            record_spec(folder, self.model_spec)
+            ctx.metrics["history"] = _take_history(self.engine)
             report = self.measure(model, folder, ctx.stage_name, stage.type_name, start, ctx, stage)
             self._mark_done(folder, report, stage.to_config())
             self._emit(table, report)
@@ -121,6 +135,7 @@ class Pipeline:
         if not resuming:  # something ran: time all stages' exports together; a finished run is left as it is
             self.retime()
             self.write()
+            write_curves(self.reports, self.out_dir)
         return self.reports
 
     def retime(self, clock=None):
@@ -183,9 +198,17 @@ class Pipeline:
         return write_reports(self.reports, self.out_dir, {"config": self.describe()})
 
     def describe(self):
-        return {"data": self.data.name, "input_shape": self.input_shape, "model_spec": self.model_spec,
-                "train": self.train_config.to_dict(),
+        """What the run really used: the data's splits, the engine (and its train block), the stages."""
+        engine = type(self.engine)
+        return {"data": self.data.description or self.data.name, "input_shape": self.input_shape,
+                "model_spec": self.model_spec, "seed": self.seed,
+                "engine": "slimkit.Engine" if engine is Engine else f"{engine.__module__}.{engine.__qualname__}",
+                "train": self.train_config.to_dict() if self._train_given else None,
                 "stages": [s.to_config() for s in self.stages]}
+
+    def identity(self):
+        """What a resumed run must match: the description, with a checksum of the data's contents."""
+        return {**self.describe(), "data_checksum": data_identity(self.data)}
 
     # --- bookkeeping --------------------------------------------------------------------
     def _emit(self, table, report, write=True):
@@ -218,13 +241,8 @@ def _resume_hint(err, out_dir, stage_name):
     err.hint = f"{err.hint}; {resume}" if err.hint else resume
 
 
-def _as_bundle(data):
-    if isinstance(data, DataBundle):
-        return data
-    if isinstance(data, str):
-        return load_dataset(DataConfig(name=data))
-    if isinstance(data, DataConfig):
-        return load_dataset(data)
-    if isinstance(data, dict):
-        return load_dataset(DataConfig.from_dict(data, "data"))
-    raise ConfigError("data", f"expected a dataset name, DataConfig or DataBundle, got {type(data).__name__}")
+
+def _take_history(engine):
+    """The per-epoch history the engine kept of this stage's training (none for an engine without it)."""
+    take = getattr(engine, "take_history", None)
+    return take() if callable(take) else []

@@ -23,14 +23,20 @@ AFTER_QUANT_FORBIDDEN = ("filter_pruning", "sparse_pruning", "qat", "ptq")
 
 
 # --- the config: every block and stage, every problem at once --------------------------------
-def load_config_all(path):
+def load_config_all(path, overrides=()):
     """`config.load_config`, but a config with several problems raises them all (ConfigErrors)."""
     from .config import RunConfig, load_config
+    from .overrides import apply_overrides
 
     try:
-        return load_config(path)
+        return load_config(path, overrides)
     except ConfigError as first:
         raw = yaml.safe_load(Path(path).read_text()) if first.path != str(path) else None
+        if overrides and isinstance(raw, dict):
+            try:
+                raw = apply_overrides(raw, overrides)
+            except ConfigError:
+                raise first from None
         errors = config_errors(raw, RunConfig) if isinstance(raw, dict) else []
         raise_all(errors or [first])
 
@@ -87,7 +93,7 @@ def check_pipeline(pipeline, resume=False, overwrite=False):
     try:
         folders = ["00-baseline", *(pipeline.stage_dir(i).name for i in range(len(pipeline.stages)))]
         rundir.writable_without_writing(pipeline.out_dir)
-        rundir.inspect(pipeline.out_dir, pipeline.describe(), folders, resume, overwrite)
+        rundir.inspect(pipeline.out_dir, pipeline.identity(), folders, resume, overwrite)
     except SlimkitError as err:
         errors.append(err)
     raise_all(errors)
