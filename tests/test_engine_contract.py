@@ -85,7 +85,8 @@ def test_every_built_in_strategy_runs_with_a_user_engine(digits, tmp_path):
     stages = [Finetune(name="train", epochs=2),
               FilterPruning(criterion="taylor", target_flops_reduction=0.3,
                             sensitivity={"ratios": [0.3, 0.6], "eval_batches": 1}),
-              SparsePruning(schedule={"type": "polynomial_decay", "final_sparsity": 0.5, "end_step": 20}),
+              SparsePruning(schedule={"type": "polynomial_decay", "final_sparsity": 0.5, "end_step": 20},
+                            strip=False),
               Distillation(epochs=1),
               QAT(epochs=1, runtime="cpu")]
     reports = slimkit.Pipeline(_model(), digits, stages, train=TRAIN, engine=engine, report=REPORT,

@@ -104,6 +104,12 @@ def test_report_records_the_own_engine_not_a_default_train_block(digits, tmp_pat
         def evaluate(self, model, split="test", max_batches=None):
             return self.inner.evaluate(model, split, max_batches)
 
+        def batches(self, split="train", batch_size=None, shuffle=False, seed=0, max_batches=None):
+            return self.inner.batches(split, batch_size, shuffle, seed, max_batches=max_batches)
+
+        def steps_per_epoch(self):
+            return self.inner.steps_per_epoch()
+
     pipeline = Pipeline(small_model(), engine=OwnLoop(digits), stages=[Finetune(epochs=1)], out_dir=tmp_path,
                         verbose=False)
     pipeline.run()
@@ -127,7 +133,7 @@ def test_yaml_data_factory(tmp_path, monkeypatch):
     assert pipeline.describe()["data"]["factory"] == "mydata:make"
     assert pipeline.model_spec["num_classes"] == 3
     bad = RunConfig.from_dict({"data": {"factory": "mydata:nope"}, "stages": [{"type": "finetune"}]})
-    with pytest.raises(slimkit.ModelError, match="no callable 'nope'"):
+    with pytest.raises(slimkit.ModelError, match="has no 'nope'"):
         build_pipeline(bad, tmp_path / "bad")
     sys.modules.pop("mydata", None)
 
