@@ -67,15 +67,16 @@ def _dispatch(args):
             print(f"{name:24s} {desc}")
         return 0
     if args.command == "report":
-        from .report import ConsoleTable, read_reports
+        from .report import ConsoleTable, metric_names, read_reports
 
         folder = Path(args.folder)
         if args.markdown:
             print((folder / "report.md").read_text() if (folder / "report.md").is_file() else "")
             return 0
-        table = ConsoleTable()
+        reports = read_reports(folder)
+        table = ConsoleTable(metric_names=metric_names(reports))
         table.header()
-        for r in read_reports(folder):
+        for r in reports:
             table.row(r)
         return 0
 

@@ -12,10 +12,10 @@ from typing import Literal, Optional
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 from tqdm.auto import tqdm
 
 from .schema import Options, option
+from .tasks import build_task
 
 
 @dataclasses.dataclass
@@ -38,23 +38,20 @@ class TrainConfig(Options):
     progress: Optional[bool] = option(None, "show tqdm progress bars; null = only on a terminal")
 
 
-def cross_entropy(model, images, labels, label_smoothing=0.0):
-    """The default loss: cross-entropy of the model's logits."""
-    logits = model(images)
-    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing), logits
-
-
 class Engine:
     """Runs training and evaluation for every stage of a pipeline on one dataset.
 
     `train(model, epochs, lr, loss_fn, on_step)`: `loss_fn(model, images, labels)`
     returns `(loss, logits)`; `on_step(step, model)` runs after every optimizer step.
-    `evaluate(model, split, max_batches)` returns top1/top5 (fractions), loss, samples.
+    `evaluate(model, split, max_batches)` returns the task's metrics (top1/top5 fractions for
+    classification, miou/pixel_acc for segmentation), loss, samples. `task` (a TaskConfig,
+    its fields as a dict, or None for the dataset's own task) gives the default loss and the metric.
     """
 
-    def __init__(self, data, config=None):
+    def __init__(self, data, config=None, task=None):
         self.data = data
         self.config = config if isinstance(config, TrainConfig) else TrainConfig(**(config or {}))
+        self.task = build_task(task, data, self.config.label_smoothing)
 
     # --- batches ------------------------------------------------------------------------
     def batches(self, split="train", batch_size=None, shuffle=False, seed=0, augment=False, max_batches=None):
@@ -99,9 +96,7 @@ class Engine:
             return []
         steps = self.steps_per_epoch()
         optimizer = self.make_optimizer(model, lr, epochs * steps)
-        if loss_fn is None:
-            def loss_fn(m, x, y):
-                return cross_entropy(m, x, y, cfg.label_smoothing)
+        loss_fn = loss_fn or self.task.loss_fn
         paddle.seed(cfg.seed)
         model.train()
         try:
@@ -117,7 +112,7 @@ class Engine:
         cfg = self.config
         history, step = [], 0
         for epoch in range(epochs):
-            total, correct, loss_sum = 0, 0, 0.0
+            samples, total, correct, loss_sum = 0, 0, 0, 0.0
             bar = tqdm(self.batches("train", cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
                                     augment=True, max_batches=steps),
                        total=steps, desc=f"{desc} {epoch + 1}/{epochs}", leave=False,
@@ -133,37 +128,31 @@ class Engine:
                 if on_step is not None:
                     on_step(step, model)
                 n = int(labels.shape[0])
-                total += n
+                samples += n
                 loss_sum += loss.item() * n
-                correct += int((logits.argmax(axis=1) == labels).astype("int64").sum().item())
-                bar.set_postfix(loss=f"{loss_sum / total:.4f}", acc=f"{correct / total:.3f}")
-            history.append({"epoch": epoch + 1, "loss": loss_sum / max(total, 1),
+                hits, counted = self.task.correct(logits, labels)
+                correct, total = correct + hits, total + counted
+                bar.set_postfix(loss=f"{loss_sum / samples:.4f}", acc=f"{correct / max(total, 1):.3f}")
+            history.append({"epoch": epoch + 1, "loss": loss_sum / max(samples, 1),
                             "train_top1": correct / max(total, 1)})
         return history
 
     # --- evaluation ---------------------------------------------------------------------
     @paddle.no_grad()
     def evaluate(self, model, split="test", max_batches=None):
-        """Top-1/top-5 accuracy (fractions) and mean loss of `model` on a split."""
+        """The task's metrics (e.g. top1/top5 fractions) and mean loss of `model` on a split."""
         was_training = model.training
         model.eval()
-        top1 = top5 = total = 0
-        loss_sum = 0.0
-        k = min(5, self.data.num_classes)
+        metric, total, loss_sum = self.task.metric(), 0, 0.0
         try:
             for images, labels in self.batches(split, self.config.eval_batch_size, max_batches=max_batches):
-                logits = model(images)
-                loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-                topk = paddle.topk(logits, k, axis=1)[1].numpy()
-                y = labels.numpy()[:, None]
-                top1 += int((topk[:, :1] == y).sum())
-                top5 += int((topk == y).any(axis=1).sum())
-                total += len(y)
+                logits = self.task.select(model(images))
+                loss_sum += self.task.eval_loss(logits, labels).item() * int(labels.shape[0])
+                metric.update(logits.numpy(), labels.numpy())
+                total += int(labels.shape[0])
         finally:
             model.train(was_training) if was_training else model.eval()
-        return {"top1": top1 / max(total, 1),
-                "top5": top5 / max(total, 1) if self.data.num_classes > 5 else None,
-                "loss": loss_sum / max(total, 1), "samples": total}
+        return {**metric.result(), "loss": loss_sum / max(total, 1), "samples": total}
 
 
 def _lr_schedule(cfg, lr, total_steps, steps_per_epoch):

@@ -20,6 +20,7 @@ from .errors import ConfigError, ResumeError
 from .measure import count_flops, count_params, latency_method, measure_latency, saved_size
 from .report import ConsoleTable, ReportConfig, StageReport, write_reports
 from .strategy import Context, Strategy
+from .tasks import check_stages
 
 DONE = "stage.json"
 
@@ -28,7 +29,7 @@ class Pipeline:
     """A model, its data and a list of strategies run in order, each followed by a measurement."""
 
     def __init__(self, model, data="digits", stages=(), input_shape=None, train=None, engine=None,
-                 out_dir="runs/latest", report=None, model_spec=None, verbose=True):
+                 out_dir="runs/latest", report=None, model_spec=None, verbose=True, task=None):
         self.data = _as_bundle(data)
         self.input_model = model  # never changed: stages work on a copy
         self.model = model        # the result after run()
@@ -40,7 +41,9 @@ class Pipeline:
         names = [self.stage_name(i) for i in range(len(self.stages))]
         if len(set(names)) != len(names):
             raise ConfigError("stages", f"stage names repeat: {names}", "give stages distinct `name`s")
-        self.engine = engine or Engine(self.data, train if isinstance(train, TrainConfig) else TrainConfig(**(train or {})))
+        self.engine = engine or Engine(self.data, train if isinstance(train, TrainConfig) else TrainConfig(**(train or {})),
+                                       task)
+        check_stages(getattr(self.engine, "task", None), self.stages)
         self.input_shape = list(input_shape) if input_shape else [1, *self.data.input_shape]
         self.report_config = report if isinstance(report, ReportConfig) else ReportConfig(**(report or {}))
         self.out_dir = Path(out_dir)
@@ -59,11 +62,15 @@ class Pipeline:
         """Run (or resume) every stage; returns the StageReports, baseline first."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._check_resume(resume)
-        table = ConsoleTable() if self.verbose else None
-        if table:
-            table.header()
+        task = getattr(self.engine, "task", None)
+        table = ConsoleTable(metric_names=task.metric_names or None if task else ("top1", "top5")) \
+            if self.verbose else None
         original = self.input_model
         model = copy.deepcopy(original)
+        if task is not None:
+            task.check_outputs(model, self.input_shape)  # a bad task.output stops here, before any work
+        if table:
+            table.header()
         teacher = None
         self.reports = []
         baseline_dir = self.out_dir / "00-baseline"
@@ -118,10 +125,11 @@ class Pipeline:
             notes.append(f"paddle.flops counts these layer types as zero FLOPs: {', '.join(zero_types)}")
         report = StageReport(
             stage=name, strategy=strategy, flops=flops, params=count_params(model),
-            top1=metrics["top1"], top5=metrics["top5"], size_bytes=saved_size(folder / "model.pdparams"),
+            top1=metrics.get("top1"), top5=metrics.get("top5"), size_bytes=saved_size(folder / "model.pdparams"),
             latency_ms=measure_latency(model, latency_shape, cfg.latency_warmup, cfg.latency_runs),
             seconds=0.0, latency_method=latency_method(latency_shape, cfg.latency_warmup, cfg.latency_runs),
-            notes=notes, extra={**(ctx.metrics if ctx else {}), "flops_zero_types": zero_types})
+            notes=notes, extra={**(ctx.metrics if ctx else {}), "flops_zero_types": zero_types},
+            metrics={k: v for k, v in metrics.items() if k not in ("loss", "samples")})
         if stage is not None:
             stage.measure(model, ctx, report)
         report.seconds = round(time.perf_counter() - start, 2)

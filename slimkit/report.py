@@ -34,7 +34,7 @@ class StageReport:
     strategy: str
     flops: int
     params: int
-    top1: float
+    top1: Optional[float]  # classification; other tasks leave these None and fill `metrics`
     top5: Optional[float]
     size_bytes: int
     latency_ms: float
@@ -42,6 +42,7 @@ class StageReport:
     latency_method: str = ""
     notes: list = dataclasses.field(default_factory=list)
     extra: dict = dataclasses.field(default_factory=dict)
+    metrics: dict = dataclasses.field(default_factory=dict)  # the task's metric values, primary first
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -57,14 +58,31 @@ COLUMNS = [("stage", "stage", "{}"), ("strategy", "strategy", "{}"), ("flops", "
            ("size_bytes", "size", None), ("latency_ms", "latency ms", "{:.3f}"), ("seconds", "time s", "{:.1f}")]
 
 
+# Column titles of known metrics; a user metric's column is titled with its own name.
+METRIC_TITLES = {"top1": "top-1 %", "top5": "top-5 %", "miou": "mIoU %", "pixel_acc": "pixel acc %"}
+PERCENT_METRICS = {"top1", "top5", "miou", "pixel_acc"}
+
+
+def columns(metric_names=("top1", "top5")):
+    """COLUMNS with the accuracy columns named after the task's metrics."""
+    metric_cols = [(name, METRIC_TITLES.get(name, name), "{:.2%}" if name in PERCENT_METRICS else "{:.4f}")
+                   for name in metric_names]
+    return [c for c in COLUMNS if c[0] not in ("top1", "top5")][:4] + metric_cols + COLUMNS[6:]
+
+
+def metric_names(reports):
+    """The metric columns of a run: those of its first report, top-1/top-5 when it has none."""
+    return tuple(reports[0].metrics) if reports and reports[0].metrics else ("top1", "top5")
+
+
 def _cell(report, key, fmt, baseline=None):
-    value = getattr(report, key)
+    value = getattr(report, key) if hasattr(report, key) else report.metrics.get(key)
     if value is None:
         return "-"
     if key == "size_bytes":
         text = human_bytes(value)
     else:
-        text = fmt.format(value).replace("%", "") if key in ("top1", "top5") else fmt.format(value)
+        text = fmt.format(value).replace("%", "") if key in PERCENT_METRICS else fmt.format(value)
     if baseline is not None and key in ("flops", "params", "size_bytes", "latency_ms") and getattr(baseline, key):
         text += f" ({value / getattr(baseline, key):.2f}x)"
     return text
@@ -80,20 +98,34 @@ def human_bytes(n):
 class ConsoleTable:
     """Prints one row per stage as stages finish, with ratios to the baseline row."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, metric_names=("top1", "top5")):
+        """`metric_names`: the accuracy columns; None = those of the first row (a user metric)."""
         self.stream = stream or sys.stdout
         self.baseline = None
-        self.widths = [16, 14, 22, 20, 8, 8, 18, 18, 7]
+        self._set_columns(metric_names)
+        self._header_due = False
+
+    def _set_columns(self, metric_names):
+        self.columns = columns(metric_names) if metric_names is not None else None
+        if self.columns:
+            self.widths = [16, 14, 22, 20] + [max(8, len(t)) for _, t, _ in self.columns[4:-3]] + [18, 18, 7]
 
     def header(self):
-        self._line([title for _, title, _ in COLUMNS])
+        if self.columns is None:  # printed with the first row, once its metrics are known
+            self._header_due = True
+            return
+        self._line([title for _, title, _ in self.columns])
         self._line(["-" * w for w in self.widths])
 
     def row(self, report):
+        if self.columns is None:
+            self._set_columns(metric_names([report]))
+            if self._header_due:
+                self.header()
         if self.baseline is None:
             self.baseline = report
         base = None if report is self.baseline else self.baseline
-        self._line([_cell(report, key, fmt, base) for key, _, fmt in COLUMNS])
+        self._line([_cell(report, key, fmt, base) for key, _, fmt in self.columns])
         for note in report.notes:
             print(f"    note: {note}", file=self.stream)
         self.stream.flush()
@@ -103,11 +135,12 @@ class ConsoleTable:
 
 
 def to_markdown(reports, title="slimkit report"):
-    lines = [f"# {title}", "", "| " + " | ".join(t for _, t, _ in COLUMNS) + " |",
-             "|" + "---|" * len(COLUMNS)]
+    cols = columns(metric_names(reports))
+    lines = [f"# {title}", "", "| " + " | ".join(t for _, t, _ in cols) + " |",
+             "|" + "---|" * len(cols)]
     for r in reports:
         lines.append("| " + " | ".join(_cell(r, k, f, reports[0] if r is not reports[0] else None)
-                                       for k, _, f in COLUMNS) + " |")
+                                       for k, _, f in cols) + " |")
     if reports:
         lines += ["", f"FLOPs: multiply-accumulates counted by `paddle.flops`. params: elements of every "
                       f"parameter. size: saved parameters on disk. latency: {reports[0].latency_method}."]

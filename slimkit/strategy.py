@@ -39,11 +39,13 @@ class Strategy(Options):
     Subclasses are dataclasses of `option(...)` fields (their config), declare their
     YAML `type` with `class X(Strategy, type_name="x")`, and implement `apply`.
     Set `compresses = False` for steps that only train (the teacher is the model as it
-    was before the first step that compresses).
+    was before the first step that compresses), and `tasks = ("classification",)` for a
+    step that only works on classifiers (a pipeline rejects it on other tasks up front).
     """
 
     type_name: ClassVar[str] = ""
     compresses: ClassVar[bool] = True
+    tasks: ClassVar = None  # the task names (slimkit.tasks) it works on; None = every task
 
     def __init_subclass__(cls, type_name=None, **kwargs):
         super().__init_subclass__(**kwargs)

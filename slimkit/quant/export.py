@@ -179,18 +179,12 @@ class InferenceModel:
         return self._output.copy_to_cpu()
 
     def evaluate(self, engine, split="test", max_batches=None):
-        """Top-1/top-5 (fractions) of the exported model on a split, like `Engine.evaluate`."""
-        top1 = top5 = total = 0
-        k = min(5, engine.data.num_classes)
+        """The task's metrics (e.g. top-1/top-5) of the exported model on a split, like `Engine.evaluate`."""
+        metric, total = engine.task.metric(), 0
         for images, labels in engine.batches(split, engine.config.eval_batch_size, max_batches=max_batches):
-            logits = self.run(images.numpy())
-            y = labels.numpy()[:, None]
-            topk = np.argsort(-logits, axis=1)[:, :k]
-            top1 += int((topk[:, :1] == y).sum())
-            top5 += int((topk == y).any(axis=1).sum())
-            total += len(y)
-        return {"top1": top1 / max(total, 1),
-                "top5": top5 / max(total, 1) if engine.data.num_classes > 5 else None, "samples": total}
+            metric.update(self.run(images.numpy()), labels.numpy())
+            total += int(labels.shape[0])
+        return {**metric.result(), "samples": total}
 
     def latency(self, input_shape, warmup=10, runs=50):
         """Median wall time (ms) of `predictor.run()` on a random batch of `input_shape`."""

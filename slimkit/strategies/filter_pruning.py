@@ -19,6 +19,7 @@ from ..pruning.criteria import Criterion
 from ..schema import Options, option
 from ..strategy import Strategy
 from ..surgery import capture, restore
+from ..tasks import primary_metric
 
 __all__ = ["FilterPruning", "SensitivityConfig"]
 
@@ -202,7 +203,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
                 engine = ctx.engine
 
                 def eval_fn(m):
-                    return engine.evaluate(m, "val", max_batches=cfg.eval_batches)["top1"]
+                    return primary_metric(engine, engine.evaluate(m, "val", max_batches=cfg.eval_batches))
 
                 losses = sensitive(model, ctx.input_shape, eval_fn, cfg.ratios, self.criterion, file=file,
                                    skip=self.skip, graph=graph, engine=engine, round_to=self.round_to,

@@ -98,7 +98,9 @@ class _Quantization(Strategy):
             optimized_ops=ops, float_export_latency_ms=round(float_latency, 4),
             float_export_bytes=float_size, size_vs_float_export=round(size / float_size, 3),
             quant_params=report.params - extra["float_params"])
-        report.top1, report.top5 = metrics["top1"], metrics["top5"]
+        report.top1, report.top5 = metrics.get("top1"), metrics.get("top5")
+        report.extra["eager_metrics"] = dict(report.metrics)
+        report.metrics = {k: v for k, v in metrics.items() if k != "samples"}
         report.size_bytes = size
         report.latency_ms = latency
         report.latency_method = exported.latency_method(shape, LATENCY_WARMUP, LATENCY_RUNS)
