@@ -41,8 +41,8 @@ class Pipeline:
         names = [self.stage_name(i) for i in range(len(self.stages))]
         if len(set(names)) != len(names):
             raise ConfigError("stages", f"stage names repeat: {names}", "give stages distinct `name`s")
-        self.engine = engine or Engine(self.data, train if isinstance(train, TrainConfig) else TrainConfig(**(train or {})),
-                                       task)
+        train_config = train if isinstance(train, TrainConfig) else TrainConfig(**(train or {}))
+        self.engine = engine or Engine(self.data, train_config, task)
         check_stages(getattr(self.engine, "task", None), self.stages)
         self.input_shape = list(input_shape) if input_shape else [1, *self.data.input_shape]
         self.report_config = report if isinstance(report, ReportConfig) else ReportConfig(**(report or {}))

@@ -52,13 +52,15 @@ def config_reference():
     from .models import ModelConfig
     from .report import ReportConfig
     from .strategy import STRATEGIES
+    from .tasks import TaskConfig
 
     parts = ["# Config reference", "",
              "Generated from the option declarations by `python -m slimkit.reference`; "
              "the same declarations check Python arguments and YAML files. "
              "Unknown keys are rejected with the closest valid name.", "",
              "## Top level", "", options_table(RunConfig), ""]
-    for key, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig), ("report", ReportConfig)):
+    for key, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig), ("report", ReportConfig),
+                       ("task", TaskConfig)):
         parts += [f"## `{key}`", "", (cls.__doc__ or "").strip(), "", options_table(cls), ""]
     parts += ["## Stages", "", "Each entry of `stages` is `{type: <type>, ...options}`.", ""]
     for name in sorted(STRATEGIES):
