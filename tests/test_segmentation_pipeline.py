@@ -1,0 +1,101 @@
+"""Segmentation end to end: the shapes dataset, small_unet pruned exactly, a YAML pipeline with mIoU per stage."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+import yaml
+
+import slimkit
+from prune_checks import _randomize_bn, check_attributes, check_exact, check_jit_roundtrip, run
+from slimkit.cli import main
+from slimkit.errors import ConfigError
+from slimkit.pruning import analyze, prune
+from slimkit.shapes import CLASSES, make_shapes
+from slimkit.surgery import capture
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shapes_are_seeded_and_every_labelled_pixel_is_drawn():
+    images, labels = make_shapes(count=40, seed=3)
+    again, same = make_shapes(count=40, seed=3)
+    np.testing.assert_array_equal(images, again)
+    np.testing.assert_array_equal(labels, same)
+    assert images.shape == (40, 1, 32, 32) and labels.shape == (40, 32, 32)
+    assert set(np.unique(labels)) == set(range(len(CLASSES)))
+    # shapes are bright (>= 0.6) on a dark background (< 0.35): the labels are what the image shows
+    assert (images[:, 0][labels > 0] >= 0.6).all() and (images[:, 0][labels == 0] < 0.35).all()
+
+
+def test_shapes_dataset_is_a_segmentation_bundle_and_rejects_crop_augmentation():
+    data = slimkit.load_dataset(name="shapes")
+    assert data.task == "segmentation" and data.num_classes == 4 and data.input_shape == (1, 32, 32)
+    assert data.train.labels.shape[1:] == (32, 32) and len(data.train) + len(data.val) + len(data.test) == 600
+    assert slimkit.load_dataset(name="digits").task == "classification"
+    with pytest.raises(ConfigError, match="augment: the shapes dataset has per-pixel labels"):
+        slimkit.DataConfig(name="shapes", augment=True)
+
+
+def test_small_unet_prunes_exactly_with_skip_concatenations_and_upsampling(tmp_path):
+    shape = [2, 1, 32, 32]
+
+    def build():
+        paddle.seed(0)
+        return slimkit.build_model("small_unet", num_classes=4, in_channels=1)
+
+    model = build()
+    _randomize_bn(model)
+    graph = analyze(model, shape)
+    original = capture(model)
+    x = paddle.to_tensor(np.random.RandomState(0).randn(*shape).astype("float32"))
+    result = prune(model, shape, ratios=0.3, graph=graph)
+    assert result.flops_ratio < 0.85 and list(result.skipped) == ["head"]  # only the output layer stays whole
+    outs = run(model, x)
+    assert outs[0].shape == (2, 4, 32, 32)
+    check_attributes(model)
+    check_exact(build, original, graph, result.keep, x, outs)
+    check_jit_roundtrip(model, shape, x, outs, tmp_path)
+
+
+def _config(tmp_path, **changes):
+    config = yaml.safe_load((ROOT / "configs" / "shapes_segmentation.yaml").read_text())
+    config["data"]["train_samples"] = 64
+    config["train"].update(epochs=1, max_steps_per_epoch=2, eval_batch_size=64)
+    config["report"] = {"latency_runs": 2, "latency_warmup": 1}
+    for key, value in changes.items():
+        config[key] = value
+    path = tmp_path / "seg.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_yaml_segmentation_pipeline_reports_miou_in_every_row(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", str(_config(tmp_path)), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "mIoU %" in printed and "pixel acc %" in printed and "top-1" not in printed
+    stages = json.loads((out / "report.json").read_text())["stages"]
+    assert [s["stage"] for s in stages] == ["baseline", "train", "filter_pruning", "recover"]
+    for s in stages:
+        assert list(s["metrics"]) == ["miou", "pixel_acc"] and 0 < s["metrics"]["miou"] <= 1
+        assert s["top1"] is None
+    assert stages[2]["flops"] < 0.85 * stages[0]["flops"]
+    assert "| mIoU % | pixel acc % |" in (out / "report.md").read_text()
+    assert main(["report", str(out)]) == 0
+    assert "mIoU %" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("task, stages, message", [
+    ({"loss": "segmentaton"}, None, "task.loss: unknown loss 'segmentaton'"),
+    ({"output": 2}, None, "task.output: the model returns a single tensor"),
+    ({}, [{"type": "finetune"}, {"type": "distill"}], "stages[1]: distill works on classification models only"),
+])
+def test_bad_task_values_exit_2_before_any_work(tmp_path, capsys, task, stages, message):
+    changes = {"task": task} if stages is None else {"stages": stages}
+    out = tmp_path / "run"
+    assert main(["run", str(_config(tmp_path, **changes)), "--out", str(out), "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(out.glob("*/model.pdparams")), "nothing was measured or trained"
