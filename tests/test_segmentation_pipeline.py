@@ -99,3 +99,16 @@ def test_bad_task_values_exit_2_before_any_work(tmp_path, capsys, task, stages, 
     assert main(["run", str(_config(tmp_path, **changes)), "--out", str(out), "--quiet"]) == 2
     assert message in capsys.readouterr().err
     assert not list(out.glob("*/model.pdparams")), "nothing was measured or trained"
+
+
+def test_ptq_of_a_segmenter_reports_the_exported_models_miou(tmp_path):
+    data = slimkit.load_dataset(name="shapes", train_samples=64)
+    model = slimkit.build_model("small_unet", num_classes=4, in_channels=1)
+    pipeline = slimkit.Pipeline(model, data, [slimkit.PTQ(calibration_batches=2)], out_dir=tmp_path / "run", verbose=False,
+                                train={"batch_size": 32, "eval_batch_size": 64}, report={"latency_runs": 2})
+    report = pipeline.run()[-1]
+    exported, eager = report.metrics, report.extra["eager_metrics"]
+    assert list(exported) == ["miou", "pixel_acc"] and report.top1 is None
+    # int8 rounding moves a few pixels: the exported model is measured, by the same metric code
+    assert abs(exported["pixel_acc"] - eager["pixel_acc"]) < 0.05 and exported != eager
+    assert "miou, pixel_acc, size and latency are measured on the exported files" in " ".join(report.notes)

@@ -106,8 +106,9 @@ class _Quantization(Strategy):
         report.latency_method = exported.latency_method(shape, LATENCY_WARMUP, LATENCY_RUNS)
         report.flops, report.params = extra["float_flops"], extra["float_params"]
         report.notes = [n for n in report.notes if not n.startswith(FLOPS_NOTE)]
+        accuracy = "top-1/top-5" if report.top1 is not None else ", ".join(report.metrics)
         report.notes.append("FLOPs and params are those of the float structure (paddle.flops counts the quantized "
-                            "layers as zero); top-1/top-5, size and latency are measured on the exported files "
+                            f"layers as zero); {accuracy}, size and latency are measured on the exported files "
                             f"reloaded with paddle.inference ({report.extra['export_dir']})")
         # The float structure's zero-FLOPs types are those of the stage before: already noted there.
         report.extra["flops_zero_types"] = extra["float_flops_zero_types"]
