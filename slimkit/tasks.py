@@ -265,6 +265,11 @@ class Objective:
             loss = loss + weight * self._loss(self.select(outputs, key, f"task.aux_weights.{key}"), labels)
         return loss, main
 
+    def eval_loss_fn(self, model, images, labels):
+        """The plain loss of the main output alone (eval mode: no auxiliary outputs); (loss, main output)."""
+        main = self.select(model(images))
+        return self.eval_loss(main, labels), main
+
     def check_outputs(self, model, input_shape):
         """Run a copy of the model once, in eval mode, to find a bad `output` before any work."""
         probe = copy.deepcopy(model)

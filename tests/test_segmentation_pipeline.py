@@ -112,3 +112,24 @@ def test_ptq_of_a_segmenter_reports_the_exported_models_miou(tmp_path):
     # int8 rounding moves a few pixels: the exported model is measured, by the same metric code
     assert abs(exported["pixel_acc"] - eager["pixel_acc"]) < 0.05 and exported != eager
     assert "miou, pixel_acc, size and latency are measured on the exported files" in " ".join(report.notes)
+
+
+def test_taylor_scores_of_a_segmenter_come_from_the_pixel_loss():
+    from slimkit.pruning.criteria import collect_taylor_data, get_criterion, score_groups
+
+    data = slimkit.load_dataset(name="shapes", train_samples=64)
+    engine = slimkit.Engine(data, {"batch_size": 16, "eval_batch_size": 16})
+    model = slimkit.build_model("small_unet", num_classes=4, in_channels=1)
+    groups = [g for g in analyze(model, [1, 1, 32, 32]).prunable() if g.roots == ["enc1.0"]]
+    scores = score_groups(model, groups, "taylor", engine)[groups[0].name]
+
+    def pixel_cross_entropy(m, x, y):  # written out: mean of -log p(label) over every pixel
+        out = m(x)
+        picked = paddle.take_along_axis(paddle.nn.functional.log_softmax(out, axis=1), y.unsqueeze(1), axis=1)
+        return -picked.mean(), out
+
+    batches = engine.batches("train", 16, shuffle=True, seed=0, max_batches=4)
+    acts, grads = collect_taylor_data(model, ["enc1.0"], batches, pixel_cross_entropy)["enc1.0"]
+    expected = get_criterion("taylor").scores(None, grads=[grads], activations=[acts])
+    np.testing.assert_allclose(scores, expected, rtol=1e-4)
+    assert len(scores) == 8 and np.all(scores > 0)

@@ -186,7 +186,8 @@ def score_groups(model, groups, criterion, engine=None):
         roots = sorted({r for g in groups for r in g.roots})
         batches = engine.batches("train", getattr(criterion, "batch_size", None), shuffle=True, seed=0,
                                  max_batches=getattr(criterion, "batches", 4))
-        data = collect_taylor_data(model, roots, batches)
+        task = getattr(engine, "task", None)  # the task's own loss (pixel cross-entropy for segmenters)
+        data = collect_taylor_data(model, roots, batches, task.eval_loss_fn if task is not None else None)
     out = {}
     for g in groups:
         if data:
@@ -232,8 +233,8 @@ def collect_taylor_data(model, layer_names, batches, loss_fn=None):
         count = 0
         for images, labels in batches:
             images.stop_gradient = True
-            logits = model(images)
-            loss = loss_fn(model, images, labels)[0] if loss_fn else F.cross_entropy(logits, labels)
+            # One forward per batch: the hooks keep one output per layer and batch.
+            loss = loss_fn(model, images, labels)[0] if loss_fn else F.cross_entropy(model(images), labels)
             loss.backward()
             count += 1
         if count == 0:
