@@ -104,8 +104,9 @@ def test_bad_task_values_exit_2_before_any_work(tmp_path, capsys, task, stages, 
 def test_ptq_of_a_segmenter_reports_the_exported_models_miou(tmp_path):
     data = slimkit.load_dataset(name="shapes", train_samples=64)
     model = slimkit.build_model("small_unet", num_classes=4, in_channels=1)
-    pipeline = slimkit.Pipeline(model, data, [slimkit.PTQ(calibration_batches=2)], out_dir=tmp_path / "run", verbose=False,
-                                train={"batch_size": 32, "eval_batch_size": 64}, report={"latency_runs": 2})
+    pipeline = slimkit.Pipeline(model, data, [slimkit.PTQ(calibration_batches=2)], out_dir=tmp_path / "run",
+                                train={"batch_size": 32, "eval_batch_size": 64}, report={"latency_runs": 2},
+                                verbose=False)
     report = pipeline.run()[-1]
     exported, eager = report.metrics, report.extra["eager_metrics"]
     assert list(exported) == ["miou", "pixel_acc"] and report.top1 is None
