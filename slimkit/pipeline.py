@@ -142,7 +142,7 @@ class Pipeline:
     def describe(self):
         return {"data": self.data.name, "input_shape": self.input_shape, "model_spec": self.model_spec,
                 "train": self.engine.config.to_dict() if hasattr(self.engine.config, "to_dict") else None,
-                "stages": [s.to_config() for s in self.stages]}
+                "task": _task_options(self.engine), "stages": [s.to_config() for s in self.stages]}
 
     # --- bookkeeping --------------------------------------------------------------------
     def _emit(self, table, report):
@@ -167,7 +167,8 @@ class Pipeline:
     def _check_resume(self, resume):
         marker = self.out_dir / "pipeline.json"
         current = {"data": self.data.name, "input_shape": self.input_shape, "model_spec": self.model_spec,
-                   "train": self.engine.config.to_dict() if hasattr(self.engine.config, "to_dict") else None}
+                   "train": self.engine.config.to_dict() if hasattr(self.engine.config, "to_dict") else None,
+                   "task": _task_options(self.engine)}
         current = json.loads(json.dumps(current))
         if resume and marker.is_file():
             saved = json.loads(marker.read_text())
@@ -179,6 +180,12 @@ class Pipeline:
             for old in self.out_dir.glob("[0-9][0-9]-*"):
                 shutil.rmtree(old)
         marker.write_text(json.dumps(current, indent=2))
+
+
+def _task_options(engine):
+    # A run measured with another loss or metric is another run: resume must not mix them.
+    task = getattr(engine, "task", None)
+    return task.config.to_dict() if task is not None else None
 
 
 def _as_bundle(data):

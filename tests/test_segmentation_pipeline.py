@@ -10,6 +10,7 @@ import yaml
 
 import slimkit
 from prune_checks import _randomize_bn, check_attributes, check_exact, check_jit_roundtrip, run
+from slimkit import Finetune
 from slimkit.cli import main
 from slimkit.errors import ConfigError
 from slimkit.pruning import analyze, prune
@@ -134,3 +135,14 @@ def test_taylor_scores_of_a_segmenter_come_from_the_pixel_loss():
     expected = get_criterion("taylor").scores(None, grads=[grads], activations=[acts])
     np.testing.assert_allclose(scores, expected, rtol=1e-4)
     assert len(scores) == 8 and np.all(scores > 0)
+
+
+def test_resume_with_another_task_is_refused(tmp_path):
+    data = slimkit.load_dataset(name="shapes", train_samples=32)
+    model = slimkit.build_model("small_unet", num_classes=4, in_channels=1)
+    options = dict(out_dir=tmp_path / "run", verbose=False, report={"latency_runs": 1, "latency_warmup": 0},
+                   train={"batch_size": 16, "max_steps_per_epoch": 1})
+    slimkit.Pipeline(model, data, [Finetune(epochs=1)], **options).run()
+    again = slimkit.Pipeline(model, data, [Finetune(epochs=1)], task={"ignore_index": 0}, **options)
+    with pytest.raises(slimkit.ResumeError, match="different task"):
+        again.run(resume=True)
