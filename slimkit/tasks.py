@@ -20,6 +20,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from . import compat
 from .errors import ConfigError, ModelError
 from .schema import Options, _suggest, option
 
@@ -177,10 +178,7 @@ class Segmentation(Task):
     metric_names = ("miou", "pixel_acc")
 
     def loss(self, outputs, labels):
-        # [N, C, H, W] scores against [N, H, W] labels: classes on the last axis for paddle's loss.
-        scores = paddle.transpose(outputs, [0, 2, 3, 1])
-        return F.cross_entropy(scores, labels.unsqueeze(-1), ignore_index=self.ignore_index,
-                               label_smoothing=self.label_smoothing)
+        return compat.pixel_cross_entropy(outputs, labels, self.ignore_index, self.label_smoothing)
 
     def metric(self):
         return SegmentationMetric(self.num_classes, self.ignore_index)
