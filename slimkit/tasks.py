@@ -7,7 +7,7 @@
 Built in: `classification` (cross-entropy with label smoothing; top-1/top-5) and
 `segmentation` (per-pixel cross-entropy with an ignore index; mIoU and pixel accuracy).
 A loss or metric of the form `package.module:function` imports the user's own. Metrics
-are accumulators over numpy outputs, so the eager model and an exported one (Paddle
+are accumulators over numpy outputs (slimkit.metrics), so the eager model and an exported one (Paddle
 Inference) are measured by the same code.
 """
 
@@ -22,6 +22,7 @@ import paddle.nn.functional as F
 
 from . import compat
 from .errors import ConfigError, ModelError
+from .metrics import BatchMean, SegmentationMetric, TopK
 from .schema import Options, _suggest, option
 
 TASKS = {}
@@ -58,78 +59,6 @@ class TaskConfig(Options):
             if key == self.output or (self.output is None and key == 0):
                 raise ConfigError(f"aux_weights.{key}", "is the main output (task.output), weighted 1",
                                   "name only the auxiliary outputs")
-
-
-# --- metrics: accumulators over numpy batches ----------------------------------------------
-
-class TopK:
-    """Top-1 and top-5 accuracy (fractions) of class scores [N, C] against labels [N]."""
-
-    def __init__(self, num_classes):
-        self.k = min(5, num_classes)
-        self.num_classes = num_classes
-        self.top1 = self.top5 = self.total = 0
-
-    def update(self, outputs, labels):
-        topk = np.argsort(-np.asarray(outputs), axis=1, kind="stable")[:, :self.k]
-        y = np.asarray(labels).reshape(-1, 1)
-        self.top1 += int((topk[:, :1] == y).sum())
-        self.top5 += int((topk == y).any(axis=1).sum())
-        self.total += len(y)
-
-    def result(self):
-        n = max(self.total, 1)
-        return {"top1": self.top1 / n, "top5": self.top5 / n if self.num_classes > 5 else None}
-
-
-class SegmentationMetric:
-    """mIoU and pixel accuracy of class scores [N, C, H, W] against labels [N, H, W].
-
-    One confusion matrix over every pixel of the split (not a mean of per-image scores);
-    the mean IoU is over the classes present in the labels or the predictions; pixels
-    labelled `ignore_index` count nowhere.
-    """
-
-    def __init__(self, num_classes, ignore_index=255):
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
-        self.confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-
-    def update(self, outputs, labels):
-        pred = np.asarray(outputs).argmax(axis=1).reshape(-1)
-        y = np.asarray(labels).reshape(-1)
-        if pred.shape != y.shape:
-            raise ModelError(f"segmentation outputs {list(np.shape(outputs))} do not match labels "
-                             f"{list(np.shape(labels))}", "the model must return [N, classes, H, W] scores")
-        valid = y != self.ignore_index
-        index = y[valid] * self.num_classes + pred[valid]
-        self.confusion += np.bincount(index, minlength=self.num_classes ** 2).reshape(self.num_classes, -1)
-
-    def result(self):
-        hits = np.diag(self.confusion)
-        union = self.confusion.sum(0) + self.confusion.sum(1) - hits
-        present = union > 0
-        return {"miou": float((hits[present] / union[present]).mean()) if present.any() else 0.0,
-                "pixel_acc": float(hits.sum() / max(self.confusion.sum(), 1))}
-
-
-class BatchMean:
-    """A user's metric `fn(outputs, labels) -> number or {name: number}` averaged over samples."""
-
-    def __init__(self, fn, name):
-        self.fn, self.name = fn, name
-        self.sums, self.total = {}, 0
-
-    def update(self, outputs, labels):
-        value = self.fn(outputs, labels)
-        values = value if isinstance(value, dict) else {self.name: value}
-        n = len(labels)
-        for key, v in values.items():
-            self.sums[key] = self.sums.get(key, 0.0) + float(v) * n
-        self.total += n
-
-    def result(self):
-        return {k: v / max(self.total, 1) for k, v in self.sums.items()}
 
 
 # --- tasks: one small class each, registered by name ----------------------------------------
@@ -202,15 +131,18 @@ class Objective:
     def __init__(self, config, num_classes, default="classification", label_smoothing=0.0):
         self.config = config
         self.num_classes = num_classes
-        names = [n if n in TASKS else None for n in (config.loss or default, config.metric or default)]
-        self.name = names[1] or names[0] or default
-        # Evaluation reports the plain loss; label smoothing only shapes training.
-        self.task = TASKS[self.name](num_classes, config.ignore_index)
-        self._loss = TASKS[names[0]](num_classes, config.ignore_index, label_smoothing).loss if names[0] \
-            else _import(config.loss, "loss")
-        self.eval_loss = TASKS[names[0]](num_classes, config.ignore_index).loss if names[0] else self._loss
-        self._metric = None if names[1] else _import(config.metric, "metric")
-        self.metric_names = self.task.metric_names if names[1] else ()
+        loss_name, metric_name = config.loss or default, config.metric or default
+        builtin_loss, builtin_metric = loss_name in TASKS, metric_name in TASKS
+        self.name = metric_name if builtin_metric else loss_name if builtin_loss else default
+        self.task = TASKS[self.name](num_classes, config.ignore_index)  # its metric and training accuracy
+        if builtin_loss:
+            # Evaluation reports the plain loss; label smoothing only shapes training.
+            self._loss = TASKS[loss_name](num_classes, config.ignore_index, label_smoothing).loss
+            self.eval_loss = TASKS[loss_name](num_classes, config.ignore_index).loss
+        else:
+            self._loss = self.eval_loss = _import(config.loss, "loss")
+        self._metric = None if builtin_metric else _import(config.metric, "metric")
+        self.metric_names = self.task.metric_names if builtin_metric else ()
 
     def correct(self, outputs, labels):
         """(correct, counted) predictions of one training batch, for progress bars and history."""
@@ -274,6 +206,8 @@ class Objective:
         probe.eval()
         with paddle.no_grad():
             out = self.select(probe(paddle.zeros(input_shape, dtype="float32")))
+        if not self.metric_names:
+            return  # the user's metric decides what it reads
         want = 4 if self.name == "segmentation" else 2
         if len(out.shape) != want or (self.metric_names and out.shape[1] != self.num_classes):
             layout = "[N, classes, H, W]" if want == 4 else "[N, classes]"

@@ -10,7 +10,8 @@ import pytest
 import slimkit
 from slimkit.engine import Engine
 from slimkit.errors import ConfigError, ModelError
-from slimkit.tasks import SegmentationMetric, TaskConfig, TopK, build_task
+from slimkit.metrics import SegmentationMetric, TopK
+from slimkit.tasks import TaskConfig, build_task
 
 RNG = np.random.RandomState(0)
 
