@@ -60,17 +60,17 @@ class Pipeline:
     # --- running ------------------------------------------------------------------------
     def run(self, resume=False):
         """Run (or resume) every stage; returns the StageReports, baseline first."""
+        task = getattr(self.engine, "task", None)
+        if task is not None:  # a bad task.output stops here, before any work or file change
+            task.check_outputs(self.input_model, self.input_shape)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._check_resume(resume)
-        task = getattr(self.engine, "task", None)
-        table = ConsoleTable(metric_names=task.metric_names or None if task else ("top1", "top5")) \
-            if self.verbose else None
-        original = self.input_model
-        model = copy.deepcopy(original)
-        if task is not None:
-            task.check_outputs(model, self.input_shape)  # a bad task.output stops here, before any work
+        names = (task.metric_names or None) if task is not None else ("top1", "top5")  # None: a user metric's
+        table = ConsoleTable(metric_names=names) if self.verbose else None
         if table:
             table.header()
+        original = self.input_model
+        model = copy.deepcopy(original)
         teacher = None
         self.reports = []
         baseline_dir = self.out_dir / "00-baseline"

@@ -96,10 +96,13 @@ def test_yaml_segmentation_pipeline_reports_miou_in_every_row(tmp_path, capsys):
 ])
 def test_bad_task_values_exit_2_before_any_work(tmp_path, capsys, task, stages, message):
     changes = {"task": task} if stages is None else {"stages": stages}
-    out = tmp_path / "run"
-    assert main(["run", str(_config(tmp_path, **changes)), "--out", str(out), "--quiet"]) == 2
+    earlier = tmp_path / "run" / "01-train" / "model.pdparams"  # a previous run's stage
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text("weights")
+    assert main(["run", str(_config(tmp_path, **changes)), "--out", str(earlier.parents[1]), "--quiet"]) == 2
     assert message in capsys.readouterr().err
-    assert not list(out.glob("*/model.pdparams")), "nothing was measured or trained"
+    files = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert files == [earlier.relative_to(tmp_path), Path("seg.yaml")], "nothing measured, trained or removed"
 
 
 def test_ptq_of_a_segmenter_reports_the_exported_models_miou(tmp_path):
