@@ -110,7 +110,7 @@ def _run(args):
     from .config import build_pipeline
     from .console import captured_console
     from .preflight import load_config_all
-    from .report import ConsoleTable
+    from .report import ConsoleTable, metric_names
     from .rundir import append_log
 
     config = load_config_all(args.config, args.overrides)
@@ -123,7 +123,7 @@ def _run(args):
             pipeline = build_pipeline(config, out, verbose=not args.quiet)
             reports = pipeline.run(resume=args.resume, overwrite=args.overwrite)
             if args.quiet:  # only the final table
-                table = ConsoleTable()
+                table = ConsoleTable(metric_names=metric_names(reports))
                 table.header()
                 for report in reports:
                     table.row(report)
@@ -137,13 +137,14 @@ def _run(args):
 
 def _bench(args):
     from .deploy.stage_latency import bench_run
-    from .report import ConsoleTable, ReportConfig
+    from .report import ConsoleTable, ReportConfig, metric_names
 
     cfg = ReportConfig.from_dict({"latency_runs": args.runs, "latency_warmup": args.warmup,
                                   "latency_rounds": args.rounds, "threads": args.threads}, "bench")
-    table = ConsoleTable()
+    reports = bench_run(args.folder, cfg)
+    table = ConsoleTable(metric_names=metric_names(reports))
     table.header()
-    for r in bench_run(args.folder, cfg):
+    for r in reports:
         table.row(r)
     print(f"\nlatency: {r.latency_method}")
     return 0
@@ -151,7 +152,7 @@ def _bench(args):
 
 def _report(args):
     """Print a run folder's table (or report.md); an interrupted run is marked with the stages it lacks."""
-    from .report import ConsoleTable, read_reports
+    from .report import ConsoleTable, metric_names, read_reports
     from .rundir import missing_stages
 
     folder = Path(args.folder)
@@ -159,7 +160,7 @@ def _report(args):
     if args.markdown:
         print((folder / "report.md").read_text() if (folder / "report.md").is_file() else "")
     else:
-        table = ConsoleTable()
+        table = ConsoleTable(metric_names=metric_names(reports))
         table.header()
         for r in reports:
             table.row(r)

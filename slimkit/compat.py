@@ -246,3 +246,22 @@ def fix_linear_quanter_zero_point():
             return wrapped
 
         cls.__init__ = make(init)
+
+
+# --- losses ----------------------------------------------------------------------------
+
+def pixel_cross_entropy(scores, labels, ignore_index=255, label_smoothing=0.0):
+    """Mean cross-entropy of [N, C, H, W] scores against [N, H, W] labels, pixels at `ignore_index` skipped.
+
+    Paddle 3.3's `F.cross_entropy(..., label_smoothing=e)` fails for per-pixel labels
+    (`label_smooth` has no int64 kernel once labels carry a trailing class axis), so the
+    smoothed loss is written out: (1 - e) * NLL + e * mean over classes of -log p, which is
+    the cross-entropy against (1 - e) * one-hot + e / C, as paddle smooths per-image labels.
+    """
+    log_p = paddle.nn.functional.log_softmax(scores, axis=1)
+    valid = labels != ignore_index
+    picked = paddle.take_along_axis(log_p, paddle.where(valid, labels, paddle.zeros_like(labels)).unsqueeze(1),
+                                    axis=1).squeeze(1)
+    loss = -picked if not label_smoothing else -(1 - label_smoothing) * picked - label_smoothing * log_p.mean(axis=1)
+    weight = valid.astype(loss.dtype)
+    return (loss * weight).sum() / paddle.clip(weight.sum(), min=1.0)

@@ -4,6 +4,7 @@
     model:  {name: small_cnn}              # ModelConfig
     train:  {epochs: 10, lr: 0.05}         # TrainConfig
     report: {latency_runs: 50}             # ReportConfig
+    task:   {loss: segmentation}           # TaskConfig (default: the dataset's task)
     stages:
       - {type: finetune, name: train, epochs: 10}
       - {type: filter_pruning, criterion: l1, target_flops_reduction: 0.5}
@@ -23,6 +24,7 @@ from .models import ModelConfig, build_model
 from .report import ReportConfig
 from .schema import Options, option
 from .strategy import Strategy, strategy_from_config
+from .tasks import TaskConfig
 
 
 @dataclasses.dataclass
@@ -34,6 +36,7 @@ class RunConfig(Options):
     train: TrainConfig = option(default_factory=TrainConfig, doc="training defaults of every stage (see `train`)")
     report: ReportConfig = option(default_factory=ReportConfig, doc="how stages are measured (see `report`)")
     export: ExportConfig = option(default_factory=ExportConfig, doc="deployable files of every stage (see `export`)")
+    task: TaskConfig = option(default_factory=TaskConfig, doc="loss, metric and model output (see `task`)")
     stages: list = option(default_factory=list, doc="the strategies to run in order: `{type: ..., options}`")
     input_shape: Optional[list] = option(None, "model input [1, C, H, W]; default: the dataset's shape, batch 1")
 
@@ -92,4 +95,5 @@ def build_pipeline(config, out_dir, verbose=True):
             "input_size": data.input_shape[-1], **config.model.args}
     model = build_model(checkpoint=config.model.checkpoint, seed=config.train.seed, **spec)
     return Pipeline(model, data, stages=config.stages, input_shape=config.input_shape, train=config.train,
-                    out_dir=out_dir, report=config.report, model_spec=spec, verbose=verbose, export=config.export)
+                    out_dir=out_dir, report=config.report, model_spec=spec, verbose=verbose, export=config.export,
+                    task=config.task)

@@ -18,7 +18,7 @@ from typing import Literal, Optional
 import numpy as np
 import paddle
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .schema import Options, option
 
 FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
@@ -40,8 +40,9 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
 class DataConfig(Options):
     """Which dataset to use and how to split it (config block `data`)."""
 
-    name: Literal["digits", "mnist", "fashion_mnist", "cifar10"] = option(
-        "digits", "dataset name; `digits` is built in, the others read local files")
+    name: Literal["digits", "mnist", "fashion_mnist", "cifar10", "shapes"] = option(
+        "digits", "dataset name; `digits` and `shapes` (synthetic segmentation) are built in, "
+                  "the others read local files")
     root: Optional[str] = option(
         None, "folder with the dataset's original files; default: $SLIMKIT_DATA/<name>, "
               "and for fashion_mnist Debian's /usr/share/datasets/fashion-mnist")
@@ -58,6 +59,11 @@ class DataConfig(Options):
     args: dict = option(default_factory=dict, doc="keyword arguments of `factory`")
     num_classes: Optional[int] = option(None, "number of classes of `factory`'s data; default: largest label + 1",
                                         gt=0)
+
+    def check(self):
+        if self.name == "shapes" and self.augment:
+            raise ConfigError("augment", "the shapes dataset has per-pixel labels, which crop augmentation "
+                                         "would leave behind", "leave augment null or false for shapes")
 
 
 class ArrayDataset(paddle.io.Dataset):
@@ -111,6 +117,7 @@ class DataBundle:
     input_shape: tuple  # (C, H, W)
     class_names: list
     description: Optional[dict] = None  # what was used, for report.json
+    task: str = "classification"  # what the labels are: a class per image, or per pixel ("segmentation")
 
 
 def load_dataset(config=None, **kwargs):
@@ -122,8 +129,8 @@ def load_dataset(config=None, **kwargs):
         return from_factory(config)
     loader = _LOADERS[config.name]
     train_x, train_y, test_x, test_y, classes = loader(config)
-    if config.name == "digits":
-        # digits has no official test split: hold one out, seeded.
+    if test_x is None:
+        # digits and shapes have no official test split: hold one out, seeded.
         order = np.random.RandomState(config.seed).permutation(len(train_y))
         n_test = int(round(0.2 * len(order)))
         test_x, test_y = train_x[order[:n_test]], train_y[order[:n_test]]
@@ -156,6 +163,7 @@ def load_dataset(config=None, **kwargs):
                                                      "test": len(test_y)},
                      "num_classes": len(classes), "input_shape": list(train_x.shape[1:]),
                      "normalisation": "per channel, mean and std of the training split"},
+        task="segmentation" if train_y.ndim == 3 else "classification",
     )
 
 
@@ -184,6 +192,13 @@ def _load_digits(config):
     bunch = load_digits()
     images = bunch.images.astype(np.float32)[:, None] / 16.0
     return images, bunch.target.astype(np.int64), None, None, [str(i) for i in range(10)]
+
+
+def _load_shapes(config):
+    from .shapes import CLASSES, make_shapes
+
+    images, labels = make_shapes(seed=config.seed)
+    return images, labels, None, None, list(CLASSES)
 
 
 def _dataset_folder(config, default=None, package_hint=None):
@@ -301,4 +316,5 @@ _LOADERS = {
     "mnist": _load_mnist,
     "fashion_mnist": _load_fashion_mnist,
     "cifar10": _load_cifar10,
+    "shapes": _load_shapes,
 }

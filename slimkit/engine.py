@@ -11,15 +11,15 @@ import dataclasses
 import warnings
 from typing import Iterator, Literal, Optional, Protocol, runtime_checkable
 
-import numpy as np
 import paddle
-import paddle.nn.functional as F
 from tqdm.auto import tqdm
 
 from .errors import ConfigError
 from .schema import Options, option
 from .seeding import set_seed  # noqa: F401  (kept importable from here)
 from .surgery import eval_mode
+from .metrics import topk_hits  # noqa: F401  (kept importable from here)
+from .tasks import build_task
 
 
 @dataclasses.dataclass
@@ -91,34 +91,24 @@ def resolve_train_config(train=None, engine=None):
     return TrainConfig()
 
 
-def topk_hits(logits, labels, k):
-    """(top-1 hits, top-k hits) of numpy `logits` [N, classes] against integer `labels` [N]."""
-    topk = np.argsort(-np.asarray(logits), axis=1, kind="stable")[:, :k]
-    y = np.asarray(labels).reshape(-1, 1)
-    return int((topk[:, :1] == y).sum()), int((topk == y).any(axis=1).sum())
-
-
-def cross_entropy(model, images, labels, label_smoothing=0.0):
-    """The default loss: cross-entropy of the model's logits."""
-    logits = model(images)
-    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing), logits
-
-
 class Engine:
     """Runs training and evaluation for every stage of a pipeline on one dataset.
 
     `train(model, epochs, lr, loss_fn, on_step)`: `loss_fn(model, images, labels)`
     returns `(loss, logits)`; `on_step(step, model)` runs after every optimizer step.
-    `evaluate(model, split, max_batches)` returns top1/top5 (fractions), loss, samples.
+    `evaluate(model, split, max_batches)` returns the task's metrics (top1/top5 fractions for
+    classification, miou/pixel_acc for segmentation), loss, samples. `task` (a TaskConfig,
+    its fields as a dict, or None for the dataset's own task) gives the default loss and the metric.
     """
 
-    def __init__(self, data, config=None):
+    def __init__(self, data, config=None, task=None):
         if data is None:
             from .errors import ConfigError
 
             raise ConfigError("data", "the engine has no data", "pass a DataBundle, e.g. slimkit.to_bundle((X, y))")
         self.data = data
         self.config = config if isinstance(config, TrainConfig) else TrainConfig(**(config or {}))
+        self.task = build_task(task, data, self.config.label_smoothing)
         self.history = []  # per-epoch records of every train() call, until take_history()
 
     def take_history(self):
@@ -170,9 +160,7 @@ class Engine:
             return []
         steps = self.steps_per_epoch()
         optimizer = self.make_optimizer(model, lr, epochs * steps)
-        if loss_fn is None:
-            def loss_fn(m, x, y):
-                return cross_entropy(m, x, y, cfg.label_smoothing)
+        loss_fn = loss_fn or self.task.loss_fn
         paddle.seed(cfg.seed)
         model.train()
         try:
@@ -189,7 +177,7 @@ class Engine:
         cfg = self.config
         history, step = [], 0
         for epoch in range(epochs):
-            total, correct, loss_sum = 0, 0, 0.0
+            samples, total, correct, loss_sum = 0, 0, 0, 0.0
             lr = optimizer.get_lr()
             bar = tqdm(self.batches("train", cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
                                     augment=True, max_batches=steps),
@@ -207,11 +195,12 @@ class Engine:
                 if on_step is not None:
                     on_step(step, model)
                 n = int(labels.shape[0])
-                total += n
+                samples += n
                 loss_sum += loss.item() * n
-                correct += int((logits.argmax(axis=1) == labels).astype("int64").sum().item())
-                bar.set_postfix(loss=f"{loss_sum / total:.4f}", acc=f"{correct / total:.3f}")
-            history.append({"epoch": epoch + 1, "loss": loss_sum / max(total, 1),
+                hits, counted = self.task.correct(logits, labels)
+                correct, total = correct + hits, total + counted
+                bar.set_postfix(loss=f"{loss_sum / samples:.4f}", acc=f"{correct / max(total, 1):.3f}")
+            history.append({"epoch": epoch + 1, "loss": loss_sum / max(samples, 1),
                             "train_top1": correct / max(total, 1), "lr": lr})
             if epoch_line:
                 print(epoch_progress(desc, epoch + 1, epochs, history[-1]), flush=True)
@@ -220,19 +209,15 @@ class Engine:
     # --- evaluation ---------------------------------------------------------------------
     @paddle.no_grad()
     def evaluate(self, model, split="test", max_batches=None):
-        """Top-1/top-5 accuracy (fractions) and mean loss of `model` on a split."""
-        top1 = top5 = total = 0
-        loss_sum = 0.0
-        k = min(5, self.data.num_classes)
+        """The task's metrics (e.g. top1/top5 fractions) and mean loss of `model` on a split."""
+        metric, total, loss_sum = self.task.metric(), 0, 0.0
         with eval_mode(model):
             for images, labels in self.batches(split, self.config.eval_batch_size, max_batches=max_batches):
-                logits = model(images)
-                loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-                hits1, hitsk = topk_hits(logits.numpy(), labels.numpy(), k)
-                top1, top5, total = top1 + hits1, top5 + hitsk, total + int(labels.shape[0])
-        return {"top1": top1 / max(total, 1),
-                "top5": top5 / max(total, 1) if self.data.num_classes > 5 else None,
-                "loss": loss_sum / max(total, 1), "samples": total}
+                logits = self.task.select(model(images))
+                loss_sum += self.task.eval_loss(logits, labels).item() * int(labels.shape[0])
+                metric.update(logits.numpy(), labels.numpy())
+                total += int(labels.shape[0])
+        return {**metric.result(), "loss": loss_sum / max(total, 1), "samples": total}
 
 
 def _tensor(value):

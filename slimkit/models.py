@@ -128,6 +128,46 @@ class MobileNetV1(nn.Layer):
         return self.fc(paddle.flatten(self.pool(self.features(x)), 1))
 
 
+class SmallUNet(nn.Layer):
+    """A small encoder-decoder segmenter: two stride-2 stages down, upsampling with skip concatenations.
+
+    Returns [N, num_classes, H, W] scores at the input's size. It upsamples by a fixed factor
+    (x2 bilinear) and returns one tensor, patterns filter pruning follows today; `aux_head`
+    adds a second output, from the deepest stage, in training mode only (for `task.aux_weights`).
+    """
+
+    def __init__(self, num_classes=4, in_channels=1, width=8, aux_head=False):
+        super().__init__()
+        w = width
+        self.enc1 = _conv_bn_relu(in_channels, w)
+        self.enc2 = nn.Sequential(_conv_bn_relu(w, 2 * w, 2), _conv_bn_relu(2 * w, 2 * w))
+        self.enc3 = nn.Sequential(_conv_bn_relu(2 * w, 4 * w, 2), _conv_bn_relu(4 * w, 4 * w))
+        self.dec2 = _conv_bn_relu(6 * w, 2 * w)
+        self.dec1 = _conv_bn_relu(3 * w, w)
+        self.head = nn.Conv2D(w, num_classes, 1)
+        self.aux = nn.Conv2D(4 * w, num_classes, 1) if aux_head else None
+
+    def forward(self, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        d2 = self.dec2(paddle.concat([_up(e3, 2), e2], axis=1))
+        d1 = self.dec1(paddle.concat([_up(d2, 2), e1], axis=1))
+        out = self.head(d1)
+        if self.training and self.aux is not None:
+            return [out, _up(self.aux(e3), 4)]
+        return out
+
+
+def _conv_bn_relu(in_channels, out_channels, stride=1):
+    return nn.Sequential(nn.Conv2D(in_channels, out_channels, 3, stride=stride, padding=1, bias_attr=False),
+                         nn.BatchNorm2D(out_channels), nn.ReLU())
+
+
+def _up(x, factor):
+    return nn.functional.interpolate(x, scale_factor=factor, mode="bilinear")
+
+
 def small_cnn(num_classes=10, in_channels=1, input_size=8, width=16):
     return SmallCNN(num_classes, in_channels, input_size, width)
 
@@ -144,11 +184,16 @@ def mobilenet_v1(num_classes=10, in_channels=3, scale=1.0):
     return MobileNetV1(num_classes, in_channels, scale)
 
 
+def small_unet(num_classes=4, in_channels=1, width=8, aux_head=False):
+    return SmallUNet(num_classes, in_channels, width, aux_head)
+
+
 REGISTRY = {
     "small_cnn": (small_cnn, "3 conv-BN-ReLU blocks + 2 linear layers on the flattened map (digits, MNIST)"),
     "resnet20": (resnet20, "CIFAR-style ResNet-20 (0.27 M params)"),
     "resnet56": (resnet56, "CIFAR-style ResNet-56 (0.86 M params)"),
     "mobilenet_v1": (mobilenet_v1, "MobileNetV1 for 32x32 inputs; args: scale (width multiplier)"),
+    "small_unet": (small_unet, "small encoder-decoder segmenter (shapes); args: width, aux_head"),
 }
 
 

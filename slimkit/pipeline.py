@@ -27,6 +27,7 @@ from .report import ConsoleTable, Note, ReportConfig, StageReport, write_reports
 from .seeding import seeded, set_seed
 from .sparsity.masks import holding_masks
 from .strategy import Context, Strategy
+from .tasks import check_stages
 
 DONE = "stage.json"
 
@@ -36,7 +37,7 @@ class Pipeline:
 
     def __init__(self, model, data=None, stages=(), input_shape=None, train=None, engine=None,
                  out_dir="runs/latest", report=None, model_spec=None, verbose=True, num_classes=None, seed=None,
-                 export=None):
+                 export=None, task=None):
         # No default data: without data the engine's own is used, and without either it is an error.
         self.data = to_bundle(data if data is not None else getattr(engine, "data", None), num_classes,
                               input_shape[1:] if input_shape else None)
@@ -51,7 +52,8 @@ class Pipeline:
         if len(set(names)) != len(names):
             raise ConfigError("stages", f"stage names repeat: {names}", "give stages distinct `name`s")
         self.train_config = resolve_train_config(train, engine)  # the hyperparameters every stage's Context gets
-        self.engine = check_engine(engine) if engine is not None else Engine(self.data, self.train_config)
+        self.engine = check_engine(engine) if engine is not None else Engine(self.data, self.train_config, task)
+        check_stages(getattr(self.engine, "task", None), self.stages)
         self.input_shape = list(input_shape) if input_shape else [1, *self.data.input_shape]
         self.report_config = report if isinstance(report, ReportConfig) else ReportConfig(**(report or {}))
         self.export = export if isinstance(export, ExportConfig) else ExportConfig.from_dict(export, "export")
@@ -82,10 +84,14 @@ class Pipeline:
 
     def _run(self, resume, overwrite):
         preflight.check_pipeline(self, resume=resume, overwrite=overwrite)
+        task = getattr(self.engine, "task", None)
+        if task is not None:  # a bad task.output stops here, before any work or file change
+            task.check_outputs(self.input_model, self.input_shape)
         self.run_id = rundir.claim(self.out_dir, self.identity(),
                                    ["00-baseline", *(self.stage_dir(i).name for i in range(len(self.stages)))],
                                    resume=resume, overwrite=overwrite)
-        table = ConsoleTable() if self.verbose else None
+        names = (task.metric_names or None) if task is not None else ("top1", "top5")  # None: a user metric's
+        table = ConsoleTable(metric_names=names) if self.verbose else None
         if table:
             table.header()
         original = self.input_model
@@ -170,10 +176,11 @@ class Pipeline:
         deployed = measure_stage(model, folder, cfg, latency_shape)
         report = StageReport(
             stage=name, strategy=strategy, flops=flops, params=count_params(model),
-            top1=metrics["top1"], top5=metrics["top5"], size_bytes=saved_size(folder / "model.pdparams"),
+            top1=metrics.get("top1"), top5=metrics.get("top5"), size_bytes=saved_size(folder / "model.pdparams"),
             latency_ms=deployed["latency_ms"], seconds=0.0, latency_method=deployed["latency_method"],
             sparsity=weight_sparsity(model),
-            notes=notes, extra={**(ctx.metrics if ctx else {}), "flops_zero_types": zero_types, **deployed["extra"]})
+            notes=notes, extra={**(ctx.metrics if ctx else {}), "flops_zero_types": zero_types, **deployed["extra"]},
+            metrics={k: v for k, v in metrics.items() if k not in ("loss", "samples")})
         if stage is not None:
             stage.measure(model, ctx, report)
         export_formats(model, folder, self.input_shape, self.engine, self.export, report)
@@ -203,7 +210,7 @@ class Pipeline:
         return {"data": self.data.description or self.data.name, "input_shape": self.input_shape,
                 "model_spec": self.model_spec, "seed": self.seed,
                 "engine": "slimkit.Engine" if engine is Engine else f"{engine.__module__}.{engine.__qualname__}",
-                "train": self.train_config.to_dict() if self._train_given else None,
+                "train": self.train_config.to_dict() if self._train_given else None, "task": _task_options(self.engine),
                 "stages": [s.to_config() for s in self.stages]}
 
     def identity(self):
@@ -246,3 +253,9 @@ def _take_history(engine):
     """The per-epoch history the engine kept of this stage's training (none for an engine without it)."""
     take = getattr(engine, "take_history", None)
     return take() if callable(take) else []
+
+
+def _task_options(engine):
+    # A run measured with another loss or metric is another run: resume must not mix them.
+    task = getattr(engine, "task", None)
+    return task.config.to_dict() if task is not None else None

@@ -53,6 +53,7 @@ def config_reference():
     from .models import ModelConfig
     from .report import ReportConfig
     from .strategy import STRATEGIES
+    from .tasks import TaskConfig
 
     parts = ["# Config reference", "",
              "Generated from the option declarations by `python -m slimkit.reference`; "
@@ -60,7 +61,7 @@ def config_reference():
              "Unknown keys are rejected with the closest valid name.", "",
              "## Top level", "", options_table(RunConfig), ""]
     for key, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig), ("report", ReportConfig),
-                     ("export", ExportConfig)):
+                     ("export", ExportConfig), ("task", TaskConfig)):
         parts += [f"## `{key}`", "", (cls.__doc__ or "").strip(), "", options_table(cls), ""]
     parts += ["## Stages", "", "Each entry of `stages` is `{type: <type>, ...options}`.", ""]
     for name in sorted(STRATEGIES):

@@ -73,7 +73,7 @@ class StageReport:
     strategy: str
     flops: int
     params: int
-    top1: float
+    top1: Optional[float]  # classification; other tasks leave these None and fill `metrics`
     top5: Optional[float]
     size_bytes: int
     latency_ms: float
@@ -82,6 +82,7 @@ class StageReport:
     sparsity: Optional[float] = None  # share of zero weights in conv/linear weights
     notes: list = dataclasses.field(default_factory=list)
     extra: dict = dataclasses.field(default_factory=dict)
+    metrics: dict = dataclasses.field(default_factory=dict)  # the task's metric values, primary first
 
     def __post_init__(self):
         self.notes = [Note.from_value(n, self.stage) for n in self.notes]
@@ -182,6 +183,38 @@ def fitting_columns(width, columns=None):
     return chosen
 
 
+# Column titles of known metrics; a user metric's column is titled with its own name.
+METRIC_TITLES = {"top1": "top-1 %", "top5": "top-5 %", "miou": "mIoU %", "pixel_acc": "pixel acc %"}
+PERCENT_METRICS = {"top1", "top5", "miou", "pixel_acc"}
+
+
+def _metric_value(name):
+    return lambda report: getattr(report, "metrics", {}).get(name, getattr(report, name, None))
+
+
+def metric_column(name, priority):
+    """The accuracy column of metric `name`, titled after it (a percentage for the built-in ones)."""
+    title = METRIC_TITLES.get(name, name)
+    text = _percent if name in PERCENT_METRICS else "{:.4f}".format
+    return Column(name, title, max(7, len(title)), priority, _metric_value(name), text)
+
+
+def columns(metric_names=("top1", "top5")):
+    """COLUMNS with the accuracy columns named after the task's metrics (the first one kept first)."""
+    out, metrics = [], [metric_column(n, 95 if i == 0 else 30) for i, n in enumerate(metric_names)]
+    for c in COLUMNS:
+        if c.key in ("top1", "top5"):
+            out += metrics if c.key == "top1" else []
+        else:
+            out.append(c)
+    return out
+
+
+def metric_names(reports):
+    """The metric columns of a run: those of its first report, top-1/top-5 when it has none."""
+    return tuple(reports[0].metrics) if reports and reports[0].metrics else ("top1", "top5")
+
+
 def human_bytes(n):
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -213,17 +246,29 @@ def table_width(stream):
 class ConsoleTable:
     """Prints one row per stage as stages finish, with ratios to the baseline row, within 100 columns."""
 
-    def __init__(self, stream=None, width=None):
+    def __init__(self, stream=None, width=None, metric_names=("top1", "top5")):
+        """`metric_names`: the accuracy columns; None = those of the first row (a user metric)."""
         self.stream = stream or sys.stdout
         self.baseline = None
         self.width = width or table_width(self.stream)
-        self.columns = fitting_columns(self.width)
+        self._set_columns(metric_names)
+        self._header_due = False
+
+    def _set_columns(self, metric_names):
+        self.columns = fitting_columns(self.width, columns(metric_names)) if metric_names is not None else None
 
     def header(self):
+        if self.columns is None:  # printed with the first row, once its metrics are known
+            self._header_due = True
+            return
         self._line([c.title for c in self.columns])
         self._line(["-" * c.width for c in self.columns])
 
     def row(self, report):
+        if self.columns is None:
+            self._set_columns(metric_names([report]))
+            if self._header_due:
+                self.header()
         if self.baseline is None:
             self.baseline = report
         base = None if report is self.baseline else self.baseline
@@ -243,11 +288,12 @@ def _fit(text, width):
 
 
 def to_markdown(reports, title="slimkit report"):
-    lines = [f"# {title}", "", "| " + " | ".join(c.title for c in COLUMNS) + " |",
-             "|" + "---|" * len(COLUMNS)]
+    cols = columns(metric_names(reports))
+    lines = [f"# {title}", "", "| " + " | ".join(c.title for c in cols) + " |",
+             "|" + "---|" * len(cols)]
     for r in reports:
         base = reports[0] if r is not reports[0] else None
-        lines.append("| " + " | ".join(c.cell(r, base, exact=True) for c in COLUMNS) + " |")
+        lines.append("| " + " | ".join(c.cell(r, base, exact=True) for c in cols) + " |")
     if reports:
         lines += ["", f"FLOPs: multiply-accumulates counted by `paddle.flops`. params: elements of every "
                       f"parameter. size: saved parameters on disk. latency: {reports[0].latency_method}."]

@@ -60,12 +60,14 @@ class Strategy(Options):
     Subclasses are dataclasses of `option(...)` fields (their config), declare their
     YAML `type` with `class X(Strategy, type_name="x")`, and implement `apply`.
     Set `compresses = False` for steps that only train (the teacher is the model as it
-    was before the first step that compresses). A subclass without `type_name` is still
-    reachable from YAML as `type: package.module:Class`.
+    was before the first step that compresses), and `tasks = ("classification",)` for a
+    step that only works on classifiers (a pipeline rejects it on other tasks up front).
+    A subclass without `type_name` is still reachable from YAML as `type: package.module:Class`.
     """
 
     type_name: ClassVar[str] = ""
     compresses: ClassVar[bool] = True
+    tasks: ClassVar = None  # the task names (slimkit.tasks) it works on; None = every task
 
     name: Optional[str] = option(None, "stage name in reports and folders; default: the stage's type")
 

@@ -108,3 +108,24 @@ def test_importing_paddleslim_keeps_the_matplotlib_backend():
     changed, backend = out.stdout.split()[-2:]
     assert changed == "True", "paddleslim no longer calls matplotlib.use('Agg') at import: drop the guard"
     assert backend.lower() == "svg"
+
+
+def test_pixel_label_smoothing_is_needed_and_matches_paddles_smoothing_per_pixel():
+    rng = np.random.RandomState(0)
+    scores = paddle.to_tensor(rng.randn(2, 3, 4, 5).astype("float32"))
+    labels = paddle.to_tensor(rng.randint(0, 3, (2, 4, 5)))
+    with pytest.raises(RuntimeError, match="label_smooth"):  # drop the hand-written smoothing when this passes
+        paddle.nn.functional.cross_entropy(paddle.transpose(scores, [0, 2, 3, 1]), labels.unsqueeze(-1),
+                                           label_smoothing=0.1)
+    # the same pixels as a batch of 40 per-image samples, which paddle smooths itself
+    flat = paddle.transpose(scores, [0, 2, 3, 1]).reshape([-1, 3])
+    for smoothing in (0.0, 0.1):
+        expected = paddle.nn.functional.cross_entropy(flat, labels.reshape([-1]), label_smoothing=smoothing)
+        got = compat.pixel_cross_entropy(scores, labels, label_smoothing=smoothing)
+        assert float(got) == pytest.approx(float(expected), rel=1e-5)
+    ignored = labels.numpy().copy()
+    ignored[0] = 255
+    kept = paddle.nn.functional.cross_entropy(paddle.transpose(scores[1:], [0, 2, 3, 1]).reshape([-1, 3]),
+                                              labels[1:].reshape([-1]), label_smoothing=0.1)
+    assert float(compat.pixel_cross_entropy(scores, paddle.to_tensor(ignored), 255, 0.1)) == \
+        pytest.approx(float(kept), rel=1e-5)

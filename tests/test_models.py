@@ -21,6 +21,13 @@ def test_registry_models_forward(name, kwargs, shape):
     assert model(paddle.randn(shape)).shape == [2, 7]
 
 
+@pytest.mark.parametrize("size", [32, 48])
+def test_small_unet_returns_scores_at_the_input_size(size):
+    model = slimkit.build_model("small_unet", num_classes=5, in_channels=3, input_size=size)
+    model.eval()
+    assert model(paddle.randn([2, 3, size, size])).shape == [2, 5, size, size]
+
+
 def test_resnet20_has_the_published_size():
     model = slimkit.build_model("resnet20", num_classes=10, in_channels=3)
     trainable = sum(int(p.numel()) for p in model.parameters() if not p.stop_gradient)

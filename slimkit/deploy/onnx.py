@@ -115,6 +115,7 @@ class OnnxModel:
 
     # One evaluation and one timer for every runtime: both only call self.run.
     evaluate = InferenceModel.evaluate
+    evaluate_batches = InferenceModel.evaluate_batches
     latency = InferenceModel.latency
 
     def __init__(self, path, threads=1, optimize=True):

@@ -231,19 +231,19 @@ class InferenceModel:
         return self.predictor.run
 
     def evaluate(self, engine, split="test", max_batches=None):
-        """Top-1/top-5 (fractions) of the exported model on a split of an engine's data, like `Engine.evaluate`."""
-        return self.evaluate_batches(engine.batches(split, max_batches=max_batches), engine.data.num_classes)
+        """The task's metrics (e.g. top-1/top-5) of the exported model on a split, like `Engine.evaluate`."""
+        from ..tasks import metric_of
 
-    def evaluate_batches(self, batches, num_classes):
-        """Top-1/top-5 (fractions) of the exported model over (images, labels) `batches`."""
-        from ..engine import topk_hits
+        metric = metric_of(engine, engine.data.num_classes)
+        return self.evaluate_batches(engine.batches(split, max_batches=max_batches), metric)
 
-        top1 = top5 = total = 0
+    def evaluate_batches(self, batches, metric):
+        """`metric` (an accumulator of slimkit.metrics) of the exported model over (images, labels) `batches`."""
+        total = 0
         for images, labels in batches:
-            hits1, hitsk = topk_hits(self.run(images.numpy()), labels.numpy(), min(5, num_classes))
-            top1, top5, total = top1 + hits1, top5 + hitsk, total + int(labels.shape[0])
-        return {"top1": top1 / max(total, 1),
-                "top5": top5 / max(total, 1) if num_classes > 5 else None, "samples": total}
+            metric.update(self.run(images.numpy()), labels.numpy())
+            total += int(labels.shape[0])
+        return {**metric.result(), "samples": total}
 
     def latency(self, input_shape, warmup=10, runs=50):
         """Median wall time (ms) of `predictor.run()` on a random batch of `input_shape`."""

@@ -297,7 +297,8 @@ def _activations_and_grads(model, groups, criterion, engine, batches):
                              "pass engine= (slimkit.Engine), or use a weight-based criterion (l1, l2, fpgm)")
         batches = engine.batches("train", criterion.batch_size, shuffle=True, seed=0, max_batches=criterion.batches)
     roots = sorted({r for g in groups for r in g.roots})
-    return collect_taylor_data(model, roots, batches)
+    task = getattr(engine, "task", None)  # the task's own loss (pixel cross-entropy for segmenters)
+    return collect_taylor_data(model, roots, batches, task.eval_loss_fn if task is not None else None)
 
 
 def collect_taylor_data(model, layer_names, batches, loss_fn=None):
@@ -347,8 +348,8 @@ def _backward_over(model, batches, loss_fn):
     count = 0
     for images, labels in batches:
         images.stop_gradient = True
-        logits = model(images)
-        loss = loss_fn(model, images, labels)[0] if loss_fn else F.cross_entropy(logits, labels)
+        # One forward per batch: the hooks keep one output per layer and batch.
+        loss = loss_fn(model, images, labels)[0] if loss_fn else F.cross_entropy(model(images), labels)
         loss.backward()
         count += 1
     return count

@@ -40,6 +40,7 @@ class Distillation(Strategy, type_name="distill"):
     """Train the current model (the student) to match a teacher's softened outputs and features."""
 
     compresses = False
+    tasks = ("classification",)  # the soft targets are one class distribution per image
 
     epochs: Optional[int] = option(None, "epochs; null = train.epochs", ge=0)
     lr: Optional[float] = option(None, "peak learning rate; null = train.lr", gt=0)

@@ -20,6 +20,7 @@ from ..pruning.latency import check_latency_target
 from ..schema import Options, option
 from ..strategy import Strategy
 from ..surgery import capture, restore
+from ..tasks import primary_metric
 
 __all__ = ["FilterPruning", "SensitivityConfig"]
 
@@ -223,7 +224,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         engine = ctx.engine
 
         def eval_fn(m):
-            return engine.evaluate(m, "val", max_batches=cfg.eval_batches)["top1"]
+            return primary_metric(engine, engine.evaluate(m, "val", max_batches=cfg.eval_batches))
 
         return sensitive(model, ctx.input_shape, eval_fn, cfg.ratios, self.criterion, file=file, skip=self.skip,
                          graph=graph, engine=engine, round_to=self.round_to, min_channels=self.min_channels,

@@ -24,6 +24,7 @@ from ..quant.export import export_quantized
 from ..quant.ptq import calibrate, prepare_ptq
 from ..quant.qat import QUANTIZABLE_TYPES, check_layer_types, convert, layers_to_quantize, quantize_for_training
 from ..schema import option
+from ..tasks import metric_of
 from ..strategy import Strategy
 
 __all__ = ["QAT", "PTQ"]
@@ -84,7 +85,7 @@ class _Quantization(Strategy):
         exported = InferenceModel(ctx.out_dir / EXPORT_DIR / "model", self.runtime)
         reference = InferenceModel(ctx.out_dir / FLOAT_EXPORT_DIR / "model", self.runtime)
         batches = ctx.engine.batches(ctx.report.eval_split, ctx.train.eval_batch_size)
-        metrics = exported.evaluate_batches(batches, ctx.data.num_classes)
+        metrics = exported.evaluate_batches(batches, metric_of(ctx.engine, ctx.data.num_classes))
         ops = exported.optimized_ops()
         verdict = int8_verdict(ops)
         # The int8 and float exports timed turn by turn, so their ratio holds on a busy machine.
@@ -101,14 +102,17 @@ class _Quantization(Strategy):
             int8_speedup_vs_float_export=round(float_latency / latency, 3),
             float_export_bytes=float_size, size_vs_float_export=round(size / float_size, 3),
             quant_params=report.params - extra["float_params"])
-        report.top1, report.top5 = metrics["top1"], metrics["top5"]
+        report.top1, report.top5 = metrics.get("top1"), metrics.get("top5")
+        report.extra["eager_metrics"] = dict(report.metrics)
+        report.metrics = {k: v for k, v in metrics.items() if k != "samples"}
         report.size_bytes = size
         report.latency_ms = latency
         report.latency_method = exported.latency_method(shape, warmup, runs)
         report.flops, report.params = extra["float_flops"], extra["float_params"]
         report.drop_notes("flops_zero_types")
+        accuracy = "top-1/top-5" if report.top1 is not None else ", ".join(report.metrics)
         report.add_note("FLOPs and params are those of the float structure (paddle.flops counts the quantized "
-                        "layers as zero); top-1/top-5, size and latency are measured on the exported files "
+                        f"layers as zero); {accuracy}, size and latency are measured on the exported files "
                         f"reloaded with paddle.inference ({report.extra['export_dir']})", "export")
         # The float structure's zero-FLOPs types are those of the stage before: already noted there.
         report.extra["flops_zero_types"] = extra["float_flops_zero_types"]
