@@ -83,10 +83,10 @@ class Pipeline:
             return self._run(resume, overwrite)
 
     def _run(self, resume, overwrite):
-        preflight.check_pipeline(self, resume=resume, overwrite=overwrite)
         task = getattr(self.engine, "task", None)
         if task is not None:  # a bad task.output stops here, before any work or file change
             task.check_outputs(self.input_model, self.input_shape)
+        preflight.check_pipeline(self, resume=resume, overwrite=overwrite)
         self.run_id = rundir.claim(self.out_dir, self.identity(),
                                    ["00-baseline", *(self.stage_dir(i).name for i in range(len(self.stages)))],
                                    resume=resume, overwrite=overwrite)

@@ -13,7 +13,7 @@ from slimkit.console import captured_console
 
 ROOT = Path(__file__).resolve().parents[1]
 # Lines slimkit itself prints during a run: the table, its notes, the closing line.
-OWN_LINE = re.compile(r"^(stage |-{6}|(baseline|train|qat) |    note: |          \S|reports: |$)")
+OWN_LINE = re.compile(r"^(stage |-{6}|(baseline|train|qat) |    note: |          \S|reports: |  \S+ epoch \d+/\d+: |$)")
 FOREIGN = re.compile(r"^[IWEF]\d{4} |New Executor|PIR not support|UserWarning|distutils|Traceback")
 
 

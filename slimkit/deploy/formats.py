@@ -154,11 +154,21 @@ def _onnx_files(folder, run_dir):
     return source
 
 
+def _builtin_datasets():
+    import typing
+
+    from ..data import DataConfig
+
+    return typing.get_args(typing.get_type_hints(DataConfig)["name"])
+
+
 def _run_engine(run_dir):
     from ..data import DataConfig, load_dataset
     from ..engine import Engine
 
     data = json.loads((Path(run_dir) / "pipeline.json").read_text()).get("data")
+    if isinstance(data, dict):  # the description of what was used: a built-in dataset is reloaded by its name
+        data = data.get("name") if data.get("name") in _builtin_datasets() and "factory" not in data else None
     if not isinstance(data, str):
         raise ModelError(f"{run_dir} was run on data slimkit cannot reload by name, needed to verify the ONNX file",
                          "run it with `export: {formats: [paddle, onnx]}` to export while the data is at hand")
