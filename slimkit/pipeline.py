@@ -82,7 +82,8 @@ class Pipeline:
         with seeded(self.seed):
             return self._run(resume, overwrite)
 
-    def _run(self, resume, overwrite):
+    def _prepare(self, resume, overwrite):
+        """Every check before work, then the output folder claimed; returns the console table (or None)."""
         task = getattr(self.engine, "task", None)
         if task is not None:  # a bad task.output stops here, before any work or file change
             task.check_outputs(self.input_model, self.input_shape)
@@ -94,6 +95,10 @@ class Pipeline:
         table = ConsoleTable(metric_names=names) if self.verbose else None
         if table:
             table.header()
+        return table
+
+    def _run(self, resume, overwrite):
+        table = self._prepare(resume, overwrite)
         original = self.input_model
         model = copy.deepcopy(original)
         teacher = None
@@ -149,6 +154,9 @@ class Pipeline:
         folders = [self.out_dir / "00-baseline"] + [self.stage_dir(i) for i in range(len(self.reports) - 1)]
         shape = [self.report_config.latency_batch, *self.input_shape[1:]]
         retime_interleaved(self.reports, folders, self.report_config, shape, clock=clock)
+        for folder, report in zip(folders, self.reports):  # a resumed run restores the re-timed rows
+            done = json.loads((folder / DONE).read_text())
+            self._mark_done(folder, report, done["config"])
         if self.verbose and self.report_config.runtime != "eager":
             print("    note: latency re-timed with all stages' exports interleaved: " + ", ".join(
                 f"{r.latency_ms:.3g}" for r in self.reports) + " ms")

@@ -26,8 +26,9 @@ def run(model, x):
     return [o.numpy() for o in flat_outputs(out)]
 
 
-def prune_and_check(build, input_shape, ratio=0.3, out_dim=10, tmp_path=None, export=True, exact=True):
+def prune_and_check(build, input_shape, ratio=0.3, out_dim=10, tmp_path=None, export=True, exact=True, round_to=None):
     """Prune `build()` uniformly by `ratio`; assert exactness, shapes, attributes, FLOPs, export, training.
+    `round_to` None keeps the library default (channel alignment); 1 checks exact per-channel counts.
 
     `out_dim=None`: a model whose outputs are not [batch, classes] logits (feature maps, several
     heads, dicts); its outputs must keep the unpruned model's shapes. `exact=False` for groups
@@ -42,7 +43,7 @@ def prune_and_check(build, input_shape, ratio=0.3, out_dim=10, tmp_path=None, ex
     x = paddle.to_tensor(np.random.RandomState(0).randn(*input_shape).astype("float32"))
     shapes_before = [o.shape for o in run(model, x)]
 
-    result = prune(model, input_shape, ratios=ratio, graph=graph)
+    result = prune(model, input_shape, ratios=ratio, graph=graph, round_to=round_to)
 
     assert result.layers and result.flops_after < result.flops_before
     assert slimkit.count_flops(model, input_shape)[0] == result.flops_after

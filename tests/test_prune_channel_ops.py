@@ -75,7 +75,7 @@ class ChannelMultiplier(nn.Layer):
 
 
 def test_per_channel_ops_and_gates_prune(tmp_path):
-    model, graph, result = prune_and_check(MobileOps, [1, 3, 16, 16], tmp_path=tmp_path)
+    model, graph, result = prune_and_check(MobileOps, [1, 3, 16, 16], tmp_path=tmp_path, round_to=1)
     assert set(graph.group("a").roots) == {"a", "b", "gate"}  # maximum couples the branches, the gate joins
     assert set(result.skipped) == {"fc"}
     assert model.shared._weight.shape == [1] and model.per_channel._weight.shape == [16 - round(16 * 0.3)]
@@ -83,13 +83,14 @@ def test_per_channel_ops_and_gates_prune(tmp_path):
 
 @pytest.mark.parametrize("with_size", [True, False])
 def test_interpolate_with_and_without_size_tensor(tmp_path, with_size):
-    model, graph, result = prune_and_check(lambda: Interpolations(with_size), [1, 3, 16, 16], tmp_path=tmp_path)
+    model, graph, result = prune_and_check(lambda: Interpolations(with_size), [1, 3, 16, 16], tmp_path=tmp_path,
+                                           round_to=1)
     assert [g.name for g in graph.prunable()] == ["a", "b", "c"]
     assert result.flops_after < 0.85 * result.flops_before
 
 
 def test_depthwise_channel_multiplier_prunes_in_steps_of_k(tmp_path):
-    model, graph, result = prune_and_check(ChannelMultiplier, [1, 3, 16, 16], tmp_path=tmp_path)
+    model, graph, result = prune_and_check(ChannelMultiplier, [1, 3, 16, 16], tmp_path=tmp_path, round_to=1)
     assert graph.group("expand") is graph.group("stem")
     kept = 16 - round(16 * 0.3)
     assert model.expand.weight.shape == [3 * kept, 1, 3, 3] and model.expand._groups == kept
