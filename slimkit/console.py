@@ -57,6 +57,30 @@ def _own_console(stream, fd):
 
 
 @contextlib.contextmanager
+def fds_redirected(fileno):
+    """Point file descriptors 1 and 2 (native writes included) at `fileno` for the duration.
+
+    Yields False, and redirects nothing, where the descriptors cannot be duplicated.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.flush()
+    try:
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+    except OSError:
+        saved = {}
+    for fd in saved:
+        os.dup2(fileno, fd)
+    try:
+        yield bool(saved)
+    finally:
+        flush_native()
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+@contextlib.contextmanager
 def captured_console(debug=False, title="slimkit"):
     """Hold native output (fds 1, 2) and library warnings in a log; yields `log()` -> everything logged so far.
 
@@ -75,38 +99,29 @@ def captured_console(debug=False, title="slimkit"):
     sink.flush()
     streams = {1: sys.stdout, 2: sys.stderr}
     consoles = {fd: _own_console(stream, fd) for fd, stream in streams.items()}
-    try:
-        saved = {fd: os.dup(fd) for fd in (1, 2)}
-    except OSError:
-        saved = {}
-    for stream in streams.values():
-        stream.flush()
-    for fd in saved:
-        os.dup2(sink.fileno(), fd)
-    sys.stdout = _Tee(consoles[1] or streams[1], sink)
-    sys.stderr = _Tee(consoles[2] or streams[2], sink)
     showwarning = warnings.showwarning
-    warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sink.write(
-        warnings.formatwarning(message, category, filename, lineno, line))
 
     def log():
         if kept:
             return kept[0]
         sink.flush()
-        _flush_native()
+        flush_native()
         with open(path, encoding="utf-8", errors="replace") as f:
             return f.read()
     try:
-        yield log
+        with fds_redirected(sink.fileno()):
+            sys.stdout = _Tee(consoles[1] or streams[1], sink)
+            sys.stderr = _Tee(consoles[2] or streams[2], sink)
+            warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sink.write(
+                warnings.formatwarning(message, category, filename, lineno, line))
+            try:
+                yield log
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                warnings.showwarning = showwarning
+                sys.stdout, sys.stderr = streams[1], streams[2]
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        _flush_native()
-        warnings.showwarning = showwarning
-        sys.stdout, sys.stderr = streams[1], streams[2]
-        for fd, copy in saved.items():
-            os.dup2(copy, fd)
-            os.close(copy)
         for console in consoles.values():
             if console is not None:
                 console.close()
@@ -115,7 +130,7 @@ def captured_console(debug=False, title="slimkit"):
         os.unlink(path)
 
 
-def _flush_native():
+def flush_native():
     # C stdio buffers of the native libraries, so their lines land in the log now.
     try:
         import ctypes

@@ -158,10 +158,11 @@ class Pipeline:
             done = json.loads((folder / DONE).read_text())
             self._mark_done(folder, report, done["config"])
         if self.verbose and self.report_config.runtime != "eager":
-            print("    note: latency re-timed with all stages' exports interleaved: " + ", ".join(
+            notes = ConsoleTable(metric_names=None)
+            notes.note("latency re-timed with all stages' exports interleaved: " + ", ".join(
                 f"{r.latency_ms:.3g}" for r in self.reports) + " ms")
             for note in (n for r in self.reports for n in r.notes if getattr(n, 'kind', '') == 'slower'):
-                print(f"    note: {note}")
+                notes.note(note)
 
     def measure(self, model, folder, name, strategy, start, ctx=None, stage=None):
         """Measure `model` now; the weights are saved in `folder` and their size is read from disk."""

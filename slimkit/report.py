@@ -274,9 +274,13 @@ class ConsoleTable:
         base = None if report is self.baseline else self.baseline
         self._line([c.cell(report, base) for c in self.columns])
         for note in report.notes:
-            print(textwrap.fill(note, self.width, initial_indent="    note: ", subsequent_indent="          "),
-                  file=self.stream)
+            self.note(note)
         self.stream.flush()
+
+    def note(self, text):
+        """A note under the table, wrapped to the table's width."""
+        print(textwrap.fill(str(text), self.width, initial_indent="    note: ", subsequent_indent="          "),
+              file=self.stream)
 
     def _line(self, cells):
         fitted = [_fit(str(text), c.width) for text, c in zip(cells, self.columns)]

@@ -22,6 +22,15 @@ def trained_cnn(digits):
 
 
 @pytest.fixture(autouse=True)
+def channel_block_of_8(monkeypatch):
+    """The default channel multiple follows the CPU (16 with AVX-512, else 8): tests that count
+    channels run with 8 whatever CPU runs them; tests/test_prune_alignment.py checks the choice."""
+    from slimkit.pruning import alignment
+
+    monkeypatch.setattr(alignment, "default_alignment", lambda: 8)
+
+
+@pytest.fixture(autouse=True)
 def paddle_session_is_restored():
     """Every test must leave Paddle in dynamic mode with PIR on, as users have it."""
     yield

@@ -1,5 +1,6 @@
-"""Channel alignment by default: pruned groups keep a multiple of 8 channels (4 or 2 for small
-layers, so the kept count stays near the asked ratio); `round_to` overrides."""
+"""Channel alignment by default: pruned groups keep a multiple of the CPU's channel block (16 with
+AVX-512, else 8; the suite pins 8, tests/conftest.py), 4 or 2 for small layers, so the kept count
+stays near the asked ratio; `round_to` overrides."""
 
 import dataclasses
 
@@ -8,7 +9,9 @@ import pytest
 import slimkit
 from slimkit import FilterPruning
 from slimkit.pruning import analyze, prune
-from slimkit.pruning.alignment import CHANNEL_ALIGNMENT, channel_step
+from slimkit.deploy import timing
+from slimkit.pruning import alignment
+from slimkit.pruning.alignment import channel_step
 from slimkit.pruning.selection import channels_to_keep
 
 SHAPE = [1, 3, 32, 32]
@@ -18,6 +21,23 @@ SHAPE = [1, 3, 32, 32]
 def test_default_step_shrinks_for_small_layers(channels, step):
     assert channel_step(channels) == step
     assert channel_step(channels, round_to=16) == 16  # an explicit round_to is used as given
+
+
+REAL_DEFAULT = alignment.default_alignment  # before the suite's fixture pins it
+
+
+@pytest.mark.parametrize("flags, block", [(["avx2", "fma", "avx512f", "avx512_vnni"], 16), (["avx2", "fma"], 8),
+                                          ([], 8)])
+def test_default_multiple_is_the_cpu_channel_block(monkeypatch, flags, block):
+    monkeypatch.setattr(timing, "cpu_features", lambda: flags)
+    REAL_DEFAULT.cache_clear()
+    try:
+        assert REAL_DEFAULT() == block
+        monkeypatch.setattr(alignment, "default_alignment", REAL_DEFAULT)
+        assert channel_step(512) == block and channel_step(64) == block
+        assert channel_step(48) == 8  # under 4 blocks of 16 the multiple halves
+    finally:
+        REAL_DEFAULT.cache_clear()
 
 
 def test_rounding_stays_within_an_eighth_of_the_layer():
@@ -33,7 +53,6 @@ def test_prune_keeps_channel_counts_at_the_multiple():
     model = slimkit.build_model("resnet20", num_classes=10, in_channels=3)
     graph = analyze(model, SHAPE)
     result = prune(model, SHAPE, ratios=0.3, graph=graph)
-    assert CHANNEL_ALIGNMENT == 8
     kept = {name: after for name, before, after in result.layers}
     assert kept and all(after % channel_step(before) == 0 for name, before, after in result.layers)
     assert any(before >= 32 and after % 8 == 0 for _, before, after in result.layers)

@@ -11,8 +11,6 @@ with `paddle.inference` (Config + create_predictor) to run, evaluate, time and i
 
 import collections
 import contextlib
-import ctypes
-import os
 import shutil
 import sys
 import tempfile
@@ -22,6 +20,7 @@ import numpy as np
 import paddle
 
 from .. import compat
+from ..console import fds_redirected, flush_native
 from ..errors import ConfigError, ModelError
 from ..measure import saved_size
 
@@ -122,12 +121,16 @@ def exported_size(prefix):
 
 
 def _create_predictor(config):
-    with native_output_captured() as captured:
-        try:
-            return paddle.inference.create_predictor(config)
-        except Exception:
-            sys.stderr.write(captured())
-            raise
+    native = ""
+    try:
+        with native_output_captured() as captured:
+            try:
+                return paddle.inference.create_predictor(config)
+            except Exception:
+                native = captured()
+                raise
+    finally:
+        sys.stderr.write(native)  # after the descriptors are back: the user sees why it failed
 
 
 @contextlib.contextmanager
@@ -135,30 +138,14 @@ def native_output_captured():
     # oneDNN's int8 passes print their statistics ("---    quantized 3 fused_conv2d ops")
     # from C++ straight to the process's stderr, ignoring disable_glog_info(): about a
     # hundred lines per predictor. They are kept aside and shown only if creation fails.
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        saved = [os.dup(1), os.dup(2)]
-    except (OSError, ValueError):
-        yield lambda: ""
-        return
-    libc = ctypes.CDLL(None)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-
+    with tempfile.TemporaryFile() as sink, fds_redirected(sink.fileno()) as redirected:
         def captured():
-            libc.fflush(None)
+            if not redirected:
+                return ""
+            flush_native()
             sink.seek(0)
             return sink.read().decode(errors="replace")
-        try:
-            yield captured
-        finally:
-            libc.fflush(None)
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
+        yield captured
 
 
 def parse_device(device):

@@ -1,10 +1,12 @@
-"""Channel alignment: pruned layers keep a multiple of 8 channels unless `round_to` says otherwise.
+"""Channel alignment: pruned layers keep a multiple of the CPU's channel block unless `round_to` says otherwise.
 
 oneDNN (Paddle Inference's CPU backend) computes convolutions in blocked layouts of 8
-channels on AVX2 (16 on AVX-512): a layer left with 45 channels pays for 48 and adds
+channels on AVX2 and 16 on AVX-512: a layer left with 45 channels pays for 48 and adds
 reorders, so odd counts give back part of what pruning removed. `benchmarks/deploy_latency.py`
-compares multiples 1, 8 and 16 on the predictor; 8 is the default until its measurements
-say otherwise.
+compares multiples 1, 8 and 16 on the predictor (docs/benchmarks.md): on AVX-512 a multiple
+of 16 was faster than 8 for both resnet50 and mobilenet_v2, on AVX2 8 was. The default is
+therefore the block of the CPU slimkit runs on (16 with AVX-512, else 8); prune on the kind
+of CPU you deploy to, or set `round_to`.
 
 Small layers: rounding to a multiple moves a layer's count by up to half the multiple,
 so for a layer with fewer than 4x the multiple channels the multiple is halved until it
@@ -13,14 +15,22 @@ the kept count then stays within 12.5 % of the layer of what the ratio asked. An
 `round_to` is applied as given.
 """
 
-CHANNEL_ALIGNMENT = 8
+import functools
+
+
+@functools.lru_cache(maxsize=1)
+def default_alignment():
+    """oneDNN's channel block on this CPU: 16 with AVX-512, 8 otherwise."""
+    from ..deploy.timing import cpu_features
+
+    return 16 if "avx512f" in cpu_features() else 8
 
 
 def channel_step(channels, round_to=None):
     """The multiple a group of `channels` keeps: `round_to` if given, else the default alignment."""
     if round_to is not None:
         return max(1, int(round_to))
-    step = CHANNEL_ALIGNMENT
+    step = default_alignment()
     while step > 1 and channels < 4 * step:
         step //= 2
     return step

@@ -52,8 +52,8 @@ def prune(model, input_shape, criterion="l1", ratios=None, skip=(), round_to=Non
     one channel ratio for every group.
     `criterion` is a criterion name ("l1", "l2", ...), a Criterion, or an object with `scores(weights)`;
     a data criterion (taylor) needs `batches`, an iterable of (images, labels) training batches.
-    Channels kept per group are rounded to a multiple of `round_to` (default: 8, less for
-    small layers, see `pruning.alignment`) and never fewer than `min_channels`
+    Channels kept per group are rounded to a multiple of `round_to` (default: the CPU's channel block,
+    16 with AVX-512 else 8, see `pruning.alignment`) and never fewer than `min_channels`
     (`selection.channels_to_keep`, the same rule as the sensitivity scan).
     `skip` names layers to leave alone. `graph` reuses an `analyze` result of this
     (unpruned) model. On any error the model is left unchanged.

@@ -12,11 +12,15 @@ works from latencies measured on the runtime, not from FLOPs:
 2. The selection (`selection.select_greedy` with the sensitivity scan's losses, or
    `select_uniform`) reads the probe like a FLOPs probe: predicted latency = measured
    latency minus the table's savings, so channels go where they cost least accuracy per
-   millisecond saved.
+   millisecond saved. Savings of neighbouring groups do not add up: a conv costs its input
+   times its output channels, so two adjacent groups pruned together save less than the sum
+   of their single savings. The table's sum is scaled by the same shortfall in FLOPs, which
+   `selection.FlopsProbe` counts exactly for any counts.
 3. The pruned model is exported and timed against the unpruned export, interleaved. If the
    measured reduction falls short of the target by more than `TOLERANCE`, the predicted
-   target is raised by the shortfall and the selection runs again (at most `REFINEMENTS`
-   times); what was measured is returned either way, so the caller can say so.
+   target is moved along the secant through the (predicted, measured) pairs so far and the
+   selection runs again (at most `REFINEMENTS` times); what was measured is returned either
+   way, so the caller can say so.
 """
 
 import dataclasses
@@ -25,13 +29,13 @@ from pathlib import Path
 
 from ..errors import ConfigError, ModelError
 from ..surgery import capture, restore
-from .selection import keep_indices, temporarily_pruned
+from .selection import FlopsProbe, keep_indices, temporarily_pruned
 
 __all__ = ["LatencyProbe", "LatencyResult", "ExportTimer", "time_exports", "prune_to_latency",
            "check_latency_target"]
 
 TOLERANCE = 0.02          # a measured reduction this close below the target counts as reached
-REFINEMENTS = 2           # selections re-run with a raised target after a miss
+REFINEMENTS = 3           # selections re-run with a raised target after a miss
 PROBE_WARMUP, PROBE_RUNS, PROBE_ROUNDS = 5, 30, 5
 PROBE_CHUNK = 8           # group variants timed together with one unpruned export
 
@@ -106,6 +110,7 @@ class LatencyProbe:
                                              snapshot))
         self.base = float(sorted(bases)[len(bases) // 2])
         self.probes = len(todo)
+        self._flops = FlopsProbe(model, graph, input_shape, snapshot)
 
     def _measure_chunk(self, model, input_shape, groups, time_prefixes, snapshot):
         timer = ExportTimer(input_shape, time_prefixes)
@@ -128,8 +133,16 @@ class LatencyProbe:
 
     def flops(self, counts):
         """Predicted latency (ms) with group g keeping counts[g] channels (named `flops` for the selections)."""
-        return self.base - sum(self._per_channel.get(g, 0.0) * (self.graph.group(g).channels - int(n))
-                               for g, n in counts.items())
+        removed = {g: self.graph.group(g).channels - int(n) for g, n in counts.items()}
+        linear = sum(self._per_channel.get(g, 0.0) * n for g, n in removed.items())
+        return self.base - linear * self._overlap(counts, removed) if linear else self.base
+
+    def _overlap(self, counts, removed):
+        # Exact FLOPs saved over the sum of single-group FLOPs savings: 1 for one group alone,
+        # below 1 where pruned groups meet in one layer. Latency savings overlap the same way.
+        per = self._flops.per_channel([self.graph.group(g) for g, n in removed.items() if n > 0])
+        linear = sum(per[g] * removed[g] for g in per)
+        return (self._flops.base - self._flops.flops(counts)) / linear if linear else 1.0
 
     def reduction(self, counts):
         return 1.0 - self.flops(counts) / self.base if self.base else 0.0
@@ -168,7 +181,7 @@ def prune_to_latency(model, graph, input_shape, groups, target, select, apply, t
     """
     snapshot = capture(model)
     probe = LatencyProbe(model, graph, input_shape, groups, time_prefixes, snapshot)
-    goal, chosen = target, None
+    goal, chosen, tried = target, None, []
     try:
         for attempt in range(1, REFINEMENTS + 2):
             try:
@@ -185,11 +198,24 @@ def prune_to_latency(model, graph, input_shape, groups, target, select, apply, t
             chosen = LatencyResult(selection, times["before"], times["after"], attempt, target)
             if chosen.reached:
                 break
-            goal = min(0.99, goal + (target - chosen.reduction))
+            tried.append((goal, chosen.reduction))
+            goal = _next_goal(tried, target)
     except BaseException:
         restore(model, snapshot)
         raise
     return chosen
+
+
+def _next_goal(tried, target):
+    """The predicted reduction to ask for next: along the secant of the (asked, measured) pairs."""
+    goal, measured = tried[-1]
+    if len(tried) > 1 and tried[-1][0] != tried[-2][0]:
+        slope = (measured - tried[-2][1]) / (goal - tried[-2][0])
+    else:
+        slope = measured / goal  # one pair: assume measured grows in proportion to what is asked
+    # A flat or falling secant (timing noise) would send the goal anywhere: step by the shortfall.
+    step = (target - measured) / slope if slope > 0.1 else target - measured
+    return min(0.99, goal + max(step, 0.01))
 
 
 def _unpruned(model, snapshot, pruned):

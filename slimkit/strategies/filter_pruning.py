@@ -65,9 +65,9 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
               "`eval_batches` (default 4) and `file` (default: sensitivity.json in the stage folder)")
     max_ratio: float = option(0.9, "largest ratio any group may get when `selection` is uniform", gt=0, lt=1)
     skip: list[str] = option(default_factory=list, doc="layer names never pruned")
-    round_to: Optional[int] = option(None, "keep a multiple of this many channels per group; null = 8, the "
-                                           "multiple oneDNN's blocked kernels need (less for layers under "
-                                           "32 channels)", ge=1)
+    round_to: Optional[int] = option(None, "keep a multiple of this many channels per group; null = the "
+                                           "channel block oneDNN's kernels use on this CPU, 16 with AVX-512 "
+                                           "else 8 (less for small layers); 1 turns alignment off", ge=1)
     min_channels: int = option(1, "never keep fewer channels than this in a group", ge=1)
     steps: int = option(1, "prune in this many rounds, a linear schedule towards the ratio/target", ge=1)
     finetune_epochs: int = option(0, "epochs of training between rounds (needs steps >= 2)", ge=0)
