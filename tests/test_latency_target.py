@@ -120,3 +120,12 @@ def test_probe_in_chunks_measures_the_same_table(monkeypatch):
     chunked = latency.LatencyProbe(model, graph, SHAPE, groups, size_timer)
     assert chunked.per_channel(groups) == pytest.approx(whole.per_channel(groups))
     assert chunked.base == pytest.approx(whole.base)
+
+
+@pytest.mark.parametrize("tried, goal", [
+    ([(0.5, 0.4)], 0.625),                      # one pair: measured taken as proportional to what was asked
+    ([(0.5, 0.4), (0.6, 0.45)], 0.7),           # the secant through both pairs
+    ([(0.5, 0.4), (0.6, 0.38)], 0.72),          # a falling secant (noise): step by the shortfall
+    ([(0.5, 0.25)], 0.99)])                     # never past 0.99
+def test_refinement_follows_the_secant(tried, goal):
+    assert latency._next_goal(tried, 0.5) == pytest.approx(goal)

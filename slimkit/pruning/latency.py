@@ -181,7 +181,7 @@ def prune_to_latency(model, graph, input_shape, groups, target, select, apply, t
     """
     snapshot = capture(model)
     probe = LatencyProbe(model, graph, input_shape, groups, time_prefixes, snapshot)
-    goal, chosen, tried = target, None, []
+    goal, chosen, tried, ceiling = target, None, [], None
     try:
         for attempt in range(1, REFINEMENTS + 2):
             try:
@@ -189,7 +189,10 @@ def prune_to_latency(model, graph, input_shape, groups, target, select, apply, t
             except ModelError:
                 if chosen is None:
                     raise
-                break  # a raised target is out of reach: keep the last measured result
+                # A raised target out of reach: halve the step (the last measured result stays).
+                ceiling = goal
+                goal = (tried[-1][0] + ceiling) / 2
+                continue
             timer = ExportTimer(input_shape, time_prefixes)
             timer.add("before", _unpruned(model, snapshot, chosen is not None))
             apply(selection)
@@ -200,6 +203,8 @@ def prune_to_latency(model, graph, input_shape, groups, target, select, apply, t
                 break
             tried.append((goal, chosen.reduction))
             goal = _next_goal(tried, target)
+            if ceiling is not None and goal >= ceiling:
+                goal = (tried[-1][0] + ceiling) / 2
     except BaseException:
         restore(model, snapshot)
         raise
