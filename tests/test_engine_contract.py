@@ -158,7 +158,9 @@ def test_a_user_strategy_class_is_reachable_from_yaml(tmp_path, monkeypatch):
     reports = pipeline.run()
     scaled = [p for n, p in pipeline.model.named_parameters() if n.endswith("weight")][-1].numpy()
     np.testing.assert_allclose(scaled, 2.0 * weight, rtol=1e-6)
-    assert reports[1].stage == "ScaleLastLayer" and reports[1].notes == ["scaled by 2.0"]
+    # (a "slower" note may join it: a timing on a shared machine, not the strategy's)
+    assert reports[1].stage == "ScaleLastLayer"
+    assert [n for n in reports[1].notes if n.kind != "slower"] == ["scaled by 2.0"]
     assert pipeline.stages[0].to_config() == {"type": "my_strategies:ScaleLastLayer", "name": None, "factor": 2.0}
     # A resumed run rebuilds the same class from the recorded type.
     assert build_pipeline(load_config(config_file), tmp_path / "run", verbose=False).run(resume=True)[1].top1 \

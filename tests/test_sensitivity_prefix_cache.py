@@ -9,14 +9,15 @@ from slimkit.pruning.prefix_cache import PrefixCache
 from slimkit.pruning.sensitivity import sensitive
 
 SHAPE = [1, 1, 8, 8]
-RATIOS = [0.25, 0.5, 0.75]
+RATIOS = [0.25, 0.75]
 
 
 @pytest.fixture(scope="module")
 def resnet(digits):
     paddle.seed(0)
     model = slimkit.build_model("resnet20", num_classes=10, in_channels=1)
-    slimkit.Engine(digits, {"epochs": 1, "batch_size": 64, "progress": False}).train(model)
+    # A few steps: the scan's losses must be non-trivial, not the model good.
+    slimkit.Engine(digits, {"epochs": 1, "batch_size": 64, "progress": False, "max_steps_per_epoch": 8}).train(model)
     return model
 
 
@@ -36,7 +37,7 @@ def conv_calls(monkeypatch):
 
 def _evaluate(digits):
     engine = slimkit.Engine(digits, {"progress": False, "eval_batch_size": 64})
-    return lambda m: engine.evaluate(m, "val")["top1"]
+    return lambda m: engine.evaluate(m, "val", max_batches=2)["top1"]
 
 
 def test_replaying_gives_the_same_losses_with_fewer_conv_runs(resnet, digits, conv_calls):
@@ -50,8 +51,8 @@ def test_replaying_gives_the_same_losses_with_fewer_conv_runs(resnet, digits, co
 
 
 def test_an_eval_fn_that_shuffles_is_computed_in_full(resnet, digits):
-    images = np.stack([digits.val[i][0] for i in range(len(digits.val))]).astype("float32")
-    labels = np.array([int(digits.val[i][1]) for i in range(len(digits.val))])
+    images = np.stack([digits.val[i][0] for i in range(96)]).astype("float32")
+    labels = np.array([int(digits.val[i][1]) for i in range(96)])
     calls = [0]
 
     def shuffled_accuracy(model):
@@ -61,7 +62,7 @@ def test_an_eval_fn_that_shuffles_is_computed_in_full(resnet, digits):
         model.eval()
         correct = 0
         with paddle.no_grad():
-            for idx in np.array_split(order, 6):
+            for idx in np.array_split(order, 3):
                 correct += int((model(paddle.to_tensor(images[idx])).numpy().argmax(1) == labels[idx]).sum())
         return correct / len(images)
 
