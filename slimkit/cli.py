@@ -43,6 +43,7 @@ def _parser():
     bench.add_argument("--warmup", type=int, default=10, help="warm-up runs per stage (default 10)")
     bench.add_argument("--rounds", type=int, default=5, help="round-robin rounds the runs are split over")
     bench.add_argument("--threads", type=int, default=1, help="predictor CPU threads (default 1)")
+    bench.add_argument("--device", help="auto, cpu, gpu or gpu:N (default: the device the run used)")
 
     sub.add_parser("models", help="list the models known by name")
     export = sub.add_parser("export", help="copy the deployable files of a finished run's stage into a folder")
@@ -141,7 +142,7 @@ def _bench(args):
 
     cfg = ReportConfig.from_dict({"latency_runs": args.runs, "latency_warmup": args.warmup,
                                   "latency_rounds": args.rounds, "threads": args.threads}, "bench")
-    reports = bench_run(args.folder, cfg)
+    reports = bench_run(args.folder, cfg, device=args.device)
     table = ConsoleTable(metric_names=metric_names(reports))
     table.header()
     for r in reports:

@@ -5,6 +5,7 @@
     train:  {epochs: 10, lr: 0.05}         # TrainConfig
     report: {latency_runs: 50}             # ReportConfig
     task:   {loss: segmentation}           # TaskConfig (default: the dataset's task)
+    device: auto                           # auto | cpu | gpu | gpu:N
     stages:
       - {type: finetune, name: train, epochs: 10}
       - {type: filter_pruning, criterion: l1, target_flops_reduction: 0.5}
@@ -16,6 +17,7 @@ from typing import Optional
 
 import yaml
 
+from . import device as devices
 from .data import DataConfig, load_dataset
 from .deploy.formats import ExportConfig
 from .engine import TrainConfig
@@ -39,8 +41,13 @@ class RunConfig(Options):
     task: TaskConfig = option(default_factory=TaskConfig, doc="loss, metric and model output (see `task`)")
     stages: list = option(default_factory=list, doc="the strategies to run in order: `{type: ..., options}`")
     input_shape: Optional[list] = option(None, "model input [1, C, H, W]; default: the dataset's shape, batch 1")
+    device: str = option("auto", devices.DOC)
 
     def check(self):
+        # First: a block validated on its own (slimkit check) reaches this before the stages rule.
+        used = devices.resolve(self.device)
+        if self.report.tensorrt:
+            devices.check_tensorrt(used)
         built = []
         for i, entry in enumerate(self.stages):
             built.append(entry if isinstance(entry, Strategy) else strategy_from_config(entry, f"stages[{i}]"))
@@ -96,4 +103,4 @@ def build_pipeline(config, out_dir, verbose=True):
     model = build_model(checkpoint=config.model.checkpoint, seed=config.train.seed, **spec)
     return Pipeline(model, data, stages=config.stages, input_shape=config.input_shape, train=config.train,
                     out_dir=out_dir, report=config.report, model_spec=spec, verbose=verbose, export=config.export,
-                    task=config.task)
+                    task=config.task, device=config.device)

@@ -13,6 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
+from . import device as devices
 from . import preflight, rundir
 from .checkpoint import record_spec, save_model
 from .curves import write_curves
@@ -37,7 +38,7 @@ class Pipeline:
 
     def __init__(self, model, data=None, stages=(), input_shape=None, train=None, engine=None,
                  out_dir="runs/latest", report=None, model_spec=None, verbose=True, num_classes=None, seed=None,
-                 export=None, task=None):
+                 export=None, task=None, device="auto"):
         # No default data: without data the engine's own is used, and without either it is an error.
         self.data = to_bundle(data if data is not None else getattr(engine, "data", None), num_classes,
                               input_shape[1:] if input_shape else None)
@@ -63,6 +64,9 @@ class Pipeline:
         self.seed = self.train_config.seed if seed is None else seed  # the CLI's default too: train.seed, 0
         self.verbose = verbose
         self.reports = []
+        self.device = device  # checked against the installed Paddle when the run starts (preflight)
+        devices.parse(device)
+        self.used_device = None  # "cpu" or "gpu:N", once run() has started
 
     def stage_name(self, index):
         return self.stages[index].display_name
@@ -78,8 +82,11 @@ class Pipeline:
         `overwrite` (replace its stage folders); nothing slimkit did not write is touched.
         Everything knowable before training is checked first (`slimkit.preflight`).
         Seeded by `seed`, so the same call gives the same reports; the caller's random state is kept.
+        Runs on `device` (the model is moved there; `self.model` stays there), then the caller's
+        `paddle.get_device()` comes back.
         """
-        with seeded(self.seed):
+        with seeded(self.seed), devices.using(self.device) as used:
+            self.used_device = used
             return self._run(resume, overwrite)
 
     def _prepare(self, resume, overwrite):
@@ -100,7 +107,7 @@ class Pipeline:
     def _run(self, resume, overwrite):
         table = self._prepare(resume, overwrite)
         original = self.input_model
-        model = copy.deepcopy(original)
+        model = devices.move(copy.deepcopy(original), self.used_device)
         teacher = None
         self.reports = []
         baseline_dir = self.out_dir / "00-baseline"
@@ -211,7 +218,10 @@ class Pipeline:
 
     def write(self):
         """Write report.json / report.md of the stages run so far."""
-        return write_reports(self.reports, self.out_dir, {"config": self.describe()})
+        extra = {"config": self.describe()}
+        if self.used_device is not None:
+            extra["device"] = devices.record(self.device, self.used_device)
+        return write_reports(self.reports, self.out_dir, extra)
 
     def describe(self):
         """What the run really used: the data's splits, the engine (and its train block), the stages."""

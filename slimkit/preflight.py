@@ -1,9 +1,10 @@
 """Everything a run verifies before any work, in one place: `slimkit check` and `Pipeline.run` both use it.
 
 Nothing that can be known before training may fail after it. Checked here, without
-training: the config (every block and stage, all problems in one pass), the model and one
-forward pass at the input shape, the stage order (nothing traces or prunes a quantized
-model; distillation has a teacher; no training stage silently refills zeroed weights),
+training: the device (the installed Paddle has it, and TensorRT when asked for), the config
+(every block and stage, all problems in one pass), the model and one forward pass at the
+input shape on that device, the stage order (nothing traces or prunes a quantized model;
+distillation has a teacher; no training stage silently refills zeroed weights),
 layer names against the built model (with the closest name), a FLOPs target against what
 the untrained model's channel groups can give, and the output folder.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from . import device as devices
 from . import rundir
 from .errors import ConfigError, ConfigErrors, SlimkitError
 from .pruning.dependency import _check_forward_runs  # the one eager forward check, as analyze() runs it
@@ -85,8 +87,26 @@ def raise_all(errors):
 # --- the pipeline: model, stage order, layer names, targets, output folder --------------------
 def check_pipeline(pipeline, resume=False, overwrite=False):
     """Raise every problem `pipeline.run(resume, overwrite)` would hit before or after training."""
+    raise_all(device_errors(pipeline))  # nothing below can run on a device that is not there
+    with devices.using(pipeline.device):
+        _check_on_device(pipeline, resume, overwrite)
+
+
+def device_errors(pipeline):
+    """The run's device, and TensorRT if asked for, against the installed Paddle."""
+    try:
+        used = devices.resolve(pipeline.device)
+        if pipeline.report_config.tensorrt:
+            devices.check_tensorrt(used)
+    except ConfigError as err:
+        return [err]
+    return []
+
+
+def _check_on_device(pipeline, resume, overwrite):
     errors = []
     model = copy.deepcopy(pipeline.input_model)  # the checks trace and probe: never the user's model
+    devices.move(model, devices.current())
     _check_forward_runs(model, pipeline.input_shape)  # nothing below can be checked on a model that does not run
     errors += stage_order_errors(pipeline.stages)
     errors += layer_name_errors(pipeline.stages, model, pipeline.input_shape)

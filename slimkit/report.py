@@ -21,8 +21,10 @@ class ReportConfig(Options):
     latency_batch: int = option(1, "batch size of the latency measurement", ge=1)
     runtime: Literal["paddle_inference", "eager"] = option(
         "paddle_inference", "what `latency_ms` times: the stage's Paddle Inference export in the predictor "
-                            "(oneDNN), or the eager (dygraph) forward")
+                            "on the run's `device` (oneDNN on the CPU), or the eager (dygraph) forward")
     threads: int = option(1, "CPU math threads of the Paddle Inference predictor", ge=1)
+    tensorrt: bool = option(False, "run the GPU predictor through TensorRT (int8 for int8 exports); needs "
+                                   "device: gpu and a Paddle compiled with TensorRT")
     latency_rounds: int = option(5, "rounds of the interleaved timing of all stages' exports at the end of a "
                                     "run (latency_runs are split over them)", ge=1)
     eval_split: str = option("test", "split whose accuracy is reported: test or val")
@@ -291,10 +293,11 @@ def _fit(text, width):
     return text if len(text) <= width else text[:width - 1] + "~"
 
 
-def to_markdown(reports, title="slimkit report"):
+def to_markdown(reports, title="slimkit report", device=None):
+    """report.md: the table, how it was measured and the notes; `device` (a description) heads it."""
     cols = columns(metric_names(reports))
-    lines = [f"# {title}", "", "| " + " | ".join(c.title for c in cols) + " |",
-             "|" + "---|" * len(cols)]
+    lines = [f"# {title}", "", *([f"Device: {device}.", ""] if device else []),
+             "| " + " | ".join(c.title for c in cols) + " |", "|" + "---|" * len(cols)]
     for r in reports:
         base = reports[0] if r is not reports[0] else None
         lines.append("| " + " | ".join(c.cell(r, base, exact=True) for c in cols) + " |")
@@ -318,12 +321,16 @@ def environment():
 
 
 def write_reports(reports, folder, extra=None):
-    """Write report.json and report.md into `folder`; returns their paths."""
+    """Write report.json and report.md into `folder`; returns their paths.
+
+    `extra` goes into report.json as it is; its `device` record (`slimkit.device.record`) also heads report.md.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"stages": [r.to_dict() for r in reports], "environment": environment(), **(extra or {})}
     atomic_write_text(folder / "report.json", json.dumps(payload, indent=2))
-    atomic_write_text(folder / "report.md", to_markdown(reports))
+    device = (payload.get("device") or {}).get("name")
+    atomic_write_text(folder / "report.md", to_markdown(reports, device=device))
     return folder / "report.json", folder / "report.md"
 
 

@@ -21,6 +21,7 @@ import paddle
 import paddle.nn.functional as F
 
 from . import compat
+from . import device as devices
 from .errors import ConfigError, ModelError
 from .metrics import BatchMean, SegmentationMetric, TopK
 from .schema import Options, _suggest, option
@@ -203,6 +204,7 @@ class Objective:
     def check_outputs(self, model, input_shape):
         """Run a copy of the model once, in eval mode, to find a bad `output` before any work."""
         probe = copy.deepcopy(model)
+        devices.move(probe, devices.current())  # on the run's device, like every later forward
         probe.eval()
         with paddle.no_grad():
             out = self.select(probe(paddle.zeros(input_shape, dtype="float32")))

@@ -3,6 +3,7 @@ import paddle
 import pytest
 
 import slimkit
+import slimkit.device
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +53,11 @@ def prune_small_cnn(model, keep):
 
 
 def pytest_collection_modifyitems(config, items):
-    if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+    compiled, count = slimkit.device.cuda()  # what `device: auto` asks too
+    if count:
         return
-    skip = pytest.mark.skip(reason="needs a GPU: the installed Paddle has no CUDA or sees no GPU")
+    why = "is compiled without CUDA" if not compiled else "sees no GPU"
+    skip = pytest.mark.skip(reason=f"needs a GPU: paddle {paddle.__version__} here {why}")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)

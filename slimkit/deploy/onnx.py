@@ -185,7 +185,8 @@ def verify(path, prefix, engine, int8, tolerance=1e-4, min_agreement=0.99):
     agree, both for the QDQ arithmetic itself (ORT without its int8 kernels) and for the
     int8 kernels ORT picks on this CPU; both differences are recorded.
     """
-    reference = InferenceModel(prefix, runtime="cpu")  # Paddle's own arithmetic of the same scales
+    # Paddle's own arithmetic of the same scales, on the CPU like the ONNX Runtime session it is compared with
+    reference = InferenceModel(prefix, runtime="cpu", device="cpu")
     runtime = OnnxModel(path)
     record = {**compare(runtime, reference, engine), "tolerance": tolerance, "min_top1_agreement": min_agreement,
               "int8": int8}

@@ -26,7 +26,7 @@ def float_program(prefix, target):
 
     with compat.legacy_ir():
         paddle.enable_static()  # undone by legacy_ir()
-        executor = paddle.static.Executor(paddle.CPUPlace())
+        executor = paddle.static.Executor(paddle.CPUPlace())  # rewrites files on disk: host memory on any run
         scope = paddle.static.Scope()
         with paddle.static.scope_guard(scope):
             program, feeds, fetches = paddle.static.load_inference_model(str(prefix), executor)

@@ -20,6 +20,7 @@ import numpy as np
 import paddle
 
 from .. import compat
+from .. import device as devices
 from ..console import fds_redirected, flush_native
 from ..errors import ConfigError, ModelError
 from ..measure import saved_size
@@ -28,6 +29,9 @@ INFERENCE_DIR = "inference"  # inside a stage folder
 MODEL_FILE = "model.pdmodel"
 PARAMS_FILE = "model.pdiparams"
 RUNTIMES = ("onednn_int8", "cpu")
+GPU_MEMORY_MB = 256  # the predictor's initial GPU memory pool; Paddle grows it as the model needs
+TENSORRT_WORKSPACE = 1 << 30
+TENSORRT_MAX_BATCH = 32  # the export's batch axis is -1: TensorRT builds its engine for batches up to this
 # Ops Paddle Inference's CPU passes leave behind when they run int8 kernels (oneDNN) ...
 INT8_OPS = {"quantize", "requantize"}
 # ... and the ones that mean the quantization is only simulated in float.
@@ -86,7 +90,7 @@ def _store_int_weights(source, target, weight_bits):
     from paddle.static.quantization import QuantWeightPass
 
     paddle.enable_static()  # undone by the caller's legacy_ir()
-    place = paddle.CPUPlace()
+    place = paddle.CPUPlace()  # a rewrite of files on disk, on any device's run: host memory is where they go
     executor = paddle.static.Executor(place)
     scope = paddle.static.Scope()
     with paddle.static.scope_guard(scope):
@@ -148,34 +152,30 @@ def native_output_captured():
         yield captured
 
 
-def parse_device(device):
-    """("cpu", None) or ("gpu", id) from "cpu", "gpu" or "gpu:N"."""
-    text = str(device).strip().lower()
-    if text == "cpu":
-        return "cpu", None
-    kind, _, index = text.partition(":")
-    if kind == "gpu" and (not index or index.isdigit()):
-        return "gpu", int(index or 0)
-    raise ConfigError("device", f"{device!r} is not a device", "use cpu, gpu or gpu:N")
-
-
 class InferenceModel:
     """An exported model loaded with Paddle Inference: run, evaluate, time, inspect.
 
     `runtime="onednn_int8"` enables oneDNN with its int8 passes (quantize/dequantize pairs
     become int8 kernels where oneDNN has them; float models run oneDNN's float kernels);
     `"cpu"` is the plain CPU predictor, which keeps the quantize/dequantize ops and computes
-    in float. `device` is "cpu" (default), "gpu" or "gpu:N"; `threads` are the CPU math threads.
+    in float. Both choose the CPU kernels only: on a GPU the predictor runs Paddle's GPU
+    kernels (`config.enable_use_gpu`). `device` is "cpu", "gpu" or "gpu:N" (default: the
+    session's, `paddle.get_device()`); `threads` are the CPU math threads; `tensorrt=True`
+    runs the GPU predictor through TensorRT (int8 for an int8 export), refused with the
+    reason when the device is the CPU or Paddle was compiled without TensorRT.
     """
 
-    def __init__(self, prefix, runtime="onednn_int8", threads=1, device="cpu"):
+    def __init__(self, prefix, runtime="onednn_int8", threads=1, device=None, tensorrt=False):
         self.prefix = str(prefix)
         if runtime not in RUNTIMES:
             raise ConfigError("runtime", f"{runtime!r} is not a Paddle Inference runtime",
                               f"use {' or '.join(RUNTIMES)}")
         self.runtime = runtime
         self.threads = int(threads)
-        self.device = parse_device(device)
+        self.device = devices.resolve(devices.current() if device is None else device)
+        self.tensorrt = bool(tensorrt)
+        if self.tensorrt:
+            devices.check_tensorrt(self.device, "tensorrt")
         for suffix in (".pdmodel", ".pdiparams"):
             if not Path(self.prefix + suffix).is_file():
                 raise ModelError(f"{self.prefix + suffix} does not exist", "export the model first")
@@ -183,16 +183,21 @@ class InferenceModel:
         self._input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self._output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
 
+    @property
+    def on_gpu(self):
+        return self.device.startswith("gpu")
+
     def _config(self, optim_dir=None):
         config = paddle.inference.Config(self.prefix + ".pdmodel", self.prefix + ".pdiparams")
-        kind, index = self.device
-        if kind == "gpu":
-            config.enable_use_gpu(256, index)
+        if self.on_gpu:
+            config.enable_use_gpu(GPU_MEMORY_MB, int(self.device.partition(":")[2]))
+            if self.tensorrt:
+                self._enable_tensorrt(config)
         else:
             config.disable_gpu()
         config.disable_glog_info()
         config.set_cpu_math_library_num_threads(self.threads)
-        if self.runtime == "onednn_int8" and kind == "cpu":
+        if self.runtime == "onednn_int8" and not self.on_gpu:  # oneDNN is a CPU library
             config.enable_mkldnn()
             config.enable_mkldnn_int8()
         else:
@@ -201,6 +206,15 @@ class InferenceModel:
             config.enable_save_optim_model(True)
             config.set_optim_cache_dir(str(optim_dir))
         return config
+
+    def _enable_tensorrt(self, config):
+        # An int8 export carries its scales in quantize/dequantize ops: TensorRT reads them
+        # (no calibration run); a float export runs in float32.
+        int8 = bool(SIMULATED_OPS & _op_types(self.prefix))
+        precision = paddle.inference.PrecisionType.Int8 if int8 else paddle.inference.PrecisionType.Float32
+        config.enable_tensorrt_engine(workspace_size=TENSORRT_WORKSPACE, max_batch_size=TENSORRT_MAX_BATCH,
+                                      min_subgraph_size=3, precision_mode=precision, use_static=False,
+                                      use_calib_mode=False)
 
     def run(self, images):
         """Logits (numpy) of a float32 NCHW batch."""
@@ -215,7 +229,13 @@ class InferenceModel:
         x = np.random.RandomState(0).randn(*input_shape).astype(np.float32)
         self._input.reshape(list(x.shape))
         self._input.copy_from_cpu(x)
-        return self.predictor.run
+        if not self.on_gpu:
+            return self.predictor.run
+
+        def run():  # the GPU runs the kernels queued by run(): the clock stops once they are done
+            self.predictor.run()
+            devices.synchronize(self.device)
+        return run
 
     def evaluate(self, engine, split="test", max_batches=None):
         """The task's metrics (e.g. top-1/top-5) of the exported model on a split, like `Engine.evaluate`."""
@@ -251,12 +271,26 @@ class InferenceModel:
 
     def describe(self):
         """How this predictor runs, for reports: runtime, device and threads."""
-        engine = "oneDNN" if self.runtime == "onednn_int8" else "plain CPU (oneDNN off)"
-        where = "GPU" if self.device[0] == "gpu" else f"{engine}, {self.threads} thread{'s' * (self.threads != 1)}"
-        return f"Paddle Inference predictor of the exported files ({where})"
+        kernels = predictor_text(self.runtime, self.threads, self.device, self.tensorrt)
+        return f"Paddle Inference predictor of the exported files ({kernels})"
 
     def latency_method(self, input_shape, warmup, runs):
         return f"{self.describe()}, input {list(input_shape)}; median of {runs} runs after {warmup} warm-up runs"
+
+
+def predictor_text(runtime, threads, device, tensorrt=False):
+    """'oneDNN, 1 thread' on the CPU, 'gpu:0, TensorRT' on a GPU: what runs a predictor's kernels."""
+    if device.startswith("gpu"):
+        return f"{device}, TensorRT" if tensorrt else f"{device}, Paddle's GPU kernels"
+    engine = "oneDNN" if runtime == "onednn_int8" else "plain CPU (oneDNN off)"
+    return f"{engine}, {threads} thread{'s' * (threads != 1)}"
+
+
+def _op_types(prefix):
+    """The op types of an exported program (legacy IR .pdmodel)."""
+    with compat.legacy_ir():
+        program = paddle.static.Program.parse_from_string(Path(str(prefix) + ".pdmodel").read_bytes())
+    return {op.type for block in program.blocks for op in block.ops}
 
 
 def int8_verdict(ops):

@@ -11,10 +11,11 @@ gets a note ("never silently slower").
 
 from pathlib import Path
 
-from .paddle_inference import InferenceModel, stage_export_prefix
-from .timing import cpu_description, eager_latency, eager_latency_method, time_runners
+from .. import device as devices
+from .paddle_inference import InferenceModel, predictor_text, stage_export_prefix
+from .timing import eager_latency, eager_latency_method, time_runners
 
-RUNTIME = "onednn_int8"     # Paddle Inference on CPU with oneDNN (its int8 passes act on int8 exports only)
+RUNTIME = "onednn_int8"     # oneDNN on the CPU (its int8 passes act on int8 exports only); GPU kernels on a GPU
 FLOAT_EXPORT_DIR = "float_inference"  # the float reference export QAT/PTQ stages write beside theirs
 SLOWER_NOTE = "slower than the stage before it in the deployment runtime"
 SLOWER_TOLERANCE = 0.05     # medians within 5 % count as the same speed on a shared machine
@@ -26,27 +27,34 @@ def exported(folder):
     return prefix if Path(str(prefix) + ".pdmodel").is_file() else None
 
 
-def latency_method(cfg, shape, interleaved=None, eager=False):
-    """How `latency_ms` was measured, for the report: runtime, threads, input, runs, CPU flags."""
+def latency_method(cfg, shape, interleaved=None, eager=False, device=None):
+    """How `latency_ms` was measured, for the report: runtime, device, input, runs (CPU: threads and ISA flags).
+
+    `device`: where it ran ("cpu", "gpu:N"); default: the session's device, which a run sets.
+    """
+    device = devices.current() if device is None else device
     runs = f"median of {cfg.latency_runs} runs after {cfg.latency_warmup} warm-up runs"
     if eager or cfg.runtime == "eager":
-        return f"{eager_latency_method(shape, cfg.latency_warmup, cfg.latency_runs)}; CPU {cpu_description()}"
+        eager_text = eager_latency_method(shape, cfg.latency_warmup, cfg.latency_runs, device)
+        return f"{eager_text}; {devices.describe(device)}"
     how = (f"all {interleaved} stages' exports timed interleaved (round-robin, {cfg.latency_rounds} rounds) "
            f"at the end of the run" if interleaved else "timed right after the stage")
-    return (f"Paddle Inference predictor of the stage's export (oneDNN, {cfg.threads} thread"
-            f"{'s' * (cfg.threads != 1)}), input {list(shape)}; {runs}, {how}; CPU {cpu_description()}")
+    kernels = predictor_text(RUNTIME, cfg.threads, device, cfg.tensorrt)
+    return (f"Paddle Inference predictor of the stage's export ({kernels}), input {list(shape)}; {runs}, {how}; "
+            f"{devices.describe(device)}")
 
 
 def measure_stage(model, folder, cfg, shape):
     """{latency_ms, latency_method, extra} of the model just exported into `folder`, per `cfg` (ReportConfig)."""
     eager = eager_latency(model, shape, cfg.latency_warmup, cfg.latency_runs)
-    extra = {"eager_latency_ms": round(eager, 4), "runtime": cfg.runtime, "threads": cfg.threads}
+    extra = {"eager_latency_ms": round(eager, 4), "runtime": cfg.runtime, "threads": cfg.threads,
+             "device": devices.current()}
     prefix = exported(folder)
     if prefix is not None:
         extra["inference_model"] = str(prefix)
     if cfg.runtime == "eager" or prefix is None:
         return {"latency_ms": eager, "latency_method": latency_method(cfg, shape, eager=True), "extra": extra}
-    timing = time_runners({"stage": InferenceModel(prefix, RUNTIME, cfg.threads).runner(shape)},
+    timing = time_runners({"stage": _predictor(prefix, cfg).runner(shape)},
                           cfg.latency_warmup, cfg.latency_runs, rounds=1)["stage"]
     extra.update(latency_p10_ms=round(timing.p10, 4), latency_p90_ms=round(timing.p90, 4))
     return {"latency_ms": timing.median, "latency_method": latency_method(cfg, shape), "extra": extra}
@@ -65,7 +73,7 @@ def retime_interleaved(reports, folders, cfg, shape, clock=None):
     for i, folder in enumerate(folders):
         for key, prefix in ((i, exported(folder)), ((i, "float"), _float_reference(folder))):
             if prefix is not None:
-                runners[key] = InferenceModel(prefix, RUNTIME, cfg.threads).runner(shape)
+                runners[key] = _predictor(prefix, cfg).runner(shape)
     kwargs = {"clock": clock} if clock else {}
     timings = time_runners(runners, cfg.latency_warmup, cfg.latency_runs, cfg.latency_rounds, **kwargs)
     stages = sum(1 for key in timings if isinstance(key, int))
@@ -83,6 +91,11 @@ def retime_interleaved(reports, folders, cfg, shape, clock=None):
             report.extra["int8_speedup_vs_float_export"] = round(float_ms / t.median, 3)
     mark_slower(reports)
     return reports
+
+
+def _predictor(prefix, cfg):
+    # On the session's device: the run's, which Pipeline.run (or bench_run) selects.
+    return InferenceModel(prefix, RUNTIME, cfg.threads, tensorrt=cfg.tensorrt)
 
 
 def _float_reference(folder):
@@ -112,8 +125,11 @@ def stage_folders(run_dir, reports):
     return [Path(run_dir) / f"{i:02d}-{r.stage}" for i, r in enumerate(reports)]
 
 
-def bench_run(run_dir, cfg, clock=None):
-    """Re-measure a finished run's stages interleaved (`slimkit bench`); rewrites its report; returns the rows."""
+def bench_run(run_dir, cfg, clock=None, device=None):
+    """Re-measure a finished run's stages interleaved (`slimkit bench`); rewrites its report; returns the rows.
+
+    `device`: where to time them; default: the device the run used (its report's `device` record).
+    """
     import json
 
     from ..errors import SlimkitError
@@ -128,6 +144,7 @@ def bench_run(run_dir, cfg, clock=None):
         raise SlimkitError(f"{run_dir} has no Paddle Inference model in {', '.join(missing) or 'its config'}",
                            "run the pipeline again with this slimkit version (every stage folder then holds "
                            "inference/model.pdmodel)")
-    retime_interleaved(reports, folders, cfg, [cfg.latency_batch, *shape[1:]], clock=clock)
+    with devices.using(device or (payload.get("device") or {}).get("used", "auto")):
+        retime_interleaved(reports, folders, cfg, [cfg.latency_batch, *shape[1:]], clock=clock)
     write_reports(reports, run_dir, {k: v for k, v in payload.items() if k not in ("stages", "environment")})
     return reports

@@ -17,6 +17,8 @@ import time
 import numpy as np
 import paddle
 
+from .. import device as devices
+
 # ISA extensions that decide which kernels oneDNN (and other runtimes) can use.
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
              "amx_tile", "amx_int8", "amx_bf16")
@@ -77,9 +79,15 @@ def eager_runner(model, input_shape):
 
 
 def _sync(out):
-    # Touch the result so lazily computed values are finished before the clock stops.
+    # The clock may stop only once the forward has finished: a GPU queues kernels and returns
+    # at once, so wait for it (no copy to the host, which is not part of the forward); on the
+    # CPU, touch the result so lazily computed values are done.
     first = out[0] if isinstance(out, (list, tuple)) else out
-    if isinstance(first, paddle.Tensor):
+    if not isinstance(first, paddle.Tensor):
+        return
+    if first.place.is_gpu_place():
+        devices.synchronize(devices.place_name(first.place))
+    else:
         first.numpy()
 
 
@@ -94,9 +102,14 @@ def eager_latency(model, input_shape, warmup=10, runs=50):
             model.train()
 
 
-def eager_latency_method(input_shape, warmup, runs):
-    threads = os.environ.get("OMP_NUM_THREADS") or f"{os.cpu_count()} cores"
-    return (f"paddle eager (dygraph), eval mode, no_grad, input {list(input_shape)}, CPU ({threads}); "
+def eager_latency_method(input_shape, warmup, runs, device=None):
+    """How the eager forward was timed, on `device` (default: the session's)."""
+    device = devices.current() if device is None else device
+    if device.startswith("gpu"):
+        where = f"{device} (synchronised before each clock read)"
+    else:
+        where = f"CPU ({os.environ.get('OMP_NUM_THREADS') or f'{os.cpu_count()} cores'})"
+    return (f"paddle eager (dygraph), eval mode, no_grad, input {list(input_shape)}, {where}; "
             f"median of {runs} runs after {warmup} warm-up runs")
 
 

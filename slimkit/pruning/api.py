@@ -8,6 +8,7 @@ import dataclasses
 import numbers
 import warnings
 
+from .. import device as devices
 from ..errors import ConfigError, ModelError
 from ..measure import count_flops
 from ..schema import _suggest
@@ -43,7 +44,7 @@ def prunable_layers(model, input_shape):
 
 
 def prune(model, input_shape, criterion="l1", ratios=None, skip=(), round_to=None, min_channels=1, graph=None,
-          batches=None, target_latency_reduction=None):
+          batches=None, target_latency_reduction=None, device=None):
     """Remove the fraction `ratios` of output channels of conv/linear layers, in place; return a PruneResult.
 
     `ratios` is one float in [0, 1) for every prunable group, or {layer name: ratio}
@@ -57,7 +58,17 @@ def prune(model, input_shape, criterion="l1", ratios=None, skip=(), round_to=Non
     (`selection.channels_to_keep`, the same rule as the sensitivity scan).
     `skip` names layers to leave alone. `graph` reuses an `analyze` result of this
     (unpruned) model. On any error the model is left unchanged.
+    `device` ("cpu", "gpu", "gpu:N"; default: where the model's parameters are) is where the
+    work runs and every tensor it creates lives; the model is moved there. The session's
+    `paddle.get_device()` is put back afterwards.
     """
+    with devices.model_on(model, device):
+        return _prune(model, input_shape, criterion, ratios, skip, round_to, min_channels, graph, batches,
+                      target_latency_reduction)
+
+
+def _prune(model, input_shape, criterion, ratios, skip, round_to, min_channels, graph, batches,
+           target_latency_reduction):
     check_latency_target(_Targets(ratios, target_latency_reduction))
     if ratios is None:
         ratios = 0.0 if target_latency_reduction is not None else DEFAULT_RATIO
@@ -90,7 +101,7 @@ def prune(model, input_shape, criterion="l1", ratios=None, skip=(), round_to=Non
               if counts[group.name] < group.channels for root in group.roots]
     keep, pruned_graph, undo = prune_to_counts(model, graph, counts, scorer, batches=batches)
     if not layers:
-        warnings.warn(graph.nothing_pruned(targets), stacklevel=2)
+        warnings.warn(graph.nothing_pruned(targets), stacklevel=3)
     try:
         flops_after = count_flops(model, input_shape)[0]
     except Exception:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import device as devices
 from ..errors import ConfigError, ModelError
 from ..surgery import capture, restore
 from .criteria import get_criterion, score_groups
@@ -55,7 +56,7 @@ def model_digest(model):
 
 def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=None, layers=None, skip=(),
               graph=None, engine=None, round_to=None, min_channels=1, plot=None, progress=True, verbose=False,
-              cache_mb=1024):
+              cache_mb=1024, device=None):
     """Relative accuracy loss of every prunable group at every ratio: {group: {ratio: loss}}.
 
     eval_fn(model) -> accuracy (higher is better) on a fixed evaluation subset.
@@ -67,7 +68,16 @@ def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=Non
     graph: a DependencyGraph from `analyze(model, input_shape)` to reuse.
     cache_mb: memory for replaying the outputs of layers that run before a trial's pruned
     layers (`PrefixCache`); 0 computes every evaluation in full.
+    device: where the scan (and `eval_fn`) runs, "cpu", "gpu" or "gpu:N"; default: where the
+    model's parameters are. The model is moved there; the session's device comes back after.
     """
+    with devices.model_on(model, device):
+        return _sensitive(model, input_shape, eval_fn, ratios, criterion, file, layers, skip, graph, engine,
+                          round_to, min_channels, plot, progress, verbose, cache_mb)
+
+
+def _sensitive(model, input_shape, eval_fn, ratios, criterion, file, layers, skip, graph, engine, round_to,
+               min_channels, plot, progress, verbose, cache_mb):
     from .dependency import analyze
 
     ratios = sorted({check_ratio("", r, "ratios") for r in (DEFAULT_RATIOS if ratios is None else ratios)})
@@ -193,12 +203,12 @@ def _load(file, meta):
     try:
         saved = json.loads(Path(file).read_text())
     except ValueError:
-        warnings.warn(f"{file} is not valid JSON; the sensitivity scan starts over", stacklevel=3)
+        warnings.warn(f"{file} is not valid JSON; the sensitivity scan starts over", stacklevel=4)
         return state
     changed = [k for k in meta if saved.get(k) != json.loads(json.dumps(meta[k]))]
     if changed:
         warnings.warn(f"{file} holds a scan with a different {', '.join(changed)}; the scan starts over",
-                      stacklevel=3)
+                      stacklevel=4)
         return state
     state["base"] = saved.get("base")
     state["layers"] = saved.get("layers", {})

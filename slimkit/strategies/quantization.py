@@ -48,7 +48,8 @@ class _Quantization(Strategy):
                                                        "(e.g. `classifier.3`, as in model.named_sublayers())")
     runtime: Literal["onednn_int8", "cpu"] = option(
         "onednn_int8", "Paddle Inference CPU runtime used to evaluate and time the export: oneDNN with its "
-                       "int8 passes, or the plain CPU predictor (computes in float)")
+                       "int8 passes, or the plain CPU predictor (computes in float); on a GPU run the "
+                       "predictor runs the GPU kernels instead")
 
     def check(self):
         check_layer_types(self.quantizable_layer_type)
@@ -82,8 +83,9 @@ class _Quantization(Strategy):
     def _measure_export(self, ctx, report):
         shape = [ctx.report.latency_batch, *ctx.input_shape[1:]]
         warmup, runs = ctx.report.latency_warmup, ctx.report.latency_runs
-        exported = InferenceModel(ctx.out_dir / EXPORT_DIR / "model", self.runtime)
-        reference = InferenceModel(ctx.out_dir / FLOAT_EXPORT_DIR / "model", self.runtime)
+        trt = ctx.report.tensorrt  # on the run's device (the session's), like every stage's latency
+        exported = InferenceModel(ctx.out_dir / EXPORT_DIR / "model", self.runtime, tensorrt=trt)
+        reference = InferenceModel(ctx.out_dir / FLOAT_EXPORT_DIR / "model", self.runtime, tensorrt=trt)
         batches = ctx.engine.batches(ctx.report.eval_split, ctx.train.eval_batch_size)
         metrics = exported.evaluate_batches(batches, metric_of(ctx.engine, ctx.data.num_classes))
         ops = exported.optimized_ops()
@@ -120,7 +122,8 @@ class _Quantization(Strategy):
                                                                "quantize_linear", "dequantize_linear")}
         faster = "faster" if latency < float_latency else "not faster"
         report.add_note(
-            f"CPU execution: {verdict} ({self.runtime}; quantize/dequantize ops after Paddle Inference's passes: "
+            f"{exported.device.upper() if exported.on_gpu else 'CPU'} execution: {verdict} "
+            f"({self.runtime}; quantize/dequantize ops after Paddle Inference's passes: "
             f"{interesting or 'none'}); the int8 export runs in {latency:.3f} ms vs {float_latency:.3f} ms for the "
             f"float export in the same predictor ({faster})", "int8_speed")
 
