@@ -12,7 +12,7 @@ from pathlib import Path
 import paddle
 
 from .errors import ModelError
-from .rundir import atomic_save, atomic_write_text
+from .rundir import atomic_save, atomic_write_text, read_run
 from .surgery import restore, shape_attrs
 
 WEIGHTS = "model.pdparams"
@@ -55,7 +55,7 @@ def load_model(folder, model=None):
 
     A stage folder that cannot be rebuilt from its spec (no spec, or a structure the spec
     does not build, such as a quantized model) loads its saved inference program instead:
-    an `InferenceModel`, whose `run(images)` returns the logits.
+    an `InferenceModel`, whose `run(images)` returns the logits (the output the run's `task.output` names).
     """
     folder = Path(folder)
     if model is None:
@@ -85,7 +85,8 @@ def _inference_program(folder):
         return None
     from .quant.export import InferenceModel
 
-    return InferenceModel(prefix, runtime="cpu")
+    run = read_run(folder.parent) or {}  # run(images) returns the output the run's task measured
+    return InferenceModel(prefix, runtime="cpu", output=(run.get("task") or {}).get("output"))
 
 
 def _quantized(arch):

@@ -132,8 +132,10 @@ class SmallUNet(nn.Layer):
     """A small encoder-decoder segmenter: two stride-2 stages down, upsampling with skip concatenations.
 
     Returns [N, num_classes, H, W] scores at the input's size. It upsamples by a fixed factor
-    (x2 bilinear) and returns one tensor, patterns filter pruning follows today; `aux_head`
-    adds a second output, from the deepest stage, in training mode only (for `task.aux_weights`).
+    (x2 bilinear) and returns one tensor, patterns filter pruning follows today. `aux_head`
+    adds a PSPNet-style auxiliary head on the deepest stage (conv-BN-ReLU, then a 1x1
+    classifier): the model returns `[scores, aux scores]` in training mode only (for
+    `task.aux_weights`), and the scores alone in eval mode.
     """
 
     def __init__(self, num_classes=4, in_channels=1, width=8, aux_head=False):
@@ -145,7 +147,7 @@ class SmallUNet(nn.Layer):
         self.dec2 = _conv_bn_relu(6 * w, 2 * w)
         self.dec1 = _conv_bn_relu(3 * w, w)
         self.head = nn.Conv2D(w, num_classes, 1)
-        self.aux = nn.Conv2D(4 * w, num_classes, 1) if aux_head else None
+        self.aux = nn.Sequential(_conv_bn_relu(4 * w, 2 * w), nn.Conv2D(2 * w, num_classes, 1)) if aux_head else None
 
     def forward(self, x):
         e1 = self.enc1(x)

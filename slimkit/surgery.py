@@ -101,10 +101,39 @@ def eval_mode(model):
     Restoring per layer (not `model.train()`) keeps a deliberately frozen BatchNorm or
     a teacher in eval mode inside a training student as it was.
     """
-    training = {name: layer.training for name, layer in model.named_sublayers(include_self=True)}
-    try:
+    with _flags_kept(model):
         model.eval()
         yield model
+
+
+@contextlib.contextmanager
+def train_mode(model):
+    """Run the body with `model` in training mode, then put back everything a training forward changes.
+
+    A training forward moves BatchNorm's running statistics (tensors no optimizer updates)
+    and draws dropout masks from paddle's random state: both come back, with every
+    sublayer's train/eval flag, so a training-mode probe (the channel trace, an output
+    check) leaves the model and the run's random numbers as they were.
+    """
+    fixed = [(t, t.numpy().copy()) for layer in model.sublayers(include_self=True)
+             for t in list(layer._parameters.values()) + list(layer._buffers.values())
+             if t is not None and t.stop_gradient]
+    rng = paddle.get_rng_state()
+    try:
+        with _flags_kept(model):
+            model.train()
+            yield model
+    finally:
+        for tensor, value in fixed:
+            tensor.set_value(value)
+        paddle.set_rng_state(rng)
+
+
+@contextlib.contextmanager
+def _flags_kept(model):
+    training = {name: layer.training for name, layer in model.named_sublayers(include_self=True)}
+    try:
+        yield
     finally:
         for name, layer in model.named_sublayers(include_self=True):
             layer.training = training.get(name, layer.training)

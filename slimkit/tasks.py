@@ -14,7 +14,7 @@ Inference) are measured by the same code.
 import copy
 import dataclasses
 import importlib
-from typing import Optional, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import paddle
@@ -25,6 +25,7 @@ from . import device as devices
 from .errors import ConfigError, ModelError
 from .metrics import BatchMean, SegmentationMetric, TopK
 from .schema import Options, _suggest, option
+from .surgery import train_mode
 
 TASKS = {}
 
@@ -40,8 +41,10 @@ class TaskConfig(Options):
     output: Optional[Union[int, str]] = option(None, "which output of a model with several outputs the loss and "
                                                      "metric read: an index (list/tuple) or a key (dict); "
                                                      "null = the output itself, or the first of a list/tuple")
-    aux_weights: dict = option(default_factory=dict, doc="loss weight of each auxiliary output in training, "
-                                                         "{index or key: weight}; outputs not named are not trained")
+    aux_weights: Union[List[float], Dict[Union[int, str], float]] = option(
+        default_factory=dict, doc="loss weights of the auxiliary outputs the model returns in training mode: "
+                                  "[w1, w2, ...] for the outputs of a list/tuple other than `output`, in order, "
+                                  "or {index or key: weight}; outputs not named are not trained")
     ignore_index: int = option(255, "label of pixels the segmentation loss and metric ignore")
 
     def check(self):
@@ -52,12 +55,12 @@ class TaskConfig(Options):
             elif value is not None and value not in TASKS:
                 raise ConfigError(key, f"unknown {key} {value!r}",
                                   _suggest(value, sorted(TASKS)) + " (or `package.module:function`)")
-        for key, weight in self.aux_weights.items():
-            if isinstance(key, bool) or not isinstance(key, (int, str)):
-                raise ConfigError(f"aux_weights.{key}", "keys are output indices or dict keys")
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-                raise ConfigError(f"aux_weights.{key}", f"expected a weight >= 0, got {weight!r}")
-            if key == self.output or (self.output is None and key == 0):
+        named = isinstance(self.aux_weights, dict)
+        for key, weight in self.aux_weights.items() if named else enumerate(self.aux_weights):
+            path = f"aux_weights.{key}" if named else f"aux_weights[{key}]"
+            if weight < 0:
+                raise ConfigError(path, f"expected a weight >= 0, got {weight!r}")
+            if named and (key == self.output or (self.output is None and key == 0)):
                 raise ConfigError(f"aux_weights.{key}", "is the main output (task.output), weighted 1",
                                   "name only the auxiliary outputs")
 
@@ -187,12 +190,32 @@ class Objective:
                               f"use an index from 0 to {len(outputs) - 1}")
         raise ModelError(f"the model returned {type(outputs).__name__}, not a tensor, list, tuple or dict")
 
+    def aux_outputs(self, outputs):
+        """[(key, weight)] of the auxiliary outputs the training loss adds, for the model's training-mode outputs."""
+        weights = self.config.aux_weights
+        if isinstance(weights, dict):
+            return list(weights.items())
+        if not weights:
+            return []
+        if not isinstance(outputs, (list, tuple)):
+            kind = "a dict" if isinstance(outputs, dict) else "one tensor"
+            raise ConfigError("task.aux_weights", f"a list of weights is for auxiliary outputs in a list or tuple, "
+                                                  f"and the model returns {kind} in training mode",
+                              "give {key: weight} for a dict, or no aux_weights")
+        main = self.config.output or 0
+        aux = [i for i in range(len(outputs)) if i != main % len(outputs)]
+        if len(aux) != len(weights):
+            raise ConfigError("task.aux_weights", f"{len(weights)} weights, but the model returns {len(aux)} "
+                                                  f"auxiliary outputs in training mode (besides output {main})",
+                              f"give {len(aux)} weights, one per auxiliary output in order")
+        return list(zip(aux, weights))
+
     def loss_fn(self, model, images, labels):
         """Loss of the main output plus the weighted losses of auxiliary outputs; (loss, main output)."""
         outputs = model(images)
         main = self.select(outputs)
         loss = self._loss(main, labels)
-        for key, weight in self.config.aux_weights.items():
+        for key, weight in self.aux_outputs(outputs):
             loss = loss + weight * self._loss(self.select(outputs, key, f"task.aux_weights.{key}"), labels)
         return loss, main
 
@@ -202,12 +225,22 @@ class Objective:
         return self.eval_loss(main, labels), main
 
     def check_outputs(self, model, input_shape):
-        """Run a copy of the model once, in eval mode, to find a bad `output` before any work."""
+        """Run a copy of the model once, in eval mode, to find a bad `output` before any work.
+
+        With `aux_weights`, the copy also runs in training mode, where the auxiliary outputs are.
+        """
         probe = copy.deepcopy(model)
         devices.move(probe, devices.current())  # on the run's device, like every later forward
+        x = paddle.zeros(input_shape, dtype="float32")
+        if self.config.aux_weights:
+            with train_mode(probe), paddle.no_grad():
+                outputs = probe(x)
+                self.select(outputs)
+                for key, _ in self.aux_outputs(outputs):
+                    self.select(outputs, key, f"task.aux_weights.{key}")
         probe.eval()
         with paddle.no_grad():
-            out = self.select(probe(paddle.zeros(input_shape, dtype="float32")))
+            out = self.select(probe(x))
         if not self.metric_names:
             return  # the user's metric decides what it reads
         want = 4 if self.name == "segmentation" else 2
@@ -245,6 +278,12 @@ def metric_of(engine, num_classes):
 
     task = getattr(engine, "task", None)
     return task.metric() if task is not None else TopK(num_classes)
+
+
+def output_key(engine):
+    """The engine's `task.output` (None for an engine without a task): what an exported model's metric reads."""
+    task = getattr(engine, "task", None)
+    return task.config.output if task is not None else None
 
 
 def primary_metric(engine, metrics):

@@ -99,9 +99,9 @@ def test_a_mismatch_is_loud_and_never_shipped(run, tmp_path):
 
 
 @pytest.mark.parametrize("stage,fmt,files", [
-    ("qat", "onnx", ["model.onnx", "verification.json"]),
-    ("filter_pruning", "paddle", ["model.pdmodel", "model.pdiparams"]),
-    (None, "paddle", ["model.pdmodel", "model.pdiparams"]),
+    ("qat", "onnx", ["model.onnx", "verification.json", "outputs.json"]),
+    ("filter_pruning", "paddle", ["model.pdmodel", "model.pdiparams", "outputs.json"]),
+    (None, "paddle", ["model.pdmodel", "model.pdiparams", "outputs.json"]),
 ])
 def test_slimkit_export_copies_the_stage_files(run, tmp_path, capsys, stage, fmt, files):
     _, _, out = run

@@ -95,6 +95,8 @@ def test_yaml_segmentation_pipeline_reports_miou_in_every_row(tmp_path, capsys):
     ({"loss": "segmentaton"}, None, "task.loss: unknown loss 'segmentaton'"),
     ({"output": 2}, None, "task.output: the model returns a single tensor"),
     ({}, [{"type": "finetune"}, {"type": "distill"}], "stages[1]: distill works on classification models only"),
+    ({"aux_weights": [0.4]}, None, "task.aux_weights: a list of weights is for auxiliary outputs in a list or tuple, "
+                                   "and the model returns one tensor in training mode"),
 ])
 def test_bad_task_values_exit_2_before_any_work(tmp_path, capsys, task, stages, message):
     changes = {"task": task} if stages is None else {"stages": stages}
@@ -105,6 +107,22 @@ def test_bad_task_values_exit_2_before_any_work(tmp_path, capsys, task, stages, 
     assert message in capsys.readouterr().err
     files = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert files == [earlier.relative_to(tmp_path), Path("seg.yaml")], "nothing measured, trained or removed"
+
+
+def test_yaml_pipeline_with_an_aux_head_prunes_it_and_finetunes_on_both_outputs(tmp_path):
+    stages = [{"type": "finetune", "name": "train"}, {"type": "filter_pruning", "ratios": 0.5},
+              {"type": "finetune", "name": "recover"}]
+    path = _config(tmp_path, model={"name": "small_unet", "args": {"aux_head": True}},
+                   task={"aux_weights": [0.4]}, stages=stages)
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    stages = json.loads((out / "report.json").read_text())["stages"]
+    assert [s["stage"] for s in stages] == ["baseline", "train", "filter_pruning", "recover"]
+    assert all(0 < s["metrics"]["miou"] <= 1 for s in stages)
+    pruned = slimkit.load_model(out / "03-recover")
+    assert pruned.aux[0][0].weight.shape[:2] == [8, pruned.enc3[1][0].weight.shape[0]] == [8, 16]
+    pruned.train()
+    assert [o.shape for o in pruned(paddle.zeros([2, 1, 32, 32]))] == [[2, 4, 32, 32]] * 2
 
 
 def test_ptq_of_a_segmenter_reports_the_exported_models_miou(tmp_path):

@@ -89,6 +89,22 @@ def test_auxiliary_outputs_add_their_weighted_loss_and_the_main_output_is_select
         np.testing.assert_array_equal(main.numpy(), model.main(x).numpy())
 
 
+def test_a_list_of_aux_weights_weighs_the_outputs_other_than_the_main_one_in_order():
+    paddle.seed(0)
+    x, y = paddle.randn([2, 1, 4, 4]), paddle.to_tensor(RNG.randint(0, 3, (2, 4, 4)))
+    model = TwoHeads()
+    task = build_task({"loss": "segmentation", "output": 1, "aux_weights": [0.25]}, None)
+    loss, main = task.loss_fn(model, x, y)
+    expected = task.eval_loss(model.aux(x), y) + 0.25 * task.eval_loss(model.main(x), y)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+    np.testing.assert_array_equal(main.numpy(), model.aux(x).numpy())
+    assert task.aux_outputs([x, x]) == [(0, 0.25)]
+    with pytest.raises(ConfigError, match=r"task.aux_weights: 1 weights, but the model returns 2 auxiliary outputs"):
+        task.aux_outputs([x, x, x])
+    with pytest.raises(ConfigError, match=r"task.aux_weights: a list of weights is for auxiliary outputs in a list"):
+        task.aux_outputs({"seg": x})
+
+
 @pytest.mark.parametrize("output, outputs, message", [
     (2, [1, 2], r"task.output: the model returns 2 outputs, 2 is not one of them"),
     (None, {"seg": 1}, r"task.output: the model returns a dict with keys \['seg'\]"),
@@ -106,9 +122,9 @@ def test_registry_segmenter_with_aux_head_trains_on_both_outputs_and_returns_a_t
     model = slimkit.build_model("small_unet", num_classes=4, in_channels=1, aux_head=True)
     engine = Engine(data, {"epochs": 1, "batch_size": 8, "max_steps_per_epoch": 1, "progress": False},
                     {"aux_weights": {1: 0.4}})
-    before = model.aux.weight.numpy().copy()
+    before = model.aux[-1].weight.numpy().copy()
     engine.train(model)
-    assert not np.allclose(before, model.aux.weight.numpy()), "the auxiliary head is trained"
+    assert not np.allclose(before, model.aux[-1].weight.numpy()), "the auxiliary head is trained"
     assert isinstance(model(paddle.zeros([1, 1, 32, 32])), paddle.Tensor)
     result = engine.evaluate(model, "val")
     assert set(result) == {"miou", "pixel_acc", "loss", "samples"} and result["samples"] == len(data.val)
@@ -176,6 +192,8 @@ def test_user_loss_and_metric_functions_and_accumulator_classes(user_module):
     ({"metric": "numpy:no_such_fn"}, r"metric: numpy has no callable 'no_such_fn'"),
     ({"output": 1, "aux_weights": {1: 0.5}}, r"aux_weights.1: is the main output"),
     ({"aux_weights": {1: -1}}, r"aux_weights.1: expected a weight >= 0"),
+    ({"aux_weights": [0.4, -1]}, r"aux_weights\[1\]: expected a weight >= 0"),
+    ({"aux_weights": [0.4, "x"]}, r"aux_weights\[1\]: expected a number"),
     ({"output": 1.5}, r"output: expected integer or string"),
 ])
 def test_task_config_errors_name_the_key(options, message):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import List, Literal
 
 from ..errors import ConfigError, ModelError
-from .paddle_inference import export_stage, native_output_captured, stage_export_prefix
+from .paddle_inference import OUTPUTS_FILE, export_stage, native_output_captured, stage_export_prefix
 from ..schema import Options, _suggest, option
 from . import onnx as onnx_export
 
@@ -106,11 +106,13 @@ def export_run(run_dir, to, stage=None, fmt="paddle"):
     folder = find_stage(run_dir, stage)
     names = PADDLE_FILES if fmt == "paddle" else ONNX_FILES
     target = Path(to)
-    taken = [n for n in names if (target / n).exists()]
+    taken = [n for n in (*names, OUTPUTS_FILE) if (target / n).exists()]
     if taken:
         raise ConfigError("--to", f"{target} already holds {', '.join(taken)}", "choose an empty or new folder")
     source = _paddle_files(folder) if fmt == "paddle" else _onnx_files(folder, run_dir)
     target.mkdir(parents=True, exist_ok=True)
+    if (source / OUTPUTS_FILE).is_file():  # which model output each exported one is (exports since it exists)
+        names = (*names, OUTPUTS_FILE)
     for name in names:
         shutil.copy2(source / name, target / name)
     return [target / n for n in names]
@@ -166,10 +168,11 @@ def _run_engine(run_dir):
     from ..data import DataConfig, load_dataset
     from ..engine import Engine
 
-    data = json.loads((Path(run_dir) / "pipeline.json").read_text()).get("data")
+    described = json.loads((Path(run_dir) / "pipeline.json").read_text())
+    data = described.get("data")
     if isinstance(data, dict):  # the description of what was used: a built-in dataset is reloaded by its name
         data = data.get("name") if data.get("name") in _builtin_datasets() and "factory" not in data else None
     if not isinstance(data, str):
         raise ModelError(f"{run_dir} was run on data slimkit cannot reload by name, needed to verify the ONNX file",
                          "run it with `export: {formats: [paddle, onnx]}` to export while the data is at hand")
-    return Engine(load_dataset(DataConfig(name=data)))
+    return Engine(load_dataset(DataConfig(name=data)), task=described.get("task"))

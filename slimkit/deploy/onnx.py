@@ -13,6 +13,7 @@ import collections
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,7 @@ import paddle
 
 from .. import compat
 from ..errors import ConfigError, ModelError
-from .paddle_inference import SIMULATED_OPS, InferenceModel
+from .paddle_inference import OUTPUTS_FILE, SIMULATED_OPS, InferenceModel, read_output_paths
 
 ONNX_DIR = "onnx"  # inside a stage folder
 ONNX_FILE = "model.onnx"
@@ -113,12 +114,14 @@ class OnnxModel:
     folding, so an int8 QDQ file computes exactly what its scales say, in float.
     """
 
-    # One evaluation and one timer for every runtime: both only call self.run.
+    # One evaluation, one output selection and one timer for every runtime: they only call self.run_all.
     evaluate = InferenceModel.evaluate
     evaluate_batches = InferenceModel.evaluate_batches
     latency = InferenceModel.latency
+    run = InferenceModel.run
+    position = InferenceModel.position
 
-    def __init__(self, path, threads=1, optimize=True):
+    def __init__(self, path, threads=1, optimize=True, output=None):
         require_onnx("")
         import onnxruntime as ort
 
@@ -128,6 +131,9 @@ class OnnxModel:
         self.threads, self.optimize = threads, optimize
         self.session = ort.InferenceSession(self.path, self._options(), providers=["CPUExecutionProvider"])
         self._input = self.session.get_inputs()[0].name
+        # paddle2onnx keeps the order of Paddle's outputs: the export's outputs.json, copied beside the file, holds.
+        self.output, self.output_paths = output, read_output_paths(Path(self.path).parent)
+        self.position(output)
 
     def _options(self, optimized_path=None):
         import onnxruntime as ort
@@ -142,9 +148,12 @@ class OnnxModel:
             options.optimized_model_filepath = str(optimized_path)
         return options
 
-    def run(self, images):
-        """Logits (numpy) of a float32 NCHW batch."""
-        return self.session.run(None, {self._input: np.ascontiguousarray(images, dtype=np.float32)})[0]
+    def run_all(self, images):
+        """Every output (numpy) of a float32 NCHW batch, in the export's order."""
+        return self.session.run(None, {self._input: np.ascontiguousarray(images, dtype=np.float32)})
+
+    def output_count(self):
+        return len(self.session.get_outputs())
 
     def optimized_ops(self):
         """Op type -> count of the graph ONNX Runtime runs after its optimizations."""
@@ -163,17 +172,24 @@ class OnnxModel:
 
 
 def compare(onnx_model, paddle_model, engine, split="test"):
-    """ONNX Runtime vs Paddle's predictor on `split`: max abs logit difference, top-1 agreement, ONNX top-1."""
-    diff, agree, correct, total = 0.0, 0, 0, 0
+    """ONNX Runtime vs Paddle's predictor on `split`: max abs difference of every output, top-1 agreement and
+    ONNX top-1 of the output the task reads."""
+    from ..tasks import output_key
+
+    key = output_key(engine)
+    diff, agree, correct, counted, total = 0.0, 0, 0, 0, 0
     for images, labels in engine.batches(split, engine.config.eval_batch_size):
         x = images.numpy()
-        ours, theirs = onnx_model.run(x), paddle_model.run(x)
-        diff = max(diff, float(np.abs(ours - theirs).max()))
-        agree += int((ours.argmax(axis=1) == theirs.argmax(axis=1)).sum())
-        correct += int((ours.argmax(axis=1) == labels.numpy()).sum())
+        every_ours, every_theirs = onnx_model.run_all(x), paddle_model.run_all(x)
+        diff = max([diff] + [float(np.abs(a - b).max()) for a, b in zip(every_ours, every_theirs)])
+        ours, theirs = every_ours[onnx_model.position(key)], every_theirs[paddle_model.position(key)]
+        picked = ours.argmax(axis=1)  # a class per sample, or per pixel for a segmenter
+        agree += int((picked == theirs.argmax(axis=1)).sum())
+        correct += int((picked == labels.numpy()).sum())
+        counted += picked.size
         total += len(x)
-    return {"split": split, "samples": total, "max_abs_diff": diff, "top1_agreement": agree / max(total, 1),
-            "onnx_top1": correct / max(total, 1)}
+    return {"split": split, "samples": total, "max_abs_diff": diff, "top1_agreement": agree / max(counted, 1),
+            "onnx_top1": correct / max(counted, 1)}
 
 
 def verify(path, prefix, engine, int8, tolerance=1e-4, min_agreement=0.99):
@@ -213,6 +229,8 @@ def export_onnx(prefix, folder, engine, opset=13, tolerance=1e-4, min_agreement=
     folder = Path(folder)
     int8 = bool(quantize_ops(prefix))
     opset = convert(prefix, folder / ONNX_FILE, opset, int8)
+    if Path(prefix).parent.joinpath(OUTPUTS_FILE).is_file():
+        shutil.copy(Path(prefix).parent / OUTPUTS_FILE, folder / OUTPUTS_FILE)
     record = {"file": str(folder / ONNX_FILE), "source": f"{prefix}.pdmodel", "opset": opset, **versions(),
               **verify(folder / ONNX_FILE, prefix, engine, int8, tolerance, min_agreement)}
     (folder / RECORD_FILE).write_text(json.dumps(record, indent=2))

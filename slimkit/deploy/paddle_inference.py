@@ -7,10 +7,16 @@ Paddle's `QuantWeightPass` so the weights are stored on disk as int8 with their 
 `export_stage` is the one export the pipeline writes into every stage folder
 (`<stage>/inference/model.pdmodel` + `model.pdiparams`). `InferenceModel` reloads the files
 with `paddle.inference` (Config + create_predictor) to run, evaluate, time and inspect them.
+
+A model with several outputs (a list, tuple or dict, nested or not) is exported with all
+of them, flattened the way `paddle.jit.save` does (a dict's values sorted by key);
+`outputs.json` beside the files says which model output each exported one is, so the
+output `task.output` names is the one evaluated, in Paddle Inference and in ONNX Runtime.
 """
 
 import collections
 import contextlib
+import json
 import shutil
 import sys
 import tempfile
@@ -24,10 +30,12 @@ from .. import device as devices
 from ..console import fds_redirected, flush_native
 from ..errors import ConfigError, ModelError
 from ..measure import saved_size
+from ..surgery import eval_mode
 
 INFERENCE_DIR = "inference"  # inside a stage folder
 MODEL_FILE = "model.pdmodel"
 PARAMS_FILE = "model.pdiparams"
+OUTPUTS_FILE = "outputs.json"  # which model output each exported output is
 RUNTIMES = ("onednn_int8", "cpu")
 GPU_MEMORY_MB = 256  # the predictor's initial GPU memory pool; Paddle grows it as the model needs
 TENSORRT_WORKSPACE = 1 << 30
@@ -66,6 +74,7 @@ def export_float(model, folder, input_shape):
         paddle.jit.save(model, raw, input_spec=input_spec(input_shape))
         for suffix in (".pdmodel", ".pdiparams"):
             shutil.copy(raw + suffix, folder / ("model" + suffix))
+    write_output_paths(model, folder, input_shape)
     return folder / "model"
 
 
@@ -79,7 +88,55 @@ def export_int8(converted, folder, input_shape, weight_bits=8):
         raw = str(Path(tmp) / "model")
         paddle.jit.save(converted, raw, input_spec=input_spec(input_shape))
         _store_int_weights(raw, str(folder / "model"), weight_bits)
+    write_output_paths(converted, folder, input_shape)
     return folder / "model"
+
+
+def output_paths(outputs, path=()):
+    """Where each tensor of a model output sits ([key or index, ...]), in the order an export returns them.
+
+    `paddle.jit.save` flattens nested lists, tuples and dicts, a dict's values sorted by key.
+    """
+    if isinstance(outputs, dict):
+        return [p for key in sorted(outputs) for p in output_paths(outputs[key], (*path, key))]
+    if isinstance(outputs, (list, tuple)):
+        return [p for i, o in enumerate(outputs) for p in output_paths(o, (*path, i))]
+    return [list(path)] if hasattr(outputs, "shape") else []
+
+
+def write_output_paths(model, folder, input_shape):
+    """`folder/outputs.json`: the output paths of `model` (one eval forward), in the export's order."""
+    with eval_mode(model), paddle.no_grad():
+        outputs = model(paddle.zeros([1, *list(input_shape)[1:]], dtype="float32"))
+    Path(folder, OUTPUTS_FILE).write_text(json.dumps({"outputs": output_paths(outputs)}))
+
+
+def read_output_paths(folder):
+    """The output paths `write_output_paths` stored in `folder`, or None (an export made without them)."""
+    path = Path(folder, OUTPUTS_FILE)
+    return json.loads(path.read_text())["outputs"] if path.is_file() else None
+
+
+def output_position(paths, key, count):
+    """Which of an export's `count` outputs is the model output `key` (an index or dict key, as `task.output`).
+
+    None is the first, as for the eager model; an index counts the top-level outputs of a
+    list or tuple (negative from the end); a nested output is read by its first tensor.
+    """
+    if key is None or (key == 0 and (paths is None or paths == [[]])):
+        return 0
+    if paths is None or len(paths) != count:
+        found = "no " + OUTPUTS_FILE if paths is None else f"{OUTPUTS_FILE} listing {len(paths)} of its {count} outputs"
+        raise ModelError(f"the export has {found}, so its output {key!r} cannot be found",
+                         "export the model again with this version of slimkit")
+    tops = list(dict.fromkeys(p[0] for p in paths if p))
+    if isinstance(key, int) and all(isinstance(t, int) for t in tops) and -len(tops) <= key < len(tops):
+        key = tops[key]
+    for position, path in enumerate(paths):
+        if path[:1] == [key]:
+            return position
+    raise ConfigError("task.output", f"the exported model has no output {key!r}; its outputs are "
+                                     f"{[str(t) for t in tops] or ['one tensor']}", "name one of them")
 
 
 def _store_int_weights(source, target, weight_bits):
@@ -165,7 +222,7 @@ class InferenceModel:
     reason when the device is the CPU or Paddle was compiled without TensorRT.
     """
 
-    def __init__(self, prefix, runtime="onednn_int8", threads=1, device=None, tensorrt=False):
+    def __init__(self, prefix, runtime="onednn_int8", threads=1, device=None, tensorrt=False, output=None):
         self.prefix = str(prefix)
         if runtime not in RUNTIMES:
             raise ConfigError("runtime", f"{runtime!r} is not a Paddle Inference runtime",
@@ -181,7 +238,9 @@ class InferenceModel:
                 raise ModelError(f"{self.prefix + suffix} does not exist", "export the model first")
         self.predictor = _create_predictor(self._config())
         self._input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        self._output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+        self._outputs = [self.predictor.get_output_handle(name) for name in self.predictor.get_output_names()]
+        self.output, self.output_paths = output, read_output_paths(Path(self.prefix).parent)
+        self.position(output)  # a bad `output` fails here, not at the first run
 
     @property
     def on_gpu(self):
@@ -216,13 +275,25 @@ class InferenceModel:
                                       min_subgraph_size=3, precision_mode=precision, use_static=False,
                                       use_calib_mode=False)
 
-    def run(self, images):
-        """Logits (numpy) of a float32 NCHW batch."""
+    def run(self, images, output=None):
+        """One output (numpy) of a float32 NCHW batch: `output` (an index or key, as task.output), else the
+        one chosen at load (`output=`, default: the first)."""
+        return self.run_all(images)[self.position(output)]
+
+    def run_all(self, images):
+        """Every exported output (numpy), in the export's order (`output_paths` says which is which)."""
         images = np.ascontiguousarray(images, dtype=np.float32)
         self._input.reshape(list(images.shape))
         self._input.copy_from_cpu(images)
         self.predictor.run()
-        return self._output.copy_to_cpu()
+        return [handle.copy_to_cpu() for handle in self._outputs]
+
+    def position(self, output=None):
+        """The index, among the exported outputs, of model output `output` (None: the one chosen at load)."""
+        return output_position(self.output_paths, self.output if output is None else output, self.output_count())
+
+    def output_count(self):
+        return len(self._outputs)
 
     def runner(self, input_shape):
         """A no-argument callable running the predictor on a fixed random batch (for deploy.timing)."""
@@ -239,16 +310,16 @@ class InferenceModel:
 
     def evaluate(self, engine, split="test", max_batches=None):
         """The task's metrics (e.g. top-1/top-5) of the exported model on a split, like `Engine.evaluate`."""
-        from ..tasks import metric_of
+        from ..tasks import metric_of, output_key
 
         metric = metric_of(engine, engine.data.num_classes)
-        return self.evaluate_batches(engine.batches(split, max_batches=max_batches), metric)
+        return self.evaluate_batches(engine.batches(split, max_batches=max_batches), metric, output_key(engine))
 
-    def evaluate_batches(self, batches, metric):
-        """`metric` (an accumulator of slimkit.metrics) of the exported model over (images, labels) `batches`."""
+    def evaluate_batches(self, batches, metric, output=None):
+        """`metric` (an accumulator of slimkit.metrics) of the exported model's `output` over (images, labels)."""
         total = 0
         for images, labels in batches:
-            metric.update(self.run(images.numpy()), labels.numpy())
+            metric.update(self.run(images.numpy(), output), labels.numpy())
             total += int(labels.shape[0])
         return {**metric.result(), "samples": total}
 

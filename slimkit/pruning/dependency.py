@@ -33,6 +33,7 @@ from .. import compat
 from . import ops
 from ..errors import ModelError
 from ..schema import _suggest
+from ..surgery import eval_mode, train_mode
 
 
 @dataclasses.dataclass
@@ -88,6 +89,9 @@ class DependencyGraph:
         # Depthwise convs whose output carries another group's channels -> that Group (None: several groups).
         self.followers = dict(followers or {})
         self.output_structure = None  # containers and shapes of the eager output (see output_structure)
+        # The same in training mode, for a model whose training forward calls layers eval mode does not
+        # (auxiliary heads); None when both modes call the same layers.
+        self.train_structure = None
         self._by_root = {root: g for g in groups for root in g.roots}
 
     def group(self, layer_name):
@@ -147,20 +151,41 @@ def group_weights(model, group):
 def analyze(model, input_shape):
     """Trace `model` on `input_shape` ([N, C, H, W]) and return its DependencyGraph.
 
-    The model (weights, forward, train/eval flags) and the Paddle session (dynamic mode,
-    PIR flag) are left as they were, also when tracing fails.
+    The eval-mode forward is traced; when it leaves conv/linear layers uncalled, the
+    training-mode forward is traced too, so auxiliary heads that only training calls
+    (PSPNet, BiSeNet, PP-LiteSeg style) shrink with the features they read and prune their
+    own channels. The model (weights, forward, train/eval flags) and the Paddle session
+    (dynamic mode, PIR flag) are left as they were, also when tracing fails.
     """
     input_shape = _check_shape(input_shape)
     eager_out = _check_forward_runs(model, input_shape)
-    program, outputs = _trace(model, input_shape)
     tracer = _ChannelTracer(model)
-    tracer.run(program, flat_outputs(outputs))
+    tracer.run(*_trace(model, input_shape))
+    train_out = _follow_training_forward(model, input_shape, tracer)
     graph = tracer.graph(input_shape, [list(t.shape) for t in flat_outputs(eager_out)])
     graph.output_structure = output_structure(eager_out)
+    if train_out is not None:
+        graph.train_structure = output_structure(train_out)
     from .probe import probe_fixed_shapes  # it removes channels (remove.py), which needs this module
 
     probe_fixed_shapes(model, graph, tracer.fixed_shape_groups(graph))
     return graph
+
+
+def _follow_training_forward(model, input_shape, tracer):
+    """Walk the training-mode program too if it calls layers the eval one does not; its eager output, or None."""
+    uncalled = tracer.uncalled()
+    if not uncalled:
+        return None
+    try:
+        train_out = _check_forward_runs(model, input_shape, training=True)
+        program, outputs = _trace(model, input_shape, training=True)
+    except ModelError as err:
+        # The eval forward still prunes; the layers only training might call stay as they are.
+        tracer.training_failed = err.message
+        return None
+    tracer.run(program, outputs)
+    return train_out if tracer.uncalled() != uncalled else None
 
 
 def flat_outputs(out):
@@ -192,27 +217,17 @@ def _check_shape(input_shape):
     return shape
 
 
-def _check_forward_runs(model, input_shape):
+def _check_forward_runs(model, input_shape, training=False):
     # The static trace checks fewer shapes than an eager run (a conv given the wrong channel
     # count traces fine), so run the model once as the user would.
+    mode = train_mode if training else eval_mode
     try:
-        with compat.session_guard(), _eval_mode(model), paddle.no_grad():
+        with compat.session_guard(), mode(model), paddle.no_grad():
             return model(paddle.zeros(input_shape, dtype="float32"))
     except Exception as err:
-        raise ModelError(f"the model cannot run on input_shape {input_shape}: {type(err).__name__}: "
+        where = " in training mode" if training else ""
+        raise ModelError(f"the model cannot run{where} on input_shape {input_shape}: {type(err).__name__}: "
                          f"{_last_line(err)}", _SHAPE_HINT) from None
-
-
-@contextlib.contextmanager
-def _eval_mode(model):
-    # Dropout/BN in eval mode: the same channels, fewer ops; every layer's own flag comes back.
-    training = {name: layer.training for name, layer in model.named_sublayers(include_self=True)}
-    try:
-        model.eval()
-        yield
-    finally:
-        for name, layer in model.named_sublayers(include_self=True):
-            layer.training = training.get(name, layer.training)
 
 
 _SHAPE_HINT = ("check input_shape ([batch, channels, height, width] of your data) and that "
@@ -224,15 +239,17 @@ def _last_line(err):
     return text.splitlines()[-1] if text else ""
 
 
-def _trace(model, input_shape):
+def _trace(model, input_shape, training=False):
+    """(the traced PIR program, its output values) of the eval-mode (or training-mode) forward."""
     # to_static on the bound forward (not on the layer) leaves `model.forward` untouched.
     pir_guard = contextlib.nullcontext() if compat.pir_enabled() else paddle.pir_utils.IrGuard()
+    mode = train_mode if training else eval_mode
     try:
-        with compat.session_guard(), pir_guard, _eval_mode(model):
+        with compat.session_guard(), pir_guard, mode(model):
             spec = [paddle.static.InputSpec(input_shape, "float32")]
             static_forward = paddle.jit.to_static(model.forward, input_spec=spec, full_graph=True)
             program = static_forward.concrete_program
-            return program.main_program, list(program.outputs)
+            return program.main_program, flat_outputs(list(program.outputs))
     except OSError as err:
         if "source code" not in str(err):
             raise ModelError(f"cannot trace the model on input_shape {input_shape}: OSError: {_last_line(err)}",
@@ -296,6 +313,7 @@ class _ChannelTracer:
         self.followers = {}  # depthwise conv name -> nodes whose channels its output carries
         self.constraints = {}  # node -> [(blocks, aligned)] from the grouped convs it meets
         self.fixed_shapes = []  # (op name, constant shape, segments) of reshapes to constant sizes
+        self.training_failed = ""  # why the training-mode forward could not be followed, if it was tried
 
     # -- union-find over nodes
     def _new_node(self, channels, layer=None, reason=""):
@@ -323,6 +341,8 @@ class _ChannelTracer:
 
     # -- walking the program
     def run(self, program, outputs):
+        """Follow one traced program; a second one (the training forward) adds to the same layers' nodes."""
+        self.info, self.axes, self.param_of, self.vectors = {}, {}, {}, {}  # values belong to one program
         for op in program.global_block().ops:
             self._visit(op)
         for v in outputs:
@@ -753,6 +773,10 @@ class _ChannelTracer:
             self.unknown(op, f"`{op.name()}` reduces over the channel axis")
 
     # -- result
+    def uncalled(self):
+        """Conv/linear layers no followed program has called."""
+        return {name for name in self.weighted_layers if name not in self.layer_node and name not in self.followers}
+
     def fixed_shape_groups(self, graph):
         """[(description, [Group])] for every reshape to a constant size, with the prunable groups reaching it."""
         by_class = {self._find(self.layer_node[g.roots[0]]): g for g in graph.groups}
@@ -809,7 +833,9 @@ class _ChannelTracer:
             same = all(o is owners[0] for o in owners)
             followers[layer] = owners[0] if same else None
         seen = {r for g in groups for r in g.roots} | set(followers)
-        unused = {name: f"{kind} not called by forward on input_shape {list(input_shape)}"
+        why = f" (the training forward, which might, cannot be traced: {self.training_failed})" \
+            if self.training_failed else ""
+        unused = {name: f"{kind} not called by forward on input_shape {list(input_shape)}{why}"
                   for name, kind in self.weighted_layers.items() if name not in seen}
         return DependencyGraph(groups, input_shape, output_shapes, tensor_shapes, unused, followers)
 

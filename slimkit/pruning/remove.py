@@ -17,7 +17,7 @@ import paddle
 
 from ..errors import ModelError
 from ..schema import _suggest
-from ..surgery import capture, eval_mode, replace_tensor, restore
+from ..surgery import capture, eval_mode, replace_tensor, restore, train_mode
 from .dependency import DependencyGraph, flat_outputs, output_structure
 
 
@@ -210,6 +210,13 @@ def _check_forward(model, graph):
         structure, expected = [list(t.shape) for t in flat_outputs(out)], graph.output_shapes
     if structure != expected:
         raise ModelError(f"the pruned model's outputs are {_describe(structure)}, expected {_describe(expected)}")
+    if graph.train_structure is not None:
+        # Layers only the training forward calls (auxiliary heads) must still fit the channels they read.
+        with train_mode(model), paddle.no_grad():
+            structure = output_structure(model(paddle.zeros(graph.input_shape, dtype="float32")))
+        if structure != graph.train_structure:
+            raise ModelError(f"the pruned model's training-mode outputs are {_describe(structure)}, "
+                             f"expected {_describe(graph.train_structure)}")
 
 
 def _describe(structure):
@@ -239,5 +246,5 @@ def _pruned_graph(graph, masks, removed):
     by_name = {g.name: g for g in groups}
     followers = {k: (by_name[g.name] if g is not None else None) for k, g in graph.followers.items()}
     pruned = DependencyGraph(groups, graph.input_shape, graph.output_shapes, shapes, graph.unused, followers)
-    pruned.output_structure = graph.output_structure
+    pruned.output_structure, pruned.train_structure = graph.output_structure, graph.train_structure
     return pruned
