@@ -74,3 +74,39 @@ def test_real_shufflenet_v2_prunes_its_branches_and_down_sampling_units(tmp_path
     assert "channel shuffle of 2 sub-blocks" in ds.reason  # ... and the next unit's kept half holds them whole
     assert graph.group("2_2._conv_pw.0").prunable
     assert result.flops_after < 0.85 * result.flops_before
+
+
+class RegroupedSum(paddle.nn.Layer):
+    """[N, 16, H, W] -> [N, 2, 8, H, W] summed over the groups: not a shuffle, so the channels stay whole."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = paddle.nn.Conv2D(3, 16, 3), paddle.nn.Conv2D(8, 4, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        n, c, h, w = y.shape
+        return self.b(paddle.reshape(y, [n, 2, c // 2, h, w]).sum(axis=1))
+
+
+class ChunkOfConcat(paddle.nn.Layer):
+    """chunk(concat([a, b]), 2) gives a and b back: the parts stay equal if a and b lose the same channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = paddle.nn.Conv2D(3, 8, 3), paddle.nn.Conv2D(3, 8, 3)
+        self.p, self.q = paddle.nn.Conv2D(8, 4, 1), paddle.nn.Conv2D(8, 4, 1)
+
+    def forward(self, x):
+        left, right = paddle.chunk(paddle.concat([self.a(x), self.b(x)], axis=1), 2, axis=1)
+        return self.p(left) + self.q(right)
+
+
+def test_regrouped_channels_used_by_anything_but_a_shuffle_stay_whole():
+    graph = analyze(RegroupedSum(), [1, 3, 8, 8])
+    assert "regrouped to [N, 2, 8, ...] along channels and used by `pd_op.sum`" in graph.skipped()["a"]
+
+
+def test_equal_parts_from_different_layers_are_pruned_with_the_same_indices():
+    graph = analyze(ChunkOfConcat(), [1, 3, 8, 8])
+    assert graph.group("a").roots == ["a", "b"] and graph.group("a").prunable
