@@ -1,21 +1,24 @@
 """Does filter pruning handle every structure? 30 % uniform L1 pruning of real models, checked exactly.
 
-Every constructor of `paddle.vision.models` (at an input size it accepts), the hand-made
-models of the tests (segmentation- and detection-style outputs, channels-last blocks,
-fixed-shape reshapes, channel multipliers, ...) and two backbone + head models. For each:
-`analyze` (time of the one trace), `prune(ratios=0.3)`, then the checks of
-tests/prune_checks.py: the pruned model computes what the unpruned model computes with the
-removed channels cut off at their consumers (atol 1e-4; skipped for models whose channels
-pass a LayerNorm/GroupNorm, whose statistics change with them), the outputs keep their
-shapes, layer attributes match the new weight shapes, `count_flops` equals
-`PruneResult.flops_after`, `paddle.jit.save`/`load` reproduces the outputs and one SGD step runs.
+Every model constructor of `paddle.vision.models` (the lowercase callables of its
+`__all__`, `pretrained=False`, at the smallest input size each accepts), the hand-made
+pattern models of the tests (tests/structure_models.py: segmentation- and detection-style
+outputs, channels-last blocks, fixed-shape reshapes, channel shuffles, equal splits,
+channel multipliers, ...) and two resnet18 backbone + head models. For each: `analyze`
+(time of the one trace), `prune(ratios=0.3)`, then the checks of tests/prune_checks.py:
+the pruned model computes what the unpruned model computes with the removed channels cut
+off at their consumers (atol 1e-4; skipped for models whose channels pass a
+LayerNorm/GroupNorm, whose statistics change with them), the outputs keep their shapes,
+layer attributes match the new weight shapes, `count_flops` equals
+`PruneResult.flops_after`, `paddle.jit.save`/`load` reproduces the outputs and one SGD step
+runs. A row passes when FLOPs after are below 0.85x before, or, for a model with a size
+written into its forward, when exactly the groups behind that size are kept whole.
 
     PYTHONPATH=. python3 benchmarks/prune_structures.py          # the run in benchmarks/results/prune_structures.md
-    PYTHONPATH=. python3 benchmarks/prune_structures.py --smoke  # four small models, result page in /tmp
+    PYTHONPATH=. python3 benchmarks/prune_structures.py --smoke  # five small models, result page in /tmp
 """
 
 import argparse
-import inspect
 import platform
 import re
 import sys
@@ -26,96 +29,86 @@ from pathlib import Path
 
 import numpy as np
 import paddle
-import paddle.nn as nn
-import paddle.nn.functional as F
 
 import slimkit
 from slimkit.pruning import analyze, dependency, prune
 from slimkit.surgery import capture
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import structure_models as M  # noqa: E402
 from prune_checks import (_randomize_bn, check_attributes, check_exact, check_jit_roundtrip,  # noqa: E402
                           check_train_step, run)
-from test_prune_channel_ops import ChannelMultiplier, Interpolations, MobileOps  # noqa: E402
-from test_prune_channels_last import ConvNeXtTiny, TokenBlock  # noqa: E402
-from test_prune_fixed_reshape import FixedWidthHead  # noqa: E402
-from test_prune_outputs import Detector, EncoderDecoder  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "prune_structures.md"
 V = paddle.vision.models
 
 
-class ResNetSeg(nn.Layer):
-    """Segmentation-style: resnet18 features, a 1x1 classifier, upsampled to the input's size, `[logits]`."""
+class Case:
+    """One model of the table: its structure, constructor and input shape.
 
-    def __init__(self, classes=4):
-        super().__init__()
-        self.backbone = V.resnet18(num_classes=-1, with_pool=False)
-        self.head = nn.Sequential(nn.Conv2D(512, 64, 3, padding=1), nn.BatchNorm2D(64), nn.ReLU(),
-                                  nn.Conv2D(64, classes, 1))
+    `exact=False` for models whose channels pass a LayerNorm/GroupNorm (their statistics
+    change with the channels). `fixed`: the groups a size written into the forward keeps
+    whole (the pass criterion for them: exactly these groups whole, with that reason).
+    """
 
-    def forward(self, x):
-        return [F.interpolate(self.head(self.backbone(x)), size=paddle.shape(x)[2:], mode="bilinear")]
-
-
-class ResNetFPN(nn.Layer):
-    """Detection-style: resnet18 stages 2-4, an FPN neck (lateral + top-down add), class and box heads, a dict."""
-
-    def __init__(self, classes=3, width=64):
-        super().__init__()
-        self.body = V.resnet18(num_classes=-1, with_pool=False)
-        self.lateral = nn.LayerList([nn.Conv2D(c, width, 1) for c in (128, 256, 512)])
-        self.smooth = nn.Conv2D(width, width, 3, padding=1)
-        self.cls, self.box = nn.Conv2D(width, classes, 3, padding=1), nn.Conv2D(width, 4, 3, padding=1)
-
-    def forward(self, x):
-        b = self.body
-        c2 = b.layer1(b.maxpool(b.relu(b.bn1(b.conv1(x)))))
-        c3 = b.layer2(c2)
-        c4 = b.layer3(c3)
-        c5 = b.layer4(c4)
-        p5 = self.lateral[2](c5)
-        p4 = self.lateral[1](c4) + F.interpolate(p5, size=c4.shape[2:], mode="nearest")
-        p3 = self.lateral[0](c3) + F.interpolate(p4, size=c3.shape[2:], mode="nearest")
-        levels = [F.relu(self.smooth(p)) for p in (p3, p4, p5)]
-        return {"boxes": [self.box(p) for p in levels], "scores": [self.cls(p) for p in levels]}
+    def __init__(self, structure, build, shape, exact=True, fixed=()):
+        self.structure, self.build, self.shape, self.exact, self.fixed = structure, build, shape, exact, set(fixed)
 
 
-# Sizes the constructors need: fixed-size classifiers (alexnet, googlenet, inception_v3), LeNet's 1x28x28.
-_VISION_SHAPES = {"alexnet": [1, 3, 224, 224], "googlenet": [1, 3, 224, 224], "inception_v3": [1, 3, 299, 299],
-                  "squeezenet1_0": [1, 3, 64, 64], "squeezenet1_1": [1, 3, 64, 64]}
+# Sizes the constructors need (the smallest of 32, 64, 75, 96, 128, 224 they run on; inception_v3 needs 75).
+_VISION_SHAPES = {"alexnet": [1, 3, 224, 224], "googlenet": [1, 3, 224, 224], "inception_v3": [1, 3, 75, 75]}
+_FAMILIES = [("resnext", "grouped conv + residual"), ("wide_resnet", "residual (wide)"), ("resnet", "residual"),
+             ("vgg", "chain + flatten"), ("alexnet", "chain + flatten"), ("mobilenet_v1", "depthwise"),
+             ("mobilenet_v2", "depthwise + residual"), ("mobilenet_v3", "depthwise + SE"), ("densenet", "concat"),
+             ("squeezenet", "concat"), ("shufflenet", "channel shuffle + half split"),
+             ("googlenet", "concat + flatten, 3 outputs"), ("inception", "concat, reshape [-1, 2048]")]
+# inception_v3's classifier input is `paddle.reshape(x, [-1, 2048])`: the 6 convs feeding it stay whole.
+_VISION_FIXED = {"inception_v3": {f"inception_block_list.10.{b}.0" for b in (
+    "branch1x1", "branch3x3_2a", "branch3x3_2b", "branch3x3dbl_3a", "branch3x3dbl_3b", "branch_pool_conv")}}
 
 
 def _vision_models():
-    models = {"lenet": ("paddle.vision LeNet", lambda: V.LeNet(num_classes=10), [1, 1, 28, 28], True)}
+    """Every model constructor paddle.vision.models exports (lowercase callables), and LeNet."""
+    models = {"lenet": Case("chain + flatten (LeNet)", lambda: V.LeNet(num_classes=10), [1, 1, 28, 28])}
     for name in V.__all__:
         constructor = getattr(V, name)
-        if inspect.isfunction(constructor):
-            models[name] = ("paddle.vision", lambda c=constructor: c(num_classes=10),
-                            _VISION_SHAPES.get(name, [1, 3, 64, 64]), True)
+        if name.islower() and callable(constructor):
+            structure = next((s for prefix, s in _FAMILIES if name.startswith(prefix)), "paddle.vision")
+            models[name] = Case(structure, lambda c=constructor: c(pretrained=False, num_classes=10),
+                                _VISION_SHAPES.get(name, [1, 3, 32, 32]), fixed=_VISION_FIXED.get(name, ()))
     return models
 
 
 MODELS = {
-    # name: (structure, constructor, input shape, outputs exact vs. the masked model)
     **_vision_models(),
-    "small_cnn": ("conv -> flatten -> linear", lambda: slimkit.build_model("small_cnn", input_size=8), [1, 1, 8, 8],
-                  True),
-    "resnet20": ("residual", lambda: slimkit.build_model("resnet20"), [1, 3, 32, 32], True),
-    "resnet50 @224": ("residual", lambda: V.resnet50(num_classes=10), [1, 3, 224, 224], True),
-    "encoder_decoder": ("skip concats, upsampling to input size, [logits]", EncoderDecoder, [1, 3, 32, 32], True),
-    "encoder_decoder_aux": ("... + aux head", lambda: EncoderDecoder(aux=True), [1, 3, 32, 32], True),
-    "detector": ("backbone + FPN + 2 heads, dict", Detector, [1, 3, 32, 32], True),
-    "resnet18_seg": ("resnet18 + upsampled head, [logits]", ResNetSeg, [1, 3, 64, 64], True),
-    "resnet18_fpn": ("resnet18 + FPN + 2 heads, dict", ResNetFPN, [1, 3, 64, 64], True),
-    "convnext_tiny": ("channels-last blocks (LayerNorm)", ConvNeXtTiny, [1, 3, 32, 32], False),
-    "token_block": ("token flatten + Linear, GroupNorm", TokenBlock, [1, 3, 32, 32], False),
-    "mobile_ops": ("max/min, PReLU, clip, pad, where, gates", MobileOps, [1, 3, 32, 32], True),
-    "interpolations": ("interpolate with/without size, 1-D", lambda: Interpolations(True), [1, 3, 32, 32], True),
-    "channel_multiplier": ("depthwise out = 3 * in", ChannelMultiplier, [1, 3, 32, 32], True),
-    "fixed_reshape": ("reshape(x, [-1, 64]) before fc", lambda: FixedWidthHead(False), [1, 3, 16, 16], True),
+    "small_cnn": Case("conv -> flatten -> linear", lambda: slimkit.build_model("small_cnn", input_size=8),
+                      [1, 1, 8, 8]),
+    "resnet20": Case("residual", lambda: slimkit.build_model("resnet20"), [1, 3, 32, 32]),
+    "small_unet": Case("slimkit's segmenter: skip concats, x2 upsampling", lambda: slimkit.build_model(
+        "small_unet", num_classes=4, in_channels=3), [1, 3, 32, 32]),
+    "resnet50 @224": Case("residual", lambda: V.resnet50(num_classes=10), [1, 3, 224, 224]),
+    "encoder_decoder": Case("skip concats, upsampling to input size, [logits]", M.EncoderDecoder, [1, 3, 32, 32]),
+    "encoder_decoder_aux": Case("... + aux head", lambda: M.EncoderDecoder(aux=True), [1, 3, 32, 32]),
+    "detector": Case("backbone + FPN + 2 heads, dict", M.Detector, [1, 3, 32, 32]),
+    "resnet18_seg": Case("resnet18 + upsampled head, [logits]", M.ResNetSeg, [1, 3, 64, 64]),
+    "resnet18_fpn": Case("resnet18 + FPN + 2 heads, dict", M.ResNetFPN, [1, 3, 64, 64]),
+    "convnext_tiny": Case("channels-last blocks (LayerNorm)", M.ConvNeXtTiny, [1, 3, 32, 32], exact=False),
+    "token_block": Case("token flatten + Linear, GroupNorm", M.TokenBlock, [1, 3, 32, 32], exact=False),
+    "mobile_ops": Case("max/min, PReLU, clip, pad, where, gates", M.MobileOps, [1, 3, 32, 32]),
+    "interpolations": Case("interpolate with/without size, 1-D", lambda: M.Interpolations(True), [1, 3, 32, 32]),
+    "channel_multiplier": Case("depthwise out = 3 * in", M.ChannelMultiplier, [1, 3, 32, 32]),
+    "reduce_split_merge": Case("grouped reduce, branches, hierarchical add, concat (EESP)", M.ESPNetLike,
+                               [1, 3, 32, 32]),
+    "channel_shuffle": Case("two branches -> concat -> shuffle; one-layer shuffle", M.ShuffleUnits, [1, 3, 32, 32]),
+    "channel_shuffle_fixed": Case("... with [n, 2, 12, h, w] written in the forward",
+                                  lambda: M.ShuffleUnits(literal=True), [1, 3, 32, 32], fixed={"left"}),
+    "equal_split": Case("paddle.chunk(x, 2, axis=1) to two layers", M.EqualSplit, [1, 3, 32, 32]),
+    "equal_split_fixed": Case("split(x, [8, 8], axis=1) written in the forward", lambda: M.EqualSplit("literal"),
+                              [1, 3, 32, 32], fixed={"stem.0"}),
+    "fixed_reshape": Case("reshape(x, [-1, 64]) before fc", lambda: M.FixedWidthHead(False), [1, 3, 16, 16],
+                          fixed={"last"}),
 }
-SMOKE = ["lenet", "encoder_decoder", "convnext_tiny", "fixed_reshape"]
+SMOKE = ["lenet", "encoder_decoder", "convnext_tiny", "channel_shuffle", "equal_split_fixed"]
 
 
 def parse_args(argv=None):
@@ -134,38 +127,24 @@ def parse_args(argv=None):
 
 
 def bench(name, ratio):
-    structure, build, shape, exact = MODELS[name]
+    case = MODELS[name]
     paddle.seed(0)
-    model = build()
+    model = case.build()
     _randomize_bn(model)
-    x = paddle.to_tensor(np.random.RandomState(0).randn(*shape).astype("float32"))
+    x = paddle.to_tensor(np.random.RandomState(0).randn(*case.shape).astype("float32"))
     shapes_before = [o.shape for o in run(model, x)]
-    row = {"model": name, "structure": structure, "input": "x".join(map(str, shape[1:])), "trace_s": float("nan"),
-           "groups": "-", "prunable": "-", "skipped": "-", "reasons": []}
+    row = {"model": name, "structure": case.structure, "input": "x".join(map(str, case.shape[1:])),
+           "trace_s": float("nan"), "groups": "-", "prunable": "-", "skipped": "-", "reasons": []}
     try:
         start = time.perf_counter()
-        graph = analyze(model, shape)
+        graph = analyze(model, case.shape)
         row["trace_s"] = time.perf_counter() - start
     except Exception as err:
         row["status"] = f"FAIL: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
         return row
     row.update(groups=len(graph.groups), prunable=len(graph.prunable()), skipped=len(graph.skipped()))
-    original = capture(model)
     try:
-        start = time.perf_counter()
-        result = prune(model, shape, ratios=ratio, graph=graph)
-        row["prune_s"] = time.perf_counter() - start
-        row["flops"] = (result.flops_before, result.flops_after)
-        outs = run(model, x)
-        assert [o.shape for o in outs] == shapes_before, [o.shape for o in outs]
-        assert slimkit.count_flops(model, shape)[0] == result.flops_after
-        check_attributes(model)
-        if exact:
-            check_exact(build, original, graph, result.keep, x, outs)
-        with tempfile.TemporaryDirectory() as tmp:
-            check_jit_roundtrip(model, shape, x, outs, Path(tmp))
-        check_train_step(model, shape, classes=shapes_before == [(shape[0], 10)])
-        row["status"] = "pass" if exact else "pass (not exact: norm statistics)"
+        row["status"] = _prune_and_check(case, model, graph, ratio, x, shapes_before, row)
     except Exception as err:  # a benchmark row, not a crash: the table says what failed
         traceback.print_exc()
         row["status"] = f"FAIL: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
@@ -173,6 +152,31 @@ def bench(name, ratio):
     row["reasons"] = sorted({re.sub(r"`[^`]+`", "`<layer>`", re.sub(r"\[[^\]]*\]", "[..]", part.strip()))
                              for reason in graph.skipped().values() for part in reason.split(";")})
     return row
+
+
+def _prune_and_check(case, model, graph, ratio, x, shapes_before, row):
+    """Prune, run the checks of tests/prune_checks.py (an AssertionError fails the row) and give the verdict."""
+    original = capture(model)
+    start = time.perf_counter()
+    result = prune(model, case.shape, ratios=ratio, graph=graph)
+    row["prune_s"] = time.perf_counter() - start
+    row["flops"] = before, after = (result.flops_before, result.flops_after)
+    outs = run(model, x)
+    assert [o.shape for o in outs] == shapes_before, [o.shape for o in outs]
+    assert slimkit.count_flops(model, case.shape)[0] == result.flops_after
+    check_attributes(model)
+    if case.exact:
+        check_exact(case.build, original, graph, result.keep, x, outs)
+    with tempfile.TemporaryDirectory() as tmp:
+        check_jit_roundtrip(model, case.shape, x, outs, Path(tmp))
+    check_train_step(model, case.shape, classes=shapes_before == [(case.shape[0], 10)])
+    checks = "pass" if case.exact else "pass (not exact: norm statistics)"
+    if case.fixed:
+        fixed = {n for n, why in graph.skipped().items() if "written in the model's forward" in why}
+        if fixed != case.fixed:
+            return f"FAIL: kept whole for a fixed size: {sorted(fixed)}, expected {sorted(case.fixed)}"
+        return f"{checks}; exactly the {len(fixed)} group(s) behind the fixed size kept whole"
+    return checks if after < 0.85 * before else f"FAIL: FLOPs {after / before:.2f}x (>= 0.85x); checks {checks}"
 
 
 def trace_breakdown(shape, repeats=3):
@@ -203,7 +207,8 @@ def table(rows, ratio, argv, breakdown):
              "shared 2-core CPU (times are indicative).", "",
              "`trace` is one `analyze` (the PIR trace and channel walk), `prune` is scoring + removal + the forward "
              "check + two paddle.flops counts. pass = same output shapes, exact outputs vs. the masked unpruned "
-             "model, attributes, FLOPs, jit.save/load, one SGD step. `< 0.85x`: FLOPs after below 0.85x before.", "",
+             "model, attributes, FLOPs, jit.save/load, one SGD step, and FLOPs after below 0.85x before (`< 0.85x`) "
+             "or, for a model with a size written into its forward, exactly the groups behind it kept whole.", "",
              "| model | structure | input | trace s | prune s | groups | prunable | skipped | FLOPs before | "
              "FLOPs after | ratio | < 0.85x | result |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

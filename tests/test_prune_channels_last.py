@@ -6,57 +6,10 @@ so both the hidden 4C width and the residual stream prune.
 """
 
 import paddle.nn as nn
-import paddle.nn.functional as F
 
 from prune_checks import prune_and_check
+from structure_models import ConvNeXtTiny, TokenBlock
 from slimkit.pruning import analyze
-
-
-class ConvNeXtBlock(nn.Layer):
-    def __init__(self, c):
-        super().__init__()
-        self.dw = nn.Conv2D(c, c, 7, padding=3, groups=c)
-        self.norm = nn.LayerNorm(c)
-        self.pw1, self.pw2 = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
-        self.gamma = self.create_parameter([c], default_initializer=nn.initializer.Uniform(0.5, 1.5))
-
-    def forward(self, x):
-        y = self.dw(x).transpose([0, 2, 3, 1])
-        y = self.gamma * self.pw2(F.gelu(self.pw1(self.norm(y))))
-        return x + y.transpose([0, 3, 1, 2])
-
-
-class ConvNeXtTiny(nn.Layer):
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Conv2D(3, 16, 2, stride=2)
-        self.stage = nn.Sequential(ConvNeXtBlock(16), ConvNeXtBlock(16))
-        self.head_norm = nn.LayerNorm(16)
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x):
-        y = self.stage(self.stem(x)).mean(axis=[2, 3])
-        return self.fc(self.head_norm(y))
-
-
-class TokenBlock(nn.Layer):
-    """[N, C, H, W] -> [N, H*W, C] tokens -> Linear on C -> back to [N, C, H, W]; GroupNorm in the conv part."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2D(3, 16, 3, stride=2, padding=1)
-        self.gn = nn.GroupNorm(4, 16)
-        self.q = nn.Linear(16, 32)
-        self.proj = nn.Linear(32, 24)
-        self.out = nn.Conv2D(24, 4, 1)
-
-    def forward(self, x):
-        y = F.relu(self.gn(self.conv(x)))
-        n, c, h, w = y.shape
-        t = y.flatten(2).transpose([0, 2, 1])  # [N, HW, C]
-        t = self.proj(F.gelu(self.q(t)))
-        y = t.transpose([0, 2, 1]).reshape([n, -1, h, w])
-        return [self.out(y)]
 
 
 def test_convnext_hidden_width_prunes_exactly(tmp_path):

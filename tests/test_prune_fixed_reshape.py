@@ -8,28 +8,11 @@ import warnings
 
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 import pytest
 
 from prune_checks import prune_and_check
+from structure_models import FixedWidthHead
 from slimkit.pruning import analyze, prune
-
-
-class FixedWidthHead(nn.Layer):
-    def __init__(self, computed):
-        super().__init__()
-        self.computed = computed
-        self.stem = nn.Conv2D(3, 16, 3, padding=1)
-        self.bn = nn.BatchNorm2D(16)
-        self.body = nn.Conv2D(16, 32, 3, padding=1)
-        self.last = nn.Conv2D(32, 64, 1)
-        self.fc = nn.Linear(64, 10)
-
-    def forward(self, x):
-        y = self.last(F.relu(self.body(F.relu(self.bn(self.stem(x))))))
-        y = F.adaptive_avg_pool2d(y, 1)
-        y = y.reshape([y.shape[0], y.shape[1]]) if self.computed else paddle.reshape(y, [-1, 64])
-        return self.fc(y)
 
 
 def test_fixed_reshape_keeps_exactly_its_group_whole(tmp_path):

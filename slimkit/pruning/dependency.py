@@ -9,13 +9,18 @@
 - `add`/`multiply`/... of two tensors couples their nodes (residual partners, SE gates):
   they are pruned with the same indices, as one Group;
 - `concat` along channels gives each input its own offset slice of the consumer's input
-  channels (each producer stays independently prunable); `split`/`slice` along channels use
-  fixed sizes, so the channels they cut are not prunable (their parts are still followed);
+  channels (each producer stays independently prunable); a `split` into equal parts
+  (`paddle.chunk`) makes its input lose as many channels from every part; unequal
+  sections and `slice` along channels use fixed sizes, so the channels they cut are not
+  prunable (their parts are still followed);
+- a channel shuffle (reshape to [N, g, C/g, ...], transpose(0, 2, 1, ...), reshape back) is
+  a known permutation: the channels after it are followed, and its g sub-blocks keep the
+  same positions (sub-blocks from different layers are pruned with the same indices);
 - a depthwise conv passes channels through (its weight and `groups` shrink with them);
 - flatten/reshape to [N, features] maps each channel to its H*W consecutive features;
 - a grouped conv's outputs leave evenly (as many from every conv group) and its inputs
   leave at the same positions in every conv group, so the group count stays;
-- anything else (channel shuffles, ops slimkit does not know, the model's
+- anything else (ops slimkit does not know, reshapes it cannot follow, the model's
   output) makes the channels that reach it unprunable, with the reason.
 
 The result is a `DependencyGraph` of `Group`s; `slimkit.pruning.remove_channels` uses its
@@ -49,8 +54,9 @@ class Group:
     min_channels: int = 1
     channel_multiple: int = 1
     # Channels that pass a grouped conv leave evenly: `blocks` equal runs of channels (one per
-    # conv group) each keep as many; `aligned` also keeps the same positions in every run
-    # (the conv's inputs, which share its weight's input axis across groups).
+    # conv group, GroupNorm group or equal split part) each keep as many; `aligned` also keeps
+    # the same positions in every run (a grouped conv's inputs, which share its weight's input
+    # axis across groups; the sub-blocks of a channel shuffle, whose order must survive).
     blocks: int = 1
     aligned: bool = False
     # Exact positions behind `members`: which tensor range holds which channel (see ChannelSlice).
@@ -312,7 +318,8 @@ class _ChannelTracer:
         self.layer_inputs = {}  # layer name -> input segments of its first call
         self.followers = {}  # depthwise conv name -> nodes whose channels its output carries
         self.constraints = {}  # node -> [(blocks, aligned)] from the grouped convs it meets
-        self.fixed_shapes = []  # (op name, constant shape, segments) of reshapes to constant sizes
+        self.fixed_shapes = []  # (description, segments) of reshapes/splits to sizes constant in the trace
+        self.pending = {}  # value id -> (segments, a, b, transposed) of a channel shuffle under way (5-D views)
         self.training_failed = ""  # why the training-mode forward could not be followed, if it was tried
 
     # -- union-find over nodes
@@ -346,7 +353,7 @@ class _ChannelTracer:
         for op in program.global_block().ops:
             self._visit(op)
         for v in outputs:
-            segs = self.info.get(v.id)
+            segs = self.info.get(v.id) or (self.pending[v.id][0] if v.id in self.pending else None)
             if segs:
                 self._block(segs, "its channels are the model's output")
 
@@ -365,6 +372,8 @@ class _ChannelTracer:
             if handler is None:
                 return self.unknown(op, f"its channels reach `{op.name()}`, which slimkit does not follow "
                                         "(teach it with slimkit.pruning.ops.register_op)")
+            if self._leaves_shuffle(op, handler):
+                return None
             moved = [i for i in range(op.num_operands()) if self.channels(op.operand_source(i))
                      and self.channel_axis(op.operand_source(i)) != 1]
             if moved and not getattr(handler, "any_axis", False):
@@ -372,6 +381,19 @@ class _ChannelTracer:
                                         f"{self.channel_axis(op.operand_source(moved[0]))}, and that op is only "
                                         "followed with channels on axis 1")
             handler.visit(self, op)
+
+    def _leaves_shuffle(self, op, handler):
+        # Channels regrouped to [N, a, b, ...] are followed only into a channel shuffle (transpose, reshape back).
+        views = [self.pending[op.operand_source(i).id] for i in range(op.num_operands())
+                 if _present(op.operand_source(i)) and op.operand_source(i).id in self.pending]
+        passes = isinstance(handler, ops.Ignore) and op.name() != "builtin.combine"  # shape queries
+        if not views or passes or getattr(handler, "method", None) in ("reshape", "transpose"):
+            return False
+        for segs, a, b, _ in views:
+            self._block(segs, f"regrouped to [N, {a}, {b}, ...] along channels and used by `{op.name()}`: "
+                              "only a channel shuffle (transpose, reshape back) is followed")
+        self.opaque(op)
+        return True
 
     # -- what an op handler (slimkit.pruning.ops) may use
     def channels(self, value):
@@ -547,9 +569,16 @@ class _ChannelTracer:
     def transpose(self, op):
         """A permutation of axes moves the channel axis (NCHW <-> NHWC, [N, C, L] <-> [N, L, C] tokens)."""
         x = op.operand_source(0)
+        perm = [int(p) % len(list(x.shape)) for p in op.attrs()["perm"]]
+        if x.id in self.pending:
+            segs, a, b, done = self.pending[x.id]
+            if done or perm != [0, 2, 1] + list(range(3, len(perm))):
+                return self.unknown_view(op, segs, f"regrouped channels [N, {a}, {b}, ...] transposed by {perm}: "
+                                                   "only a channel shuffle (perm [0, 2, 1, ...]) is followed")
+            self.pending[op.result(0).id] = (segs, a, b, True)
+            return None
         segs = self._segs(x)
         if segs:
-            perm = [int(p) % len(list(x.shape)) for p in op.attrs()["perm"]]
             self.set_channels(op.result(0), segs, perm.index(self.channel_axis(x)))
 
     def layer_norm(self, op):
@@ -663,6 +692,8 @@ class _ChannelTracer:
 
     def reshape(self, op):
         x = op.operand_source(0)
+        if _present(x) and x.id in self.pending:
+            return self._shuffle(op)
         segs = self._segs(x)
         if not segs:
             return
@@ -674,15 +705,72 @@ class _ChannelTracer:
             return self.unknown(op, f"reshaped from {src} to {dst} with channels on axis {self.channel_axis(x)}: "
                                     "not followed")
         out = _reshape_segs(segs, src, dst)
-        fixed = _constant(op.operand_source(1)) if op.num_operands() > 1 else None
-        if out is not None and isinstance(fixed, list) and len(fixed) >= 2 and fixed[1] > 0:
-            # A size written into the forward ([-1, 2048]) looks the same in the trace as one
-            # computed from x.shape: `probe_fixed_shapes` tells them apart by trying.
-            self.fixed_shapes.append((op.name(), [int(d) for d in fixed], list(segs)))
+        regrouped = out is None and _splits_channels(src, dst)
+        if out is not None or regrouped:
+            self._note_fixed_shape(op, segs)
+        if regrouped:
+            # [N, C, ...] -> [N, a, b, ...]: the first step of a channel shuffle, followed to its end.
+            self.pending[op.result(0).id] = (list(segs), dst[1], dst[2], False)
+            return None
         if out is None:
-            return self.unknown(op, f"reshaped from {src} to {dst} (e.g. a channel shuffle): the channel order "
-                                     "after it is not followed")
+            return self.unknown(op, f"reshaped from {src} to {dst}: the channel order after it is not followed")
         self.info[op.result(0).id] = out
+
+    def _note_fixed_shape(self, op, segs):
+        # A size written into the forward ([-1, 2048]) looks the same in the trace as one
+        # computed from x.shape: `probe_fixed_shapes` tells them apart by trying.
+        fixed = _constant(op.operand_source(1)) if op.num_operands() > 1 else None
+        if isinstance(fixed, list) and len(fixed) >= 2 and fixed[1] > 0:
+            self.fixed_shapes.append((f"`{op.name()}` to the fixed shape {[int(d) for d in fixed]}", list(segs)))
+
+    def unknown_view(self, op, segs, reason):
+        """Block the channels of a shuffle view `op` reads (they are not in `channels`) and what reaches it."""
+        self._block(segs, reason)
+        self.unknown(op, reason)
+
+    def _shuffle(self, op):
+        """The reshape back of [N, a, b, ...] -> transpose(0, 2, 1, ...) -> [N, a*b, ...] (ShuffleNet).
+
+        Output channel j*a + i is input channel i*b + j. Removing channels keeps that order only
+        if each of the a sub-blocks (b consecutive channels) keeps the same positions and as many:
+        the sub-blocks' producers are pruned with the same indices (one layer per sub-block), or
+        one layer spanning all of them keeps the same positions in each (`Group.aligned`).
+        """
+        x = op.operand_source(0)
+        segs, a, b, done = self.pending[x.id]
+        dst = list(op.result(0).shape)
+        if not done or len(dst) != len(list(x.shape)) - 1 or dst[1] != a * b:
+            return self.unknown_view(op, segs, f"regrouped channels [N, {a}, {b}, ...] reshaped to {dst}: only a "
+                                               "channel shuffle back to [N, C, ...] is followed")
+        sub = [_take(segs, i * b, b) for i in range(a)]
+        if any(part is None for part in sub):
+            return self.unknown_view(op, segs, "a channel shuffle that cuts through flattened features of a channel")
+        if not self._align(sub, a):
+            return self.unknown_view(
+                op, segs, f"a channel shuffle of {a} sub-blocks that cannot keep the same positions (they mix "
+                          "parts of several layers' outputs): removing channels would reorder the rest")
+        self._note_fixed_shape(op, segs)
+        columns = [_positions(part) for part in sub]
+        self.info[op.result(0).id] = _compress([columns[i][j] for j in range(b) for i in range(a)])
+
+    def _align(self, sub, a):
+        """Make the `a` sub-blocks `sub` keep the same positions; False when that cannot be expressed."""
+        first = sub[0]
+        nodes = {s.node for part in sub for s in part}
+        if len(nodes) == 1 and all(len(part) == 1 for part in sub):
+            node, (s0, *_) = nodes.pop(), first
+            runs = [(p[0].start, p[0].count, p[0].repeat) for p in sub]
+            if s0.start == 0 and self.nodes[node].channels == a * s0.count and runs == [
+                    (i * s0.count, s0.count, s0.repeat) for i in range(a)]:
+                self.constraints.setdefault(node, []).append((a, True))
+                return True
+            return False
+        if not all(_covers_whole_nodes(first, part, self.nodes) for part in sub[1:]):
+            return False
+        for part in sub[1:]:
+            self._couple(first, part, "")
+        sub[1:] = [first] * (a - 1)  # the same channels now: the output lists them once per sub-block
+        return True
 
     def concat(self, op):
         parts = op.operand_source(0)
@@ -724,8 +812,12 @@ class _ChannelTracer:
             for i in range(op.num_results()):
                 self.info[op.result(i).id] = list(segs)
             return
-        # The section sizes are constants of the program: removing channels would break them.
-        self._block(segs, "split along channels into parts of fixed size")
+        sizes = [list(op.result(i).shape)[1] for i in range(op.num_results())]
+        if len(sizes) > 1 and len(set(sizes)) == 1 and sizes[0] > 0:
+            self._equal_parts(segs, len(sizes), split_op)
+        else:
+            # Unequal sections are sizes written into the forward: removing channels would break them.
+            self._block(segs, "split along channels into parts of fixed size")
         offset = 0
         for i in range(op.num_results()):
             size = list(op.result(i).shape)[1]
@@ -734,6 +826,31 @@ class _ChannelTracer:
                 return self.unknown(split_op, "`split` through flattened features of one channel")
             self.info[op.result(i).id] = part
             offset += size
+
+    def _equal_parts(self, segs, parts, split_op):
+        """`paddle.split(x, n, axis=1)` / `paddle.chunk`: the parts must stay equal, so they lose as many channels.
+
+        One layer's whole output loses as many channels from each part (`Group.blocks`); parts
+        that are whole outputs of different layers are pruned with the same indices.
+        """
+        width = sum(s.width for s in segs) // parts
+        pieces = [_take(segs, i * width, width) for i in range(parts)]
+        if any(p is None for p in pieces):
+            return self._block(segs, "split along channels through the flattened features of a channel")
+        s0 = segs[0]
+        if len(segs) == 1 and s0.start == 0 and s0.count == self.nodes[s0.node].channels and s0.count % parts == 0:
+            self.constraints.setdefault(s0.node, []).append((parts, False))
+        elif all(_covers_whole_nodes(pieces[0], p, self.nodes) for p in pieces[1:]):
+            for p in pieces[1:]:
+                self._couple(pieces[0], p, "")
+        else:
+            return self._block(segs, f"split along channels into {parts} equal parts that mix several layers' "
+                                     "channels: they cannot lose channels evenly")
+        sections = _constant(split_op.operand_source(1)) if split_op.name() == "pd_op.split" else None
+        if isinstance(sections, list):
+            # Sections from x.shape[1] // 2 and [8, 8] written in the forward trace alike: probed.
+            self.fixed_shapes.append((f"`pd_op.split` into the sections {[int(v) for v in sections]}", list(segs)))
+        return None
 
     def slice(self, op):
         segs = self._segs(op.operand_source(0))
@@ -778,14 +895,14 @@ class _ChannelTracer:
         return {name for name in self.weighted_layers if name not in self.layer_node and name not in self.followers}
 
     def fixed_shape_groups(self, graph):
-        """[(description, [Group])] for every reshape to a constant size, with the prunable groups reaching it."""
+        """[(description, [Group])] for every reshape/split to constant sizes, with the prunable groups reaching it."""
         by_class = {self._find(self.layer_node[g.roots[0]]): g for g in graph.groups}
         out = []
-        for name, shape, segs in self.fixed_shapes:
+        for description, segs in self.fixed_shapes:
             groups = [by_class.get(self._find(s.node)) for s in segs]
             groups = list({id(g): g for g in groups if g is not None and g.prunable}.values())
             if groups:
-                out.append((f"`{name}` to the fixed shape {shape}", groups))
+                out.append((description, groups))
         return out
 
     def graph(self, input_shape, output_shapes):
@@ -900,6 +1017,34 @@ def _reshape_segs(segs, src, dst):
     if len(src) == 2 and dst[1] * spatial_out == src[1] and all(s.repeat % spatial_out == 0 for s in segs):
         return [_Seg(s.node, s.start, s.count, s.repeat // spatial_out) for s in segs]  # unflatten
     return None
+
+
+def _splits_channels(src, dst):
+    """[N, C, rest] -> [N, a, b, rest] with a*b = C, a and b > 1 (the first reshape of a channel shuffle)."""
+    return (len(dst) == len(src) + 1 and len(src) >= 2 and min(src + dst) > 0 and dst[0] == src[0]
+            and dst[1] * dst[2] == src[1] and dst[3:] == src[2:] and dst[1] > 1 and dst[2] > 1)
+
+
+def _positions(segs):
+    """(node, channel) of every feature along the channel axis."""
+    return [(s.node, s.start + k // s.repeat) for s in segs for k in range(s.width)]
+
+
+def _compress(positions):
+    """The segments of `positions` ((node, channel) per feature): runs of one channel, then of consecutive ones."""
+    out, i = [], 0
+    while i < len(positions):
+        node, channel = positions[i]
+        repeat = 1
+        while i + repeat < len(positions) and positions[i + repeat] == (node, channel):
+            repeat += 1
+        last = out[-1] if out else None
+        if last and (last.node, last.repeat, last.start + last.count) == (node, repeat, channel):
+            out[-1] = _Seg(node, last.start, last.count + 1, repeat)
+        else:
+            out.append(_Seg(node, channel, 1, repeat))
+        i += repeat
+    return out
 
 
 def _constant(value):
