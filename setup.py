@@ -41,7 +41,8 @@ setup(
     extras_require={
         # The suite is built and tested against the 3.3 line; 3.x minors move internals paddleslim uses.
         "cpu": ["paddlepaddle>=3.3,<3.4"],
-        "dev": ["pytest>=7", "packaging", "nbclient>=0.9", "nbformat>=5", "ipykernel", "ruff>=0.4"],
+        # pytest-xdist: the suite runs on two processes (`-n 2`), one per core of the machines it is timed on.
+        "dev": ["pytest>=7", "pytest-xdist>=3", "packaging", "nbclient>=0.9", "nbformat>=5", "ipykernel", "ruff>=0.4"],
         # `export: {formats: [onnx]}` and `slimkit export --format onnx`; 2.1 is the release measured with Paddle 3.3.
         "onnx": ["paddle2onnx==2.1.0", "onnxruntime"],
     },
