@@ -22,6 +22,10 @@ Who does what in a run of N processes:
 - files (checkpoints, reports, the console table) are written by rank 0 only (`on_main`),
   which hands its result, or its error, to every rank.
 
+Ranks that arrive together exchange through gloo. Where one may wait long for another
+(rank 0's results in `on_main`, the rounds of a sharded scan) the exchange goes through
+paddle.distributed's TCP store instead: gloo's collectives give up after 30 s (measured).
+
 A rank that fails exits at once (slimkit.cli); a rank waiting for it in a collective gets
 an error from gloo as soon as the connection closes (`PEER_LOST`), and
 `paddle.distributed.launch` stops the remaining ranks (it polls them every 2 s), so a
@@ -107,17 +111,29 @@ def _peers(what):
                             "another rank failed or was stopped: its own error is the cause") from None
 
 
-def _exchange(value, senders):
+def _exchange(value, senders, wait=False):
     """The JSON-able values of the ranks in `senders` (this rank's `value` among them if it sends), on every rank.
 
-    Through paddle.distributed's TCP store (rank 0 serves it): a rank may wait there as long
-    as rank 0 works alone (exports, timing), which gloo's collectives do not allow (they
-    give up after 30 s, measured). Every rank exchanges in the same order, so the running
-    number of the exchange names the same keys on all of them.
+    Through gloo when the ranks arrive together (fast). With `wait`, through
+    paddle.distributed's TCP store (rank 0 serves it), where a rank may wait as long as
+    another works alone (exports, timing, a long scan group): gloo gives up after 30 s
+    (measured), the store does not, but each exchange there costs about 90 ms (measured).
     """
     init()
+    if not wait:
+        import paddle.distributed as dist
+
+        out = []
+        with _peers("an exchange between ranks"):
+            if list(senders) == [0]:
+                out = [json.dumps(value)] if rank() == 0 else [None]
+                dist.broadcast_object_list(out, src=0)
+            else:
+                dist.all_gather_object(out, json.dumps(value))
+        return [json.loads(v) for v in out]
     from paddle.base import core
 
+    # Every rank exchanges in the same order: the running number names the same keys on all of them.
     _state["exchanges"] += 1
     key = f"slimkit/{_state['exchanges']}/"
     with _peers("an exchange between ranks"):
@@ -128,24 +144,24 @@ def _exchange(value, senders):
 
 
 # --- collectives (identities with one process) ----------------------------------------------
-def barrier():
-    """Wait until every rank is here."""
+def barrier(wait=False):
+    """Wait until every rank is here (`wait`: one may come much later, see `_exchange`)."""
     if active():
-        _exchange(None, range(world_size()))
+        _exchange(None, range(world_size()), wait)
 
 
-def broadcast(value):
-    """Rank 0's JSON-able `value` on every rank."""
+def broadcast(value, wait=False):
+    """Rank 0's JSON-able `value` on every rank (`wait`: rank 0 may come much later)."""
     if not active():
         return value
-    return _exchange(value, [0])[0]
+    return _exchange(value, [0], wait)[0]
 
 
-def all_gather(value):
-    """`[value of rank 0, value of rank 1, ...]` of a JSON-able value, on every rank."""
+def all_gather(value, wait=False):
+    """`[value of rank 0, value of rank 1, ...]` of a JSON-able value, on every rank (`wait`: see `_exchange`)."""
     if not active():
         return [value]
-    return _exchange(value, range(world_size()))
+    return _exchange(value, range(world_size()), wait)
 
 
 def all_sum(values):
@@ -214,17 +230,25 @@ def disagreeing(values):
 
 # --- rank 0 only -----------------------------------------------------------------------------
 def on_main(fn, share=None, receive=None):
-    """Run `fn()` on rank 0 only; every rank learns its result (or its error).
+    """Run `fn()` on rank 0 only; with `share`, every rank learns its result (or its error).
 
-    Rank 0 returns `fn()`'s result. The other ranks return `receive(share(result))`:
-    `share` makes it JSON-able, `receive` rebuilds it (default: the other ranks get None,
-    for work done for its files). Rank 0 runs `fn` alone (no collectives inside) and its
-    random state is put back after, so the ranks' random streams stay in step. An error
-    in `fn` is raised on rank 0 and, as a ParallelError with its message and exit code,
-    on every other rank. With one process this is `fn()`.
+    Rank 0 returns `fn()`'s result. With `share` (which makes the result JSON-able) the
+    other ranks wait for it and return `receive(share(result))` (`receive` rebuilds it),
+    or raise its error as a ParallelError with its message and exit code. Without `share`
+    (work for rank 0's files) they go on at once and return None; an error then ends rank
+    0, and the launcher the others. Rank 0 runs `fn` alone (no collectives inside) and its
+    random state is put back after, so the ranks' random streams stay in step. With one
+    process this is `fn()`.
     """
     if not active():
         return fn()
+    if share is None:
+        if rank() == 0:
+            from .seeding import kept_random_state
+
+            with alone(), kept_random_state():
+                fn()
+        return None
     outcome, error, result = None, None, None
     if rank() == 0:
         from .seeding import kept_random_state
@@ -232,11 +256,11 @@ def on_main(fn, share=None, receive=None):
         with alone(), kept_random_state():
             try:
                 result = fn()
-                outcome = {"result": share(result) if share else None}
+                outcome = {"result": share(result)}
             except BaseException as err:  # every rank learns of it, so none waits for rank 0
                 error = err
                 outcome = {"error": _describe(err)}
-    outcome = broadcast(outcome)
+    outcome = broadcast(outcome, wait=True)  # the others may wait for rank 0 for minutes
     if error is not None:
         raise error
     if "error" in outcome:

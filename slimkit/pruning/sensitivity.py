@@ -117,7 +117,7 @@ def _scan_groups(scan, todo, scores, state, ratios, rounding, bar, file):
             with parallel.alone():
                 scan.group(g, scores[g.name], entry, ratios, state["base"], rounding, bar if n == 1 else None)
             entries[g.name] = entry
-        for share in parallel.all_gather(entries):
+        for share in parallel.all_gather(entries, wait=True):  # groups of a round take different times
             state["layers"].update(share)
         if n > 1:
             bar.update(len(ratios) * len(batch))
