@@ -171,7 +171,7 @@ class Engine:
         steps = self.steps_per_epoch()
         optimizer = self.make_optimizer(model, lr, epochs * steps)
         loss_fn = loss_fn or self.task.loss_fn
-        parallel.check_equal(f"the weights before {desc}", model_digest(model))
+        parallel.check_equal(f"the weights before {desc}", lambda: model_digest(model))
         paddle.seed(cfg.seed + parallel.rank())  # dropout differs per rank; data order and init agree
         model.train()
         try:

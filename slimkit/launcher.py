@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 FAILED = re.compile(r"Container rank (\d+) status failed .* code (-?\d+)", re.I)
+SIGNALLED = "Terminating with signal"  # the launcher's line when a signal (Ctrl-C, kill) stops it
 FATAL = ("C++ Traceback", "Error Message Summary", "FatalError:")  # paddle's report of a fatal signal
 
 
@@ -50,9 +51,13 @@ def run_launched(nproc, argv, out_dir=None, echo_all=False):
             follower.start()
             try:
                 code = proc.wait()
-            except KeyboardInterrupt:  # the launcher stops its ranks on the same signal
-                code = proc.wait()
+            except KeyboardInterrupt:  # Ctrl-C reached the launcher and the ranks too: they stop
+                proc.wait()
+                code = 130
             follower.stop()
+        if code == 130 or SIGNALLED in (log_dir / "launch.log").read_text(errors="replace"):
+            print("\ninterrupted: finished stages are saved; rerun with --resume to continue", file=sys.stderr)
+            return 130
         if code == 0:
             return 0
         return failure(log_dir, nproc, code, out_dir)
@@ -75,7 +80,7 @@ class _Follower(threading.Thread):
     def echo(self, line):
         stripped = line.strip()
         if not self.echo_all:
-            if line.startswith("error: ") or stripped.startswith(FATAL):
+            if line.startswith(("error: ", "interrupted: ")) or stripped.startswith(FATAL):
                 self.silent = True
             if "Modified FLAGS detected" in stripped:  # paddle's note of the flags the launcher set
                 self.in_flags = True

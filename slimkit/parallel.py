@@ -213,9 +213,13 @@ def digest(value):
 
 
 def check_equal(what, value):
-    """ParallelError on every rank if `value` (JSON-able, an array or a digest) differs between ranks."""
+    """ParallelError on every rank if `value` (JSON-able, an array or a digest) differs between ranks.
+
+    `value` may be a function giving it, so a single process does not even compute it.
+    """
     if not active():
         return
+    value = value() if callable(value) else value
     differing = disagreeing(all_gather(value if isinstance(value, str) else digest(value)))
     if differing:
         raise ParallelError(f"ranks disagree on {what}: rank(s) {', '.join(map(str, differing))} differ from rank 0",

@@ -183,7 +183,7 @@ class Pipeline:
             raise
         if model is None:
             raise TypeError(f"{type(stage).__name__}.apply returned None; it must return the model")
-        parallel.check_equal(f"the model after stage {ctx.stage_name}", model_digest(model))
+        parallel.check_equal(f"the model after stage {ctx.stage_name}", lambda: model_digest(model))
         parallel.on_main(lambda: self._save_stage(stage, model, folder, ctx))
         ctx.metrics["history"] = _take_history(self.engine)
         report = self.measure(model, folder, ctx.stage_name, stage.type_name, start, ctx, stage)

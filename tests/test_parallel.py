@@ -140,6 +140,7 @@ def test_one_process_is_world_size_1_and_every_helper_is_the_identity():
     assert parallel.broadcast(value) is value and parallel.all_gather(value) == [value]
     assert parallel.all_sum([1, 2.5]) == [1, 2.5] and parallel.on_main(lambda: 7) == 7
     parallel.check_equal("anything", 1.0)
+    parallel.check_equal("a digest one process never computes", lambda: pytest.fail("computed"))
     parallel.barrier()
     model = slimkit.build_model("small_cnn", num_classes=10, in_channels=1, input_size=8)
     before = model_digest(model)
@@ -174,6 +175,8 @@ def test_ranks_that_disagree_are_an_error_naming_them(monkeypatch):
     monkeypatch.setattr(parallel, "all_gather", lambda value: [value, value, "other"])
     with pytest.raises(ParallelError, match=r"ranks disagree on the masks: rank\(s\) 2 differ from rank 0"):
         parallel.check_equal("the masks", [1, 0, 1])
+    with pytest.raises(ParallelError, match="ranks disagree on the weights"):
+        parallel.check_equal("the weights", lambda: "digest")
     assert parallel.disagreeing(["a", "a", "b", "a"]) == [2]
 
 
