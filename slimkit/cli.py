@@ -24,6 +24,9 @@ def _parser():
     run.add_argument("--overwrite", action="store_true",
                      help="replace the stage folders of a different run in --out (nothing else is touched)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--nproc", type=int, metavar="N",
+                     help="data-parallel processes on this machine, started by paddle.distributed.launch (gloo on "
+                          "CPU, NCCL on GPUs); train.batch_size is per process (docs/parallel.md)")
 
     check = sub.add_parser("check", help="verify configs as `run` does, without training")
     check.add_argument("config", nargs="+", help="one or more YAML files")
@@ -59,12 +62,35 @@ def _parser():
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    code = _guarded(args)
+    _leave_if_launched(code)
+    return code
+
+
+def _leave_if_launched(code):
+    """A rank of a data-parallel run exits at once, its output flushed.
+
+    The normal interpreter teardown with a gloo context takes about 2 s (measured): a
+    failed rank would keep the others waiting, and every run would end later.
+    """
+    import os
+
+    from .parallel import launched_world_size
+
+    if launched_world_size() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _guarded(args):
+    """Run the command; every failure ends as one readable line (and its exit code)."""
     try:
         return _dispatch(args) or 0
     except KeyboardInterrupt:
         print("\ninterrupted: finished stages are saved; rerun with --resume to continue", file=sys.stderr)
         return 130
-    except Exception as err:  # every failure ends as one readable line; --debug shows the rest
+    except Exception as err:  # --debug shows the rest
         from .errors import SlimkitError
 
         if args.debug:
@@ -74,14 +100,21 @@ def main(argv=None):
             print("  hint: check that the path exists and is writable, and that the disk has space", file=sys.stderr)
             return 2
         if isinstance(err, SlimkitError):
-            print(f"error: {err.message}", file=sys.stderr)
+            print(f"error: {_rank_prefix()}{err.message}", file=sys.stderr)
             if err.hint:
                 print(f"  hint: {err.hint}", file=sys.stderr)
             return err.exit_code
-        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        print(f"error: {_rank_prefix()}{type(err).__name__}: {err}", file=sys.stderr)
         if not args.debug:
             print("  hint: rerun with --debug for the full traceback", file=sys.stderr)
         return 1
+
+
+def _rank_prefix():
+    """`rank R of N: ` in a data-parallel run, so the failing process is named; empty otherwise."""
+    from .parallel import label
+
+    return f"{label()}: " if label() else ""
 
 
 def _dispatch(args):
@@ -110,30 +143,66 @@ def _run(args):
     """Run a config; native library output stays in `run.log` in the run folder, off the console."""
     from .config import build_pipeline
     from .console import captured_console
+    from .parallel import is_main
     from .preflight import load_config_all
-    from .report import ConsoleTable, metric_names
     from .rundir import append_log
 
     config = load_config_all(args.config, args.overrides)
     if args.quiet:
         config.train.progress = False
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    if args.nproc is not None and _processes(args) > 1:
+        return _launch(args, out)
     log = pipeline = None
     try:
         with captured_console(args.debug, f"slimkit run {args.config}") as log:
             pipeline = build_pipeline(config, out, verbose=not args.quiet)
             reports = pipeline.run(resume=args.resume, overwrite=args.overwrite)
-            if args.quiet:  # only the final table
-                table = ConsoleTable(metric_names=metric_names(reports))
-                table.header()
-                for report in reports:
-                    table.row(report)
-            else:
-                print(f"\nreports: {out / 'report.json'}  {out / 'report.md'}  log: {out / 'run.log'}")
+            if is_main():
+                _finished(args, reports, out)
     finally:
-        if log is not None:
+        if log is not None and is_main():  # rank 0 writes the run's files
             append_log(out, log(), getattr(pipeline, "run_id", None))
     return 0
+
+
+def _finished(args, reports, out):
+    from .report import ConsoleTable, metric_names
+
+    if args.quiet:  # only the final table
+        table = ConsoleTable(metric_names=metric_names(reports))
+        table.header()
+        for report in reports:
+            table.row(report)
+    else:
+        print(f"\nreports: {out / 'report.json'}  {out / 'report.md'}  log: {out / 'run.log'}")
+
+
+def _processes(args):
+    """`--nproc`, checked: at least 1, and not inside processes paddle.distributed.launch started already."""
+    from .errors import ConfigError
+    from .parallel import launched_world_size
+
+    if args.nproc < 1:
+        raise ConfigError("--nproc", f"{args.nproc} processes", "give --nproc 1 or more")
+    if args.nproc > 1 and launched_world_size() > 1:
+        raise ConfigError("--nproc", "this process was started by paddle.distributed.launch already",
+                          "drop --nproc: the launcher's --nproc_per_node sets the processes")
+    return args.nproc
+
+
+def _launch(args, out):
+    """Start the run on `--nproc` processes (slimkit.launcher); the config was checked already.
+
+    Everything else `run` checks before work (model, stage order, output folder) rank 0
+    checks first thing, and its error ends every rank with the same exit code.
+    """
+    from .launcher import run_launched
+
+    argv = ["run", args.config, "--out", str(out), *[f"--set={item}" for item in args.overrides]]
+    argv += [flag for flag, on in (("--resume", args.resume), ("--overwrite", args.overwrite), ("--quiet", args.quiet),
+                                   ("--debug", args.debug)) if on]
+    return run_launched(args.nproc, argv, out, echo_all=args.debug)
 
 
 def _bench(args):

@@ -248,6 +248,41 @@ def fix_linear_quanter_zero_point():
         cls.__init__ = make(init)
 
 
+@functools.lru_cache(maxsize=None)
+def _rank_local_channel_wise_quanter():
+    """PaddleSlim's channel-wise abs-max weight quanter factory, its layer without the all-reduce of its scales."""
+    import_paddleslim()
+    from paddleslim.quant.quanters import channel_wise_abs_max as slim
+
+    class RankLocalChannelWiseLayer(slim.FakeQuanterChannelWiseAbsMaxObserverLayer):
+        def dynamic_forward(self, input):
+            # PaddleSlim's dynamic_forward, less `paddle.distributed.all_reduce(scale, MAX)`.
+            quant_out = slim._create_tensor(type=input.type, name=f"{input.name}.quantized.dequantized",
+                                            shape=input.shape, dtype=input.dtype, persistable=False)
+            out, _ = slim._legacy_C_ops.fake_channel_wise_quantize_dequantize_abs_max(
+                input, quant_out, self._scale, "bit_length", self._bit_length, "quant_axis", self._quant_axis)
+            return out
+
+    class RankLocalChannelWise(slim.FakeQuanterChannelWiseAbsMaxObserver):
+        def _get_class(self):
+            return RankLocalChannelWiseLayer
+
+    return RankLocalChannelWise
+
+
+def channel_wise_weight_quanter(bits=8):
+    """PaddleSlim's channel-wise abs-max weight fake quanter, computing its scales on this process alone.
+
+    PaddleSlim 2.6's quanter all-reduces (MAX) its per-channel scales over the processes in
+    every forward once paddle.distributed is initialized. In slimkit's data-parallel runs every
+    process holds the same weights, so the all-reduce changes nothing, and a forward pass that
+    only one process runs (rank 0's measurements and exports, an evaluation share one batch
+    longer than another's) would wait for processes that never join it (gloo gives up after
+    30 s). Outside data-parallel runs the two are the same quanter.
+    """
+    return _rank_local_channel_wise_quanter()(bit_length=bits)
+
+
 # --- losses ----------------------------------------------------------------------------
 
 def pixel_cross_entropy(scores, labels, ignore_index=255, label_smoothing=0.0):

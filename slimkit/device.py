@@ -9,6 +9,7 @@ session's device, so a run moves its model there once (`move`) and the rest foll
 """
 
 import contextlib
+import os
 
 import paddle
 
@@ -47,16 +48,22 @@ def resolve(device="auto", path="device"):
     if kind == "cpu" or (kind == "auto" and not count):
         return "cpu"
     if kind == "auto":
-        return "gpu:0"
+        return f"gpu:{launched_gpu()}"
     if not compiled:
         raise ConfigError(path, f"{device!r} needs a GPU, and paddle {paddle.__version__} here is compiled "
                                 "without CUDA", INSTALL_GPU)
-    index = index or 0
+    index = launched_gpu() if index is None else index
     if index >= count:
         seen = (f"{count} GPU{'s' * (count != 1)} (gpu:0 to gpu:{count - 1})" if count else "no GPU")
         raise ConfigError(path, f"{device!r} is not available: paddle {paddle.__version__} here sees {seen}",
                           "pick a visible GPU (check CUDA_VISIBLE_DEVICES and nvidia-smi), or use device: auto")
     return f"gpu:{index}"
+
+
+def launched_gpu():
+    """The GPU of this process: paddle.distributed.launch gives each rank its own in FLAGS_selected_gpus."""
+    selected = (os.environ.get("FLAGS_selected_gpus") or "0").split(",")[0]
+    return int(selected) if selected.isdigit() else 0
 
 
 def tensorrt_version():

@@ -14,10 +14,12 @@ from typing import Iterator, Literal, Optional, Protocol, runtime_checkable
 import paddle
 from tqdm.auto import tqdm
 
+from . import parallel
 from .errors import ConfigError
+from .metrics import add_counts, counts
 from .schema import Options, option
 from .seeding import set_seed  # noqa: F401  (kept importable from here)
-from .surgery import eval_mode
+from .surgery import eval_mode, model_digest
 from .metrics import topk_hits  # noqa: F401  (kept importable from here)
 from .tasks import build_task
 
@@ -27,8 +29,9 @@ class TrainConfig(Options):
     """How models are trained and evaluated (config block `train`); stages may override epochs and lr."""
 
     epochs: int = option(5, "default epochs of a training stage", ge=0)
-    batch_size: int = option(64, "training batch size", ge=1)
-    eval_batch_size: int = option(256, "evaluation batch size", ge=1)
+    batch_size: int = option(64, "training batch size of one process (a data-parallel run of N processes "
+                                 "trains on global batches of N x batch_size)", ge=1)
+    eval_batch_size: int = option(256, "evaluation batch size (of one process)", ge=1)
     optimizer: Literal["momentum", "sgd", "adam", "adamw"] = option("momentum", "optimizer")
     lr: float = option(0.05, "peak learning rate", gt=0)
     momentum: float = option(0.9, "momentum (momentum optimizer only)", ge=0, lt=1)
@@ -118,8 +121,14 @@ class Engine:
 
     # --- batches ------------------------------------------------------------------------
     def batches(self, split="train", batch_size=None, shuffle=False, seed=0, augment=False, max_batches=None):
-        """Yield (images, labels) paddle tensors from a split ('train', 'val', 'test')."""
-        dataset = getattr(self.data, split)
+        """Yield (images, labels) paddle tensors from a split ('train', 'val', 'test').
+
+        The whole split on every process, also in a data-parallel run: what strategies read
+        here (calibration, Taylor scores) must be the same on every rank.
+        """
+        return self._batches(getattr(self.data, split), batch_size, shuffle, seed, augment, max_batches)
+
+    def _batches(self, dataset, batch_size=None, shuffle=False, seed=0, augment=False, max_batches=None):
         size = batch_size or self.config.eval_batch_size
         if hasattr(dataset, "batches"):
             source = dataset.batches(size, shuffle=shuffle, seed=seed, augment=augment, drop_last=shuffle)
@@ -132,7 +141,8 @@ class Engine:
             yield _tensor(images), _tensor(labels)
 
     def steps_per_epoch(self, batch_size=None):
-        size = batch_size or self.config.batch_size
+        """Optimizer steps of one epoch: global batches (batch_size x processes) in the training split."""
+        size = (batch_size or self.config.batch_size) * parallel.world_size()
         steps = len(self.data.train) // size
         cap = self.config.max_steps_per_epoch
         return max(1, min(steps, cap) if cap else steps)
@@ -161,7 +171,8 @@ class Engine:
         steps = self.steps_per_epoch()
         optimizer = self.make_optimizer(model, lr, epochs * steps)
         loss_fn = loss_fn or self.task.loss_fn
-        paddle.seed(cfg.seed)
+        parallel.check_equal(f"the weights before {desc}", lambda: model_digest(model))
+        paddle.seed(cfg.seed + parallel.rank())  # dropout differs per rank; data order and init agree
         model.train()
         try:
             with warnings.catch_warnings():
@@ -170,23 +181,41 @@ class Engine:
                 history = self._epochs(model, epochs, steps, optimizer, loss_fn, on_step, desc)
         finally:
             model.eval()
+        parallel.sync_state(model, f"the weights after {desc}")
         self.history.extend({"run": desc, **entry} for entry in history)
         return history
+
+    def _train_batches(self, seed, steps):
+        """This process's training batches of one epoch: all of them, or its rows of every global batch."""
+        size, n = self.config.batch_size, parallel.world_size()
+        dataset = self.data.train
+        if n > 1 and not hasattr(dataset, "batches"):  # a user's Dataset: paddle's own sharding
+            loader = paddle.io.DataLoader(dataset, batch_sampler=parallel.distributed_sampler(dataset, size, True,
+                                                                                              seed))
+            return ((_tensor(x), _tensor(y)) for i, (x, y) in zip(range(steps), loader))
+        batches = self._batches(dataset, size * n, shuffle=True, seed=seed, augment=True, max_batches=steps)
+        if n == 1:
+            return batches
+        # One permutation and one augmentation draw per global batch, the same on every rank.
+        return ((parallel.batch_share(x, size), parallel.batch_share(y, size)) for x, y in batches)
 
     def _epochs(self, model, epochs, steps, optimizer, loss_fn, on_step, desc):
         cfg = self.config
         history, step = [], 0
+        params = model.parameters()
+        # Only rank 0 shows progress; `progress: null` shows bars only on a terminal.
+        disable = (None if cfg.progress is None else not cfg.progress) if parallel.is_main() else True
         for epoch in range(epochs):
             samples, total, correct, loss_sum = 0, 0, 0, 0.0
             lr = optimizer.get_lr()
-            bar = tqdm(self.batches("train", cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch,
-                                    augment=True, max_batches=steps),
+            bar = tqdm(self._train_batches(cfg.seed * 1000 + epoch, steps),
                        total=steps, desc=f"{desc} {epoch + 1}/{epochs}", leave=False,
-                       disable=None if cfg.progress is None else not cfg.progress, dynamic_ncols=True)
-            epoch_line = cfg.progress is None and bar.disable  # not a terminal: one line per epoch instead
+                       disable=disable, dynamic_ncols=True)
+            epoch_line = cfg.progress is None and bar.disable and parallel.is_main()  # not a terminal: a line instead
             for images, labels in bar:
                 loss, logits = loss_fn(model, images, labels)
                 loss.backward()
+                parallel.average_gradients(params)  # every rank takes the same step
                 optimizer.step()
                 optimizer.clear_grad()
                 if isinstance(optimizer._learning_rate, paddle.optimizer.lr.LRScheduler):
@@ -200,6 +229,7 @@ class Engine:
                 hits, counted = self.task.correct(logits, labels)
                 correct, total = correct + hits, total + counted
                 bar.set_postfix(loss=f"{loss_sum / samples:.4f}", acc=f"{correct / max(total, 1):.3f}")
+            samples, total, correct, loss_sum = parallel.all_sum([samples, total, correct, loss_sum])
             history.append({"epoch": epoch + 1, "loss": loss_sum / max(samples, 1),
                             "train_top1": correct / max(total, 1), "lr": lr})
             if epoch_line:
@@ -209,15 +239,35 @@ class Engine:
     # --- evaluation ---------------------------------------------------------------------
     @paddle.no_grad()
     def evaluate(self, model, split="test", max_batches=None):
-        """The task's metrics (e.g. top1/top5 fractions) and mean loss of `model` on a split."""
+        """The task's metrics (e.g. top1/top5 fractions) and mean loss of `model` on a split.
+
+        In a data-parallel run each rank evaluates its contiguous share of the samples (no
+        padding) and the counts are added up: every sample counts exactly once.
+        """
         metric, total, loss_sum = self.task.metric(), 0, 0.0
         with eval_mode(model):
-            for images, labels in self.batches(split, self.config.eval_batch_size, max_batches=max_batches):
+            for images, labels in self._eval_batches(split, max_batches):
                 logits = self.task.select(model(images))
                 loss_sum += self.task.eval_loss(logits, labels).item() * int(labels.shape[0])
                 metric.update(logits.numpy(), labels.numpy())
                 total += int(labels.shape[0])
+        if parallel.active():
+            shares = parallel.all_gather({"metric": counts(metric), "loss": loss_sum, "total": total})
+            metric = self.task.metric()
+            for share in shares:
+                add_counts(metric, share["metric"])
+            loss_sum, total = sum(s["loss"] for s in shares), sum(s["total"] for s in shares)
         return {**metric.result(), "loss": loss_sum / max(total, 1), "samples": total}
+
+    def _eval_batches(self, split, max_batches):
+        """The batches this process evaluates: all, or its contiguous share of those a single process would."""
+        size, dataset = self.config.eval_batch_size, getattr(self.data, split)
+        if not parallel.active():
+            return self._batches(dataset, size, max_batches=max_batches)
+        count = len(dataset) if max_batches is None else min(len(dataset), max_batches * size)
+        start, stop = parallel.shard_range(count)
+        part = dataset.rows(start, stop) if hasattr(dataset, "rows") else paddle.io.Subset(dataset, range(start, stop))
+        return self._batches(part, size)
 
 
 def _tensor(value):

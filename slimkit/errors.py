@@ -39,6 +39,16 @@ class OutputError(SlimkitError):
     """The output folder cannot be used as asked (a file, unwritable, or holding what this run did not write)."""
 
 
+class ParallelError(SlimkitError):
+    """The processes of a data-parallel run disagree, or one of them failed (exit code 1 unless relayed)."""
+
+    exit_code = 1
+
+    def __init__(self, message, hint=None, exit_code=1):
+        super().__init__(message, hint)
+        self.exit_code = exit_code
+
+
 class ConfigErrors(ConfigError):
     """Several problems found in one pass (a config with three typos is fixed in one go)."""
 

@@ -1,12 +1,51 @@
 """Metrics as accumulators over numpy batches: `update(outputs, labels)` per batch, `result()` per split.
 
 Numpy, not tensors, so the eager model and an exported one (Paddle Inference) are measured
-by the same code.
+by the same code. An accumulator's state is a set of sums, named in its `additive`
+attributes, so the shares of a split evaluated by several processes add up to the
+split's result (`counts`, `add_counts`).
 """
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ConfigError, ModelError
+
+
+def counts(metric):
+    """The additive state of an accumulator (its `additive` attributes) as JSON-able values."""
+    names = getattr(metric, "additive", None)
+    if names is None:
+        raise ConfigError("task.metric", f"{type(metric).__name__} declares no `additive` attributes, so the shares "
+                                         "of a data-parallel evaluation cannot be added up",
+                          "give the class `additive = (...)`: the names of its attributes that are sums "
+                          "(numbers, numpy arrays or dicts of numbers)")
+    return {name: _plain(getattr(metric, name)) for name in names}
+
+
+def add_counts(metric, state):
+    """Add `state` (from `counts` of another share) to the accumulator `metric`, in place."""
+    for name, value in state.items():
+        setattr(metric, name, _added(getattr(metric, name), value))
+    return metric
+
+
+def _plain(value):
+    if isinstance(value, np.ndarray):
+        return {"array": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _added(current, value):
+    if isinstance(current, np.ndarray):
+        return current + np.asarray(value["array"], dtype=value["dtype"]).reshape(current.shape)
+    if isinstance(current, dict):
+        merged = dict(current)
+        for key, v in value.items():
+            merged[key] = _added(merged[key], v) if key in merged else v
+        return merged
+    return current + value
 
 
 def topk_hits(logits, labels, k):
@@ -18,6 +57,8 @@ def topk_hits(logits, labels, k):
 
 class TopK:
     """Top-1 and top-5 accuracy (fractions) of class scores [N, C] against labels [N]."""
+
+    additive = ("top1", "top5", "total")
 
     def __init__(self, num_classes):
         self.k = min(5, num_classes)
@@ -40,6 +81,8 @@ class SegmentationMetric:
     the mean IoU is over the classes present in the labels or the predictions; pixels
     labelled `ignore_index` count nowhere.
     """
+
+    additive = ("confusion",)
 
     def __init__(self, num_classes, ignore_index=255):
         self.num_classes = num_classes
@@ -66,6 +109,8 @@ class SegmentationMetric:
 
 class BatchMean:
     """A user's metric `fn(outputs, labels) -> number or {name: number}` averaged over samples."""
+
+    additive = ("sums", "total")
 
     def __init__(self, fn, name):
         self.fn, self.name = fn, name

@@ -5,16 +5,23 @@
 
 Each stage writes its model and report to `out_dir/NN-name/`; `run(resume=True)` (or
 `slimkit run --resume`) restores finished stages instead of running them again.
+
+Started by `paddle.distributed.launch` (`slimkit run --nproc N`), every process runs the
+pipeline: training and evaluation are shared (slimkit.parallel), and rank 0 alone claims
+the folder, writes stage folders and reports and prints the table; the others hand what
+their strategies write to a scratch folder of their own.
 """
 
+import contextlib
 import copy
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
 from . import device as devices
-from . import preflight, rundir
+from . import parallel, preflight, rundir
 from .checkpoint import record_spec, save_model
 from .curves import write_curves
 from .data_sources import data_identity, to_bundle
@@ -28,6 +35,7 @@ from .report import ConsoleTable, Note, ReportConfig, StageReport, write_reports
 from .seeding import seeded, set_seed
 from .sparsity.masks import holding_masks
 from .strategy import Context, Strategy
+from .surgery import model_digest
 from .tasks import check_stages
 
 DONE = "stage.json"
@@ -85,21 +93,44 @@ class Pipeline:
         Runs on `device` (the model is moved there; `self.model` stays there), then the caller's
         `paddle.get_device()` comes back.
         """
-        with seeded(self.seed), devices.using(self.device) as used:
+        parallel.init()
+        with seeded(self.seed), self._scratch(), devices.using(self.device) as used:
             self.used_device = used
             return self._run(resume, overwrite)
+
+    @contextlib.contextmanager
+    def _scratch(self):
+        """Ranks other than 0 give their strategies a temporary folder to write in (removed after the run)."""
+        self._scratch_dir = None if parallel.is_main() else Path(tempfile.mkdtemp(prefix="slimkit-rank-"))
+        try:
+            yield
+        finally:
+            if self._scratch_dir is not None:
+                shutil.rmtree(self._scratch_dir, ignore_errors=True)
+
+    def _work_dir(self, folder):
+        """Where a stage's strategy writes: its folder on rank 0, a scratch copy of it on the other ranks."""
+        if getattr(self, "_scratch_dir", None) is None:
+            return folder
+        work = self._scratch_dir / folder.name
+        work.mkdir(parents=True, exist_ok=True)
+        return work
 
     def _prepare(self, resume, overwrite):
         """Every check before work, then the output folder claimed; returns the console table (or None)."""
         task = getattr(self.engine, "task", None)
-        if task is not None:  # a bad task.output stops here, before any work or file change
-            task.check_outputs(self.input_model, self.input_shape)
-        preflight.check_pipeline(self, resume=resume, overwrite=overwrite)
-        self.run_id = rundir.claim(self.out_dir, self.identity(),
-                                   ["00-baseline", *(self.stage_dir(i).name for i in range(len(self.stages)))],
-                                   resume=resume, overwrite=overwrite)
+
+        def claim():  # rank 0 checks and claims the folder; every rank learns the run id (or the error)
+            if task is not None:  # a bad task.output stops here, before any work or file change
+                task.check_outputs(self.input_model, self.input_shape)
+            preflight.check_pipeline(self, resume=resume, overwrite=overwrite)
+            return rundir.claim(self.out_dir, self.identity(),
+                                ["00-baseline", *(self.stage_dir(i).name for i in range(len(self.stages)))],
+                                resume=resume, overwrite=overwrite)
+
+        self.run_id = parallel.on_main(claim, share=str)
         names = (task.metric_names or None) if task is not None else ("top1", "top5")  # None: a user metric's
-        table = ConsoleTable(metric_names=names) if self.verbose else None
+        table = ConsoleTable(metric_names=names) if self.verbose and parallel.is_main() else None
         if table:
             table.header()
         return table
@@ -113,7 +144,7 @@ class Pipeline:
         baseline_dir = self.out_dir / "00-baseline"
         baseline = self._load_done(baseline_dir) if resume else None
         if baseline is None:
-            rundir.new_stage_folder(baseline_dir, self.run_id)
+            parallel.on_main(lambda: rundir.new_stage_folder(baseline_dir, self.run_id))
             start = time.perf_counter()
             baseline = self.measure(model, baseline_dir, "baseline", "input model", start)
             self._mark_done(baseline_dir, baseline, {"type": "baseline"})
@@ -123,38 +154,53 @@ class Pipeline:
             if teacher is None and stage.compresses:
                 teacher = copy.deepcopy(model)
                 teacher.eval()
-            folder = self.stage_dir(i)
-            ctx = Context(data=self.data, engine=holding_masks(self.engine, model), input_shape=self.input_shape,
-                          out_dir=folder, teacher=teacher, original=original, stage_name=self.stage_name(i),
-                          train=self.train_config, report=self.report_config)
-            done = self._load_done(folder, stage.to_config()) if resuming else None
-            if done is not None:
-                model = stage.restore(model, folder, ctx)
-                self._emit(table, done, write=False)
-                continue
-            resuming = False  # later stages depend on this one: run them all again
-            rundir.new_stage_folder(folder, self.run_id)
-            set_seed(self.seed + i + 1)
-            start = time.perf_counter()
-            try:
-                model = stage.apply(model, ctx)
-            except SlimkitError as err:
-                _resume_hint(err, self.out_dir, ctx.stage_name)
-                raise
-            if model is None:
-                raise TypeError(f"{type(stage).__name__}.apply returned None; it must return the model")
-            stage.save(model, folder, ctx)
-            record_spec(folder, self.model_spec)
-            ctx.metrics["history"] = _take_history(self.engine)
-            report = self.measure(model, folder, ctx.stage_name, stage.type_name, start, ctx, stage)
-            self._mark_done(folder, report, stage.to_config())
-            self._emit(table, report)
+            model, resuming = self._stage(i, stage, model, (teacher, original), table, resuming)
         self.model = model
         if not resuming:  # something ran: time all stages' exports together; a finished run is left as it is
-            self.retime()
-            self.write()
-            write_curves(self.reports, self.out_dir)
+            self.reports = parallel.on_main(self._finish, share=lambda rs: [r.to_dict() for r in rs],
+                                            receive=lambda ds: [StageReport.from_dict(d) for d in ds])
         return self.reports
+
+    def _finish(self):
+        self.retime()
+        self.write()
+        write_curves(self.reports, self.out_dir)
+        return self.reports
+
+    def _stage(self, i, stage, model, teachers, table, resuming):
+        """Run (or restore) stage `i`; returns the model after it and whether the run is still restoring."""
+        teacher, original = teachers
+        folder = self.stage_dir(i)
+        ctx = Context(data=self.data, engine=holding_masks(self.engine, model), input_shape=self.input_shape,
+                      out_dir=self._work_dir(folder), teacher=teacher, original=original,
+                      stage_name=self.stage_name(i), train=self.train_config, report=self.report_config)
+        done = self._load_done(folder, stage.to_config()) if resuming else None
+        if done is not None:
+            model = stage.restore(model, folder, ctx)
+            self._emit(table, done, write=False)
+            return model, True
+        # Later stages depend on this one: they all run again.
+        parallel.on_main(lambda: rundir.new_stage_folder(folder, self.run_id))
+        set_seed(self.seed + i + 1)
+        start = time.perf_counter()
+        try:
+            model = stage.apply(model, ctx)
+        except SlimkitError as err:
+            _resume_hint(err, self.out_dir, ctx.stage_name)
+            raise
+        if model is None:
+            raise TypeError(f"{type(stage).__name__}.apply returned None; it must return the model")
+        parallel.check_equal(f"the model after stage {ctx.stage_name}", lambda: model_digest(model))
+        parallel.on_main(lambda: self._save_stage(stage, model, folder, ctx))
+        ctx.metrics["history"] = _take_history(self.engine)
+        report = self.measure(model, folder, ctx.stage_name, stage.type_name, start, ctx, stage)
+        self._mark_done(folder, report, stage.to_config())
+        self._emit(table, report)
+        return model, False
+
+    def _save_stage(self, stage, model, folder, ctx):
+        stage.save(model, folder, ctx)
+        record_spec(folder, self.model_spec)
 
     def retime(self, clock=None):
         """Time every stage's export interleaved (one go) and update the rows' latency and notes."""
@@ -172,14 +218,22 @@ class Pipeline:
                 notes.note(note)
 
     def measure(self, model, folder, name, strategy, start, ctx=None, stage=None):
-        """Measure `model` now; the weights are saved in `folder` and their size is read from disk."""
-        folder = Path(folder)
+        """Measure `model` now; the weights are saved in `folder` and their size is read from disk.
+
+        Every rank evaluates its share of the split; rank 0 measures the rest (files, FLOPs,
+        latency) and every rank gets its report.
+        """
+        metrics = self.engine.evaluate(model, self.report_config.eval_split)
+        return parallel.on_main(lambda: self._measure(model, Path(folder), (name, strategy), start, metrics, ctx,
+                                                      stage), share=StageReport.to_dict, receive=StageReport.from_dict)
+
+    def _measure(self, model, folder, names, start, metrics, ctx, stage):
+        name, strategy = names
         if not (folder / "model.pdparams").is_file():
             save_model(model, folder, self.model_spec)
         export_failed = self._export(model, folder) if exported(folder) is None else None  # QAT/PTQ export
         cfg = self.report_config
         flops, zero_types = count_flops(model, self.input_shape)
-        metrics = self.engine.evaluate(model, cfg.eval_split)
         latency_shape = [cfg.latency_batch, *self.input_shape[1:]]
         notes = list(ctx.notes) if ctx else []
         if export_failed:
@@ -224,10 +278,15 @@ class Pipeline:
         return write_reports(self.reports, self.out_dir, extra)
 
     def describe(self):
-        """What the run really used: the data's splits, the engine (and its train block), the stages."""
+        """What the run really used: the data's splits, the engine (and its train block), the stages.
+
+        A data-parallel run also records its number of processes (the global batch is
+        processes x train.batch_size), so resuming it with another number is refused.
+        """
         engine = type(self.engine)
+        processes = {"processes": parallel.launched_world_size()} if parallel.launched_world_size() > 1 else {}
         return {"data": self.data.description or self.data.name, "input_shape": self.input_shape,
-                "model_spec": self.model_spec, "seed": self.seed,
+                "model_spec": self.model_spec, "seed": self.seed, **processes,
                 "engine": "slimkit.Engine" if engine is Engine else f"{engine.__module__}.{engine.__qualname__}",
                 "train": self.train_config.to_dict() if self._train_given else None, "task": _task_options(self.engine),
                 "stages": [s.to_config() for s in self.stages]}
@@ -243,14 +302,19 @@ class Pipeline:
         if table:
             table.row(report)
         if write:
-            self.write()
+            parallel.on_main(self.write)
 
     def _mark_done(self, folder, report, config):
         # Written last: a stage folder without it is an interrupted stage and runs again.
-        rundir.atomic_write_text(Path(folder) / DONE,
-                                 json.dumps({"config": config, "report": report.to_dict()}, indent=2))
+        parallel.on_main(lambda: rundir.atomic_write_text(
+            Path(folder) / DONE, json.dumps({"config": config, "report": report.to_dict()}, indent=2)))
 
     def _load_done(self, folder, config=None):
+        """The finished stage's report in `folder` (rank 0 reads it; every rank gets it), or None."""
+        return parallel.on_main(lambda: self._read_done(folder, config), share=lambda r: r and r.to_dict(),
+                                receive=lambda d: d and StageReport.from_dict(d))
+
+    def _read_done(self, folder, config=None):
         path = Path(folder) / DONE
         if not path.is_file():
             return None

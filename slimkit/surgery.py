@@ -6,6 +6,7 @@ model after a failed change and rebuild a pruned model from a checkpoint.
 """
 
 import contextlib
+import hashlib
 
 import numpy as np
 import paddle
@@ -41,6 +42,15 @@ def replace_tensor(layer, name, value):
         layer._buffers[name].persistable = old.persistable
     else:
         raise KeyError(f"{type(layer).__name__} has no parameter or buffer {name!r}")
+
+
+def model_digest(model):
+    """A hash of every tensor of the model (names and values): equal digests, identical models."""
+    h = hashlib.sha1()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(t.numpy()).tobytes())
+    return h.hexdigest()
 
 
 def _np_dtype(tensor):

@@ -48,3 +48,37 @@ def test_quantized_export_needs_the_legacy_ir(tmp_path):
         paddle.jit.save(converted, str(tmp_path / "legacy" / "model"), input_spec=spec)
     assert (tmp_path / "legacy" / "model.pdmodel").is_file()
     assert compat.pir_enabled() and paddle.in_dynamic_mode()
+
+
+def _quanted_conv(factory):
+    conv = paddle.nn.Conv2D(2, 3, 3)
+    return conv, factory._instance(conv)
+
+
+def test_paddleslims_channel_wise_quanter_all_reduces_in_every_forward(monkeypatch):
+    # Needed: with paddle.distributed initialized, PaddleSlim's quanter joins an all-reduce in every forward.
+    compat.import_paddleslim()
+    from paddleslim.quant.quanters import FakeQuanterChannelWiseAbsMaxObserver
+
+    calls = []
+    monkeypatch.setattr(paddle.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(paddle.distributed, "all_reduce", lambda tensor, op=None: calls.append(op))
+    conv, quanter = _quanted_conv(FakeQuanterChannelWiseAbsMaxObserver(bit_length=8))
+    quanter(conv.weight)
+    assert len(calls) == 1
+
+
+def test_the_rank_local_quanter_gives_paddleslims_output_without_the_all_reduce(monkeypatch):
+    compat.import_paddleslim()
+    from paddleslim.quant.quanters import FakeQuanterChannelWiseAbsMaxObserver
+
+    paddle.seed(0)
+    conv, slims = _quanted_conv(FakeQuanterChannelWiseAbsMaxObserver(bit_length=8))
+    ours = compat.channel_wise_weight_quanter(8)._instance(conv)
+    assert isinstance(ours, type(slims))
+    expected = slims(conv.weight).numpy()
+    monkeypatch.setattr(paddle.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(paddle.distributed, "all_reduce", lambda *a, **k: pytest.fail("all-reduce in forward"))
+    got = ours(conv.weight).numpy()
+    assert (got == expected).all() and (ours.scales().numpy() == slims.scales().numpy()).all()
+    assert len(set(got.ravel().tolist())) > 2  # a real fake-quantized tensor, not a constant

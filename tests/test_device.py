@@ -75,6 +75,13 @@ def test_resolve_against_the_build(monkeypatch, build, asked, used):
     assert devices.resolve(asked) == used
 
 
+@pytest.mark.parametrize("asked, used", [("auto", "gpu:1"), ("gpu", "gpu:1"), ("gpu:0", "gpu:0")])
+def test_a_launched_rank_takes_the_gpu_the_launcher_gave_it(monkeypatch, asked, used):
+    monkeypatch.setattr(devices, "cuda", lambda: (True, 2))
+    monkeypatch.setenv("FLAGS_selected_gpus", "1")  # set per rank by paddle.distributed.launch
+    assert devices.resolve(asked) == used
+
+
 @pytest.mark.parametrize("build, asked, message", [
     (CPU_ONLY, "gpu", f"'gpu' needs a GPU, and paddle {paddle.__version__} here is compiled without CUDA"),
     (CPU_ONLY, "gpu:1", f"'gpu:1' needs a GPU, and paddle {paddle.__version__} here is compiled without CUDA"),

@@ -16,21 +16,24 @@ touched; ratios that round to the same channel count are evaluated once and rati
 remove nothing not at all. Results are written to `file` after every layer,
 and a rerun with the same file skips what is already there (so an interrupted scan
 resumes). A KeyboardInterrupt leaves a valid file and the model as it was.
+
+In a data-parallel run (slimkit.parallel) the groups are shared out: in each round every
+rank scans one group on its own, the entries are gathered, and rank 0 writes the merged
+file, the same file a single process writes.
 """
 
 import contextlib
-import hashlib
 import json
 import os
 import warnings
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from .. import device as devices
+from .. import parallel
 from ..errors import ConfigError, ModelError
-from ..surgery import capture, restore
+from ..surgery import capture, model_digest, restore
 from .criteria import get_criterion, score_groups
 from .prefix_cache import PrefixCache
 from .selection import _member_layers, channels_to_keep, check_ratio, keep_indices, temporarily_pruned
@@ -43,15 +46,6 @@ FORMAT = 1
 
 def _key(ratio):
     return f"{float(ratio):g}"
-
-
-def model_digest(model):
-    """A hash of every tensor of the model: a scan file belongs to exactly these weights."""
-    h = hashlib.sha1()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(t.numpy()).tobytes())
-    return h.hexdigest()
 
 
 def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=None, layers=None, skip=(),
@@ -89,38 +83,55 @@ def _sensitive(model, input_shape, eval_fn, ratios, criterion, file, layers, ski
     meta = {"format": FORMAT, "criterion": getattr(criterion, "name", "") or type(criterion).__name__,
             "input_shape": list(input_shape), "round_to": round_to, "min_channels": min_channels,
             "model_digest": model_digest(model)}
-    state = _load(file, meta)
+    state = parallel.on_main(lambda: _load(file, meta), share=dict, receive=dict)  # rank 0's file, everywhere
     scan = _Scan(model, input_shape, graph, groups, eval_fn, cache_mb)
-    bar = tqdm(total=len(groups) * len(ratios), desc="sensitivity", disable=not progress, leave=False,
-               dynamic_ncols=True)
+    bar = tqdm(total=len(groups) * len(ratios), desc="sensitivity", disable=not progress or not parallel.is_main(),
+               leave=False, dynamic_ncols=True)
     try:
         if state.get("base") is None:
             state["base"] = scan.evaluate(set())
+            parallel.check_equal("the scan's accuracy before pruning", state["base"])
             _save(file, state)
         if state["base"] <= 0:
             raise ModelError(f"the model's accuracy before pruning is {state['base']}: relative losses are undefined",
                              "train the model first, or check eval_fn")
         todo = [g for g in groups if any(_key(r) not in state["layers"].get(g.name, {}).get("losses", {})
                                          for r in ratios)]
+        # Every rank scores every group in the same order: a seeded criterion (random) gives what one process would.
         scores = score_groups(model, todo, criterion, engine) if todo else {}
-        for g in groups:
-            entry = state["layers"].setdefault(g.name, {"channels": g.channels, "losses": {}, "kept": {}})
-            if g.name in scores:
-                scan.group(g, scores[g.name], entry, ratios, state["base"], (round_to, min_channels), bar)
-                _save(file, state)
-            else:
-                bar.update(len(ratios))
+        bar.update(len(ratios) * (len(groups) - len(todo)))
+        _scan_groups(scan, todo, scores, state, ratios, (round_to, min_channels), bar, file)
     finally:
         bar.close()
         scan.close()  # leaves the user's model exactly as it came, whatever stopped the scan
         _save(file, state)
     result = {g.name: {float(r): l for r, l in state["layers"][g.name]["losses"].items() if float(r) in ratios}
               for g in groups}
-    if file is not None or plot is not None:
+    if (file is not None or plot is not None) and parallel.is_main():
         plot_sensitivity(result, plot or Path(file).with_suffix(".png"))
-    if verbose:
+    if verbose and parallel.is_main():
         print(format_sensitivity(result))
     return result
+
+
+def _scan_groups(scan, todo, scores, state, ratios, rounding, bar, file):
+    """Scan the groups of `todo` into `state`, the file saved after each; shared out over the ranks in rounds."""
+    n, r = parallel.world_size(), parallel.rank()
+    for start in range(0, len(todo), n):
+        batch = todo[start:start + n]
+        entries = {}
+        if r < len(batch):  # this rank's group of the round, scanned alone
+            g = batch[r]
+            # In the state from the start: an interrupted scan keeps this group's finished ratios.
+            entry = state["layers"].setdefault(g.name, {"channels": g.channels, "losses": {}, "kept": {}})
+            with parallel.alone():
+                scan.group(g, scores[g.name], entry, ratios, state["base"], rounding, bar if n == 1 else None)
+            entries[g.name] = entry
+        for share in parallel.all_gather(entries, wait=True):  # groups of a round take different times
+            state["layers"].update(share)
+        if n > 1:
+            bar.update(len(ratios) * len(batch))
+        _save(file, state)
 
 
 class _Scan:
@@ -137,7 +148,8 @@ class _Scan:
             self._replaying.enter_context(self.cache.installed())
 
     def evaluate(self, changed):
-        with self.cache.trial(changed) if self.cache is not None else contextlib.nullcontext():
+        # alone(): a trial is this process's own, also in a data-parallel run.
+        with parallel.alone(), self.cache.trial(changed) if self.cache is not None else contextlib.nullcontext():
             return float(self.eval_fn(self.model))
 
     def group(self, g, scores, entry, ratios, base, rounding, bar):
@@ -145,7 +157,8 @@ class _Scan:
         round_to, min_channels = rounding
         by_kept = {int(k): entry["losses"][r] for r, k in entry["kept"].items() if r in entry["losses"]}
         for r in ratios:
-            bar.set_postfix_str(f"{g.name} {r:g}")
+            if bar is not None:
+                bar.set_postfix_str(f"{g.name} {r:g}")
             if _key(r) not in entry["losses"]:
                 kept = channels_to_keep(g.channels, r, round_to, max(min_channels, g.min_channels),
                                         g.channel_multiple)
@@ -160,7 +173,8 @@ class _Scan:
                     by_kept[kept] = loss
                 entry["losses"][_key(r)] = loss
                 entry["kept"][_key(r)] = kept
-            bar.update(1)
+            if bar is not None:
+                bar.update(1)
 
     def close(self):
         self._replaying.close()
@@ -216,7 +230,7 @@ def _load(file, meta):
 
 
 def _save(file, state):
-    if file is None:
+    if file is None or not parallel.is_main():  # rank 0 writes the merged scan
         return
     path = Path(file)
     path.parent.mkdir(parents=True, exist_ok=True)

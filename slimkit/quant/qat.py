@@ -52,10 +52,7 @@ def layers_to_quantize(model, layer_types, skip=(), path="skip"):
 def weight_quanter(kind, bits):
     """The weight fake quanter of a QAT config."""
     if kind == "channel_wise_abs_max":
-        compat.import_paddleslim()
-        from paddleslim.quant.quanters import FakeQuanterChannelWiseAbsMaxObserver
-
-        return FakeQuanterChannelWiseAbsMaxObserver(bit_length=bits)
+        return compat.channel_wise_weight_quanter(bits)  # PaddleSlim's, without its cross-process all-reduce
     if kind == "abs_max":
         from paddle.quantization.quanters import FakeQuanterWithAbsMaxObserver
 
