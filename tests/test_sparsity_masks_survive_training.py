@@ -54,3 +54,21 @@ def test_strategy_training_keeps_its_masks(digits, trained_cnn):
         assert (w[mask == 0] == 0).all(), name
     assert ctx.metrics["sparsity"] == pytest.approx(0.9, abs=1e-4)
     assert "weight_mask" not in model.features[0]._buffers
+
+
+def test_filter_pruning_cuts_held_masks_with_their_weights(trained_cnn):
+    # sparse_pruning (masks kept) then filter_pruning: each mask loses the channels its weight loses.
+    from slimkit.pruning import analyze, remove_channels
+    from slimkit.sparsity.masks import get_mask
+
+    model = copy.deepcopy(trained_cnn)
+    sparsify(model, 0.5)
+    old = {name: get_mask(layer) for name, layer in sparse_prunable_layers(model).items()}
+    graph = analyze(model, [1, 1, 8, 8])
+    remove_channels(model, graph, {"features.3": np.arange(24)})  # keep the first 24 of 32 filters
+    layers = sparse_prunable_layers(model)
+    np.testing.assert_array_equal(get_mask(layers["features.3"]), old["features.3"][:24])
+    np.testing.assert_array_equal(get_mask(layers["features.7"]), old["features.7"][:, :24])
+    np.testing.assert_array_equal(get_mask(layers["features.0"]), old["features.0"])
+    apply_masks(model)  # the shapes agree: no broadcast error
+    assert all(np.all(layer.weight.numpy()[get_mask(layer) == 0] == 0) for layer in layers.values())

@@ -122,9 +122,16 @@ def _cut_tensors(model, removed):
         if layer_name not in old_attrs:
             old_attrs[layer_name] = {k: getattr(layer, k, None) for k in ("_in_channels", "_out_channels", "_groups")}
         value = layer._parameters[tensor].numpy()
+        mask = layer._buffers.get(f"{tensor}_mask")
+        # A sparsity mask held through later stages (`<param>_mask`, the parameter's shape) loses
+        # the same channels, so the mask keeps covering the weight it zeroes.
+        shadow = mask.numpy() if mask is not None and list(mask.shape) == list(value.shape) else None
         for axis, positions in axes.items():
             value = np.delete(value, positions, axis=axis)
+            shadow = None if shadow is None else np.delete(shadow, positions, axis=axis)
         replace_tensor(layer, tensor, value)
+        if shadow is not None:
+            replace_tensor(layer, f"{tensor}_mask", shadow)
     for layer_name, old in old_attrs.items():
         _fix_shape_attrs(layers[layer_name], old)
 
