@@ -34,11 +34,13 @@ import paddle
 import slimkit
 from slimkit.deploy import InferenceModel, export_float, time_runners
 from slimkit.deploy.timing import cpu_description
+from slimkit.pruning.alignment import default_alignment
 from slimkit.quant import calibrate, convert, export_quantized, prepare_ptq
 
 RESULTS = Path(__file__).parent / "results" / "deploy_latency.md"
+DEFAULT = f"default (round_to {default_alignment()} on this CPU)"
 FULL = {"models": ["resnet50", "mobilenet_v2"], "size": 224, "runs": 60, "warmup": 10, "rounds": 6,
-        "data": {"name": "fashion_mnist", "train_samples": 12000}, "epochs": 4, "finetune_epochs": 3,
+        "data": {"name": "fashion_mnist", "train_samples": 8000}, "epochs": 3, "finetune_epochs": 2,
         "pipeline_target": 0.5}
 SMOKE = {"models": ["resnet18"], "size": 64, "runs": 6, "warmup": 1, "rounds": 2,
          "data": {"name": "digits"}, "epochs": 1, "finetune_epochs": 1,
@@ -83,16 +85,17 @@ def measure_model(name, settings, tmp):
     shape = [1, 3, size, size]
     base = build(name, size)
     variants, flops = {"original": base}, {"original": slimkit.count_flops(base, shape)[0]}
-    for label, round_to in (("default (round_to 8)", None), ("round_to 1", 1), ("round_to 16", 16)):
+    other = 8 if default_alignment() == 16 else 16
+    for label, round_to in ((DEFAULT, None), ("round_to 1", 1), (f"round_to {other}", other)):
         m = copy.deepcopy(base)
         flops[label] = slimkit.prune(m, shape, ratios=0.3, round_to=round_to).flops_after
         variants[label] = m
     target = copy.deepcopy(base)
     reached = slimkit.prune(target, shape, target_latency_reduction=0.5)
     variants["target_latency_reduction 0.5"], flops["target_latency_reduction 0.5"] = target, reached.flops_after
-    pruned = variants["default (round_to 8)"]
+    pruned = variants[DEFAULT]
     variants["original int8"], variants["default prune + int8"] = int8_of(base, shape), int8_of(pruned, shape)
-    flops["original int8"], flops["default prune + int8"] = flops["original"], flops["default (round_to 8)"]
+    flops["original int8"], flops["default prune + int8"] = flops["original"], flops[DEFAULT]
     timings = time_exports(variants, shape, settings, tmp, quantized=("original int8", "default prune + int8"))
     return shape, flops, timings, reached.latency
 
@@ -106,7 +109,7 @@ def model_table(name, shape, flops, timings, probe):
         speed, flops_speed = base_ms / t.median, base_flops / flops[label]
         lines.append(f"| {label} | {flops[label] / base_flops:.2f}x | {t.median:.2f} ({t.p10:.2f}-{t.p90:.2f}) | "
                      f"{speed:.2f}x | {speed / flops_speed:.2f} |")
-    pruned, int8 = timings["default (round_to 8)"].median, timings["default prune + int8"].median
+    pruned, int8 = timings[DEFAULT].median, timings["default prune + int8"].median
     original_int8 = base_ms / timings["original int8"].median
     lines += ["", f"- int8 over the float export of the same model: original {original_int8:.2f}x, "
                   f"pruned {pruned / int8:.2f}x; prune + int8 over the float original: **{base_ms / int8:.2f}x**",

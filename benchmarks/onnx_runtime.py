@@ -37,18 +37,21 @@ def parse_args(argv=None):
     p.add_argument("--smoke", action="store_true", help="digits, one epoch, few timed runs")
     p.add_argument("--data", default="fashion_mnist")
     p.add_argument("--model", default="resnet20")
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--train-samples", type=int, default=12000,
+                   help="training subset (the test split is always whole); 0 = the whole training split")
     p.add_argument("--runs", type=int, default=200, help="timed runs per runtime")
     p.add_argument("--out", default=None, help="run folder (default: a temporary folder)")
     p.add_argument("--results", default=None, help=f"result page (default: {RESULTS}; smoke: a temporary file)")
     args = p.parse_args(argv)
     if args.smoke:
-        args.data, args.model, args.epochs, args.runs = "digits", "small_cnn", 1, 5
+        args.data, args.model, args.epochs, args.runs, args.train_samples = "digits", "small_cnn", 1, 5, 0
     return args
 
 
 def run_pipeline(args, out):
-    data = slimkit.load_dataset(name=args.data)
+    subset = {"train_samples": args.train_samples} if args.train_samples else {}
+    data = slimkit.load_dataset(name=args.data, **subset)
     model = slimkit.build_model(args.model, num_classes=data.num_classes, in_channels=data.input_shape[0],
                                 input_size=data.input_shape[-1])
     stages = [Finetune(name="train"), FilterPruning(criterion="l1", ratios=0.5),
@@ -90,7 +93,9 @@ def cpu_text():
 def page(args, reports, tables, minutes):
     command = "PYTHONPATH=. python3 benchmarks/onnx_runtime.py" + (" " + " ".join(sys.argv[1:])).rstrip()
     lines = ["# ONNX Runtime next to Paddle Inference (pruned model, float and int8)", "",
-             f"{args.model} on {args.data}: train -> L1 filter pruning (half the filters of every prunable conv) "
+             f"{args.model} on {args.data}"
+             + (f" ({args.train_samples:,}-image training subset, {args.epochs} epochs)" if args.train_samples else "")
+             + ": train -> L1 filter pruning (half the filters of every prunable conv) "
              "-> recover -> QAT, every stage exported for Paddle Inference and to ONNX, then run in each runtime "
              "(1 thread, batch 1 latency, median).", ""]
     for stage, rows in tables.items():
