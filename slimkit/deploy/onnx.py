@@ -155,6 +155,11 @@ class OnnxModel:
     def output_count(self):
         return len(self.session.get_outputs())
 
+    def runner(self, input_shape):
+        """A no-argument callable running the session on a fixed random batch (for deploy.timing)."""
+        feed = {self._input: np.random.RandomState(0).randn(*input_shape).astype(np.float32)}
+        return lambda: self.session.run(None, feed)
+
     def optimized_ops(self):
         """Op type -> count of the graph ONNX Runtime runs after its optimizations."""
         import onnx
