@@ -3,10 +3,11 @@
 oneDNN (Paddle Inference's CPU backend) computes convolutions in blocked layouts of 8
 channels on AVX2 and 16 on AVX-512: a layer left with 45 channels pays for 48 and adds
 reorders, so odd counts give back part of what pruning removed. `benchmarks/deploy_latency.py`
-compares multiples 1, 8 and 16 on the predictor (docs/benchmarks.md): on AVX-512 a multiple
-of 16 was faster than 8 for both resnet50 and mobilenet_v2, on AVX2 8 was. The default is
-therefore the block of the CPU slimkit runs on (16 with AVX-512, else 8); prune on the kind
-of CPU you deploy to, or set `round_to`.
+compares multiples 1, 8 and 16 on the predictor (docs/benchmarks.md). On an AVX-512/VNNI CPU
+16 was as fast as 8 for resnet50 (1.83x vs 1.82x at 0.5x FLOPs) and faster for mobilenet_v2
+(1.52x vs 1.40x); on AVX2 CPUs 8 was measured faster than no alignment and 16 not measured.
+The default is therefore the block of the CPU slimkit runs on (16 with AVX-512, else 8);
+prune on the kind of CPU you deploy to, or set `round_to`.
 
 Small layers: rounding to a multiple moves a layer's count by up to half the multiple,
 so for a layer with fewer than 4x the multiple channels the multiple is halved until it
