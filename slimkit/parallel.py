@@ -248,16 +248,12 @@ def on_main(fn, share=None, receive=None):
         return fn()
     if share is None:
         if rank() == 0:
-            from .seeding import kept_random_state
-
-            with alone(), kept_random_state():
+            with _main_alone():
                 fn()
         return None
     outcome, error, result = None, None, None
     if rank() == 0:
-        from .seeding import kept_random_state
-
-        with alone(), kept_random_state():
+        with _main_alone():
             try:
                 result = fn()
                 outcome = {"result": share(result)}
@@ -273,6 +269,16 @@ def on_main(fn, share=None, receive=None):
     if rank() == 0:
         return result
     return receive(outcome["result"]) if receive else outcome["result"]
+
+
+@contextlib.contextmanager
+def _main_alone():
+    # Rank 0 working on its own: no collectives inside, and its random state put back after,
+    # so the ranks' random streams stay in step.
+    from .seeding import kept_random_state
+
+    with alone(), kept_random_state():
+        yield
 
 
 def _describe(err):
