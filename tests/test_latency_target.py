@@ -126,6 +126,48 @@ def test_probe_in_chunks_measures_the_same_table(monkeypatch):
     ([(0.5, 0.4)], 0.625),                      # one pair: measured taken as proportional to what was asked
     ([(0.5, 0.4), (0.6, 0.45)], 0.7),           # the secant through both pairs
     ([(0.5, 0.4), (0.6, 0.38)], 0.72),          # a falling secant (noise): step by the shortfall
-    ([(0.5, 0.25)], 0.99)])                     # never past 0.99
+    ([(0.5, 0.25)], 0.99),                      # never past 0.99
+    ([(0.5, 0.62)], 0.5 - 0.12 / 1.24),         # past the target: back down along the same line
+    ([(0.5, 0.4), (0.6, 0.62)], 0.5 + 0.1 * 0.1 / 0.22),   # one below, one above: between them
+    ([(0.5, 0.52), (0.6, 0.45)], 0.55)])        # below and above out of order (noise): the midpoint
 def test_refinement_follows_the_secant(tried, goal):
     assert latency._next_goal(tried, 0.5) == pytest.approx(goal)
+
+
+def _prune_small_cnn_to(target, goals):
+    """prune_to_latency on small_cnn whose selection asks the probe for goals[i] on call i (not the goal given)."""
+    from slimkit.pruning import selection as sel
+
+    model = small_cnn()
+    graph = analyze(model, SHAPE)
+    groups = graph.prunable()
+    asked, measured = iter(goals), []
+
+    def select(probe, goal):
+        return sel.select_uniform(probe, groups, next(asked), round_to=1)
+
+    def apply(s):
+        slimkit.remove_channels(model, graph, {g.name: np.arange(s.keep[g.name]) for g in groups
+                                               if s.keep[g.name] < g.channels})
+        timer = latency.ExportTimer(SHAPE, size_timer)
+        timer.add("m", model)
+        measured.append(timer.times()["m"])
+
+    chosen = latency.prune_to_latency(model, graph, SHAPE, groups, target, select, apply, time_prefixes=size_timer)
+    final = latency.ExportTimer(SHAPE, size_timer)
+    final.add("final", model)
+    return chosen, measured, final.times()["final"]
+
+
+def test_an_overshoot_is_refined_and_the_model_keeps_the_least_cut_that_reached_the_target():
+    # Every selection passes a 0.2 target by far; the first cuts least, so the model ends with it.
+    chosen, measured, final = _prune_small_cnn_to(0.2, [0.5, 0.8, 0.8, 0.8])
+    assert chosen.attempts == 4 and chosen.reached and chosen.reduction > 0.2 + latency.OVERSHOOT
+    assert final == pytest.approx(chosen.latency_after) == pytest.approx(measured[0])
+    assert len(measured) == 5  # four measured selections, then the best one applied again
+
+
+def test_a_miss_keeps_the_largest_cut_measured():
+    chosen, measured, final = _prune_small_cnn_to(0.9, [0.3, 0.1, 0.1, 0.1])
+    assert not chosen.reached and chosen.attempts == 4
+    assert final == pytest.approx(chosen.latency_after) == pytest.approx(measured[0])

@@ -19,10 +19,11 @@ works from latencies measured on the runtime, not from FLOPs:
    the predicted reduction close to the target, so no refinement could ask for more, and
    36.5 % was removed for a 50 % target.)
 3. The pruned model is exported and timed against the unpruned export, interleaved. If the
-   measured reduction falls short of the target by more than `TOLERANCE`, the predicted
-   target is moved along the secant through the (predicted, measured) pairs so far and the
-   selection runs again (at most `REFINEMENTS` times); what was measured is returned either
-   way, so the caller can say so.
+   measured reduction falls short of the target by more than `TOLERANCE`, or passes it by
+   more than `OVERSHOOT` (the table over- as well as underestimates), the predicted target
+   is moved (along the secant, or between the closest measurements below and above the
+   target) and the selection runs again, at most `REFINEMENTS` times. The model keeps the
+   best selection measured, and what was measured is returned, so the caller can say so.
 """
 
 import dataclasses
@@ -37,7 +38,8 @@ __all__ = ["LatencyProbe", "LatencyResult", "ExportTimer", "time_exports", "prun
            "check_latency_target"]
 
 TOLERANCE = 0.02          # a measured reduction this close below the target counts as reached
-REFINEMENTS = 3           # selections re-run with a raised target after a miss
+OVERSHOOT = 0.05          # one this far above it is refined back down: the extra cut costs accuracy
+REFINEMENTS = 3           # selections re-run with a moved target after a miss
 PROBE_WARMUP, PROBE_RUNS, PROBE_ROUNDS = 5, 30, 5
 PROBE_CHUNK = 8           # group variants timed together with one unpruned export
 
@@ -171,49 +173,84 @@ def prune_to_latency(model, graph, input_shape, groups, target, select, apply, t
 
     `select(probe, predicted_target) -> Selection` chooses counts on the probe;
     `apply(selection)` removes the channels for real. On an error the model is restored.
+    A measured reduction within [target - TOLERANCE, target + OVERSHOOT] ends the search;
+    otherwise the model keeps the best selection measured: the smallest reduction that
+    reached the target (more would cost accuracy for nothing), else the largest one.
     """
     snapshot = capture(model)
     probe = LatencyProbe(model, graph, input_shape, groups, time_prefixes, snapshot)
-    goal, chosen, tried, ceiling = target, None, [], None
+    goal, results, ceiling = target, [], None
     try:
-        for attempt in range(1, REFINEMENTS + 2):
+        for _ in range(REFINEMENTS + 1):
             try:
                 selection = _select(select, probe, goal)
             except ModelError:
-                if chosen is None:
+                if not results:
                     raise
-                # A raised target out of reach: halve the step (the last measured result stays).
+                # A raised target out of reach: halve the step (the results measured so far stay).
                 ceiling = goal
-                goal = (tried[-1][0] + ceiling) / 2
+                goal = (results[-1][0] + ceiling) / 2
                 continue
-            timer = ExportTimer(input_shape, time_prefixes)
-            timer.add("before", _unpruned(model, snapshot, chosen is not None))
-            apply(selection)
-            timer.add("after", model)
-            times = timer.times()
-            chosen = LatencyResult(selection, times["before"], times["after"], attempt, target)
-            if chosen.reached:
+            results.append((goal, _measure(model, snapshot, selection, apply, input_shape, time_prefixes,
+                                           target, bool(results))))
+            if _on_target(results[-1][1].reduction, target):
                 break
-            tried.append((goal, chosen.reduction))
-            goal = _next_goal(tried, target)
+            goal = _next_goal([(asked, r.reduction) for asked, r in results], target)
             if ceiling is not None and goal >= ceiling:
-                goal = (tried[-1][0] + ceiling) / 2
+                goal = (results[-1][0] + ceiling) / 2
+        best = _best([r for _, r in results], target)
+        if best is not results[-1][1]:
+            restore(model, snapshot)
+            apply(best.selection)
     except BaseException:
         restore(model, snapshot)
         raise
-    return chosen
+    return dataclasses.replace(best, attempts=len(results))
+
+
+def _measure(model, snapshot, selection, apply, input_shape, time_prefixes, target, pruned):
+    """Apply `selection` to the unpruned model and time its export against the unpruned one, interleaved."""
+    timer = ExportTimer(input_shape, time_prefixes)
+    timer.add("before", _unpruned(model, snapshot, pruned))
+    apply(selection)
+    timer.add("after", model)
+    times = timer.times()
+    return LatencyResult(selection, times["before"], times["after"], 1, target)
+
+
+def _on_target(reduction, target):
+    return target - TOLERANCE <= reduction <= target + OVERSHOOT
+
+
+def _best(results, target):
+    reached = [r for r in results if r.reduction >= target - TOLERANCE]
+    if reached:
+        return min(reached, key=lambda r: r.reduction)
+    return max(results, key=lambda r: r.reduction)
 
 
 def _next_goal(tried, target):
-    """The predicted reduction to ask for next: along the secant of the (asked, measured) pairs."""
+    """The predicted reduction to ask for next, from the (asked, measured) pairs so far.
+
+    Between the closest pairs below and above the target when there are both (regula falsi),
+    else along the secant of the last two pairs.
+    """
+    below = [p for p in tried if p[1] < target]
+    above = [p for p in tried if p[1] >= target]
+    if below and above:
+        (lo, lo_m), (hi, hi_m) = max(below, key=lambda p: p[1]), min(above, key=lambda p: p[1])
+        if hi > lo and hi_m > lo_m:
+            return lo + (target - lo_m) * (hi - lo) / (hi_m - lo_m)
+        return (lo + hi) / 2  # noise put the pairs out of order: split the difference
     goal, measured = tried[-1]
     if len(tried) > 1 and tried[-1][0] != tried[-2][0]:
         slope = (measured - tried[-2][1]) / (goal - tried[-2][0])
     else:
         slope = measured / goal  # one pair: assume measured grows in proportion to what is asked
-    # A flat or falling secant (timing noise) would send the goal anywhere: step by the shortfall.
+    # A flat or falling secant (timing noise) would send the goal anywhere: step by the error.
     step = (target - measured) / slope if slope > 0.1 else target - measured
-    return min(0.99, goal + max(step, 0.01))
+    step = max(step, 0.01) if measured < target else min(step, -0.01)
+    return min(0.99, max(0.01, goal + step))
 
 
 def _unpruned(model, snapshot, pruned):
