@@ -73,7 +73,7 @@ def time_exports(models, shape, settings, tmp, quantized=()):
 
 
 def int8_of(model, shape):
-    observed = prepare_ptq(model)
+    observed = prepare_ptq(model, input_shape=shape)
     rng = np.random.RandomState(0)
     calibrate(observed, [(paddle.to_tensor(rng.randn(*shape).astype("float32")), None) for _ in range(4)])
     return convert(observed)

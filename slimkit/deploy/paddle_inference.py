@@ -329,16 +329,22 @@ class InferenceModel:
 
         return time_runners({"model": self.runner(input_shape)}, warmup=warmup, runs=runs, rounds=1)["model"].median
 
-    def optimized_ops(self):
-        """Op type -> count of the program Paddle Inference runs after its passes."""
+    def optimized_program(self):
+        """The program Paddle Inference runs after its passes (legacy IR), or None if it wrote none."""
         with tempfile.TemporaryDirectory() as tmp:
             _create_predictor(self._config(optim_dir=tmp))
             path = Path(tmp) / "_optimized.pdmodel"
             if not path.is_file():
-                return {}
+                return None
             with compat.legacy_ir():
-                program = paddle.static.Program.parse_from_string(path.read_bytes())
-            return dict(collections.Counter(op.type for block in program.blocks for op in block.ops))
+                return paddle.static.Program.parse_from_string(path.read_bytes())
+
+    def optimized_ops(self):
+        """Op type -> count of the program Paddle Inference runs after its passes."""
+        program = self.optimized_program()
+        if program is None:
+            return {}
+        return dict(collections.Counter(op.type for block in program.blocks for op in block.ops))
 
     def describe(self):
         """How this predictor runs, for reports: runtime, device and threads."""

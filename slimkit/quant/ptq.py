@@ -51,15 +51,18 @@ def weight_observer(kind, bits):
 
 
 def prepare_ptq(model, layer_types=("Conv2D", "Linear"), skip=(), weight_bits=8, activation_bits=8,
-                algo="abs_max", weight_quantize_type="channel_wise_abs_max"):
-    """A copy of `model` with observers on the chosen layers, in eval mode (model untouched)."""
+                algo="abs_max", weight_quantize_type="channel_wise_abs_max", input_shape=None):
+    """A copy of `model` with observers on the chosen layers, in eval mode (model untouched).
+
+    `input_shape` also places observers where branches join (`joins`), for int8 residual convolutions.
+    """
     names = layers_to_quantize(model, list(layer_types), list(skip))
     from paddle.quantization import PTQ
 
     work = copy.deepcopy(model)
     work.eval()
     config = quant_config(work, names, activation_observer(algo, activation_bits),
-                          weight_observer(weight_quantize_type, weight_bits))
+                          weight_observer(weight_quantize_type, weight_bits), input_shape)
     with compat.session_guard():
         return PTQ(config).quantize(work, inplace=True)
 

@@ -16,6 +16,7 @@ from .. import compat
 from ..errors import ConfigError
 from ..schema import _suggest
 from ..surgery import eval_mode
+from .joins import observe_joins
 
 # The layer types paddle.quantization can replace by a quantized twin (its DEFAULT_QAT_LAYER_MAPPINGS).
 QUANTIZABLE_TYPES = {"Conv2D": paddle.nn.Conv2D, "Linear": paddle.nn.Linear}
@@ -72,28 +73,37 @@ def activation_quanter(kind, bits, moving_rate=0.9):
                       _suggest(kind, list(ACTIVATION_QUANTIZERS)))
 
 
-def quant_config(model, names, activation, weight):
-    """A `paddle.quantization.QuantConfig` that quantizes exactly the layers `names` of `model`."""
+def quant_config(model, names, activation, weight, input_shape=None):
+    """A `paddle.quantization.QuantConfig` that quantizes exactly the layers `names` of `model`.
+
+    With `input_shape`, `model` (a copy) also gets observers where branches join (`joins`).
+    """
     from paddle.quantization import QuantConfig
 
     # No global config: layers not named here (BN, ReLU, pooling) get no observers.
     config = QuantConfig(activation=None, weight=None)
+    stubs = observe_joins(model, input_shape) if input_shape is not None else []
     layers = dict(model.named_sublayers())
     # full_name() survives paddle's deepcopy of model and config; layer objects would not.
     config.add_name_config([layers[n].full_name() for n in names], activation=activation, weight=weight)
+    if stubs:
+        config.add_name_config([layers[n].full_name() for n in stubs], activation=activation, weight=None)
     return config
 
 
 def quantize_for_training(model, layer_types=("Conv2D", "Linear"), skip=(), weight_bits=8, activation_bits=8,
                           weight_quantize_type="channel_wise_abs_max",
-                          activation_quantize_type="moving_average_abs_max", moving_rate=0.9):
-    """A copy of `model` with fake-quant layers, in train mode, ready for `engine.train` (model untouched)."""
+                          activation_quantize_type="moving_average_abs_max", moving_rate=0.9, input_shape=None):
+    """A copy of `model` with fake-quant layers, in train mode, ready for `engine.train` (model untouched).
+
+    `input_shape` also places quanters where branches join (`joins`), for int8 residual convolutions.
+    """
     names = layers_to_quantize(model, list(layer_types), list(skip))
     from paddle.quantization import QAT
 
     work = copy.deepcopy(model)
     config = quant_config(work, names, activation_quanter(activation_quantize_type, activation_bits, moving_rate),
-                          weight_quanter(weight_quantize_type, weight_bits))
+                          weight_quanter(weight_quantize_type, weight_bits), input_shape)
     work.train()
     with compat.session_guard():
         quantized = QAT(config).quantize(work, inplace=True)

@@ -161,7 +161,8 @@ class QAT(_Quantization, type_name="qat"):
 
     def structure(self, model, ctx):
         quantized = quantize_for_training(model, activation_quantize_type=self.activation_quantize_type,
-                                          moving_rate=self.moving_rate, **self._options())
+                                          moving_rate=self.moving_rate, input_shape=ctx.input_shape,
+                                          **self._options())
         quantized.eval()
         return quantized
 
@@ -178,7 +179,7 @@ class PTQ(_Quantization, type_name="ptq"):
     batch_size: Optional[int] = option(None, "calibration batch size; null = train.batch_size", gt=0)
 
     def quantize(self, model, ctx):
-        observed = prepare_ptq(model, algo=self.algo, **self._options())
+        observed = prepare_ptq(model, algo=self.algo, input_shape=ctx.input_shape, **self._options())
         size = ctx.hyper("batch_size", self.batch_size)
         seen = calibrate(observed, ctx.engine.batches(self.calibration_split, size, shuffle=False,
                                                       max_batches=self.calibration_batches))
@@ -191,6 +192,6 @@ class PTQ(_Quantization, type_name="ptq"):
     def structure(self, model, ctx):
         # The calibrated values are loaded afterwards; one zero batch only gives every
         # observer a value so convert() can build its quantize/dequantize layers.
-        observed = prepare_ptq(model, algo="abs_max", **self._options())
+        observed = prepare_ptq(model, algo="abs_max", input_shape=ctx.input_shape, **self._options())
         calibrate(observed, [(paddle.to_tensor(np.zeros([1, *ctx.input_shape[1:]], np.float32)), None)])
         return convert(observed)
