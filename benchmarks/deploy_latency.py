@@ -100,6 +100,11 @@ def measure_model(name, settings, tmp):
     return shape, flops, timings, reached.latency
 
 
+def tried(probe):
+    """The selections a latency target tried: predicted -> measured reduction."""
+    return "predicted -> measured: " + ", ".join(f"{a:.0%} -> {m:.0%}" for a, m in probe["history"])
+
+
 def model_table(name, shape, flops, timings, probe):
     base_ms, base_flops = timings["original"].median, flops["original"]
     lines = [f"### {name} {shape}", "",
@@ -114,7 +119,7 @@ def model_table(name, shape, flops, timings, probe):
     lines += ["", f"- int8 over the float export of the same model: original {original_int8:.2f}x, "
                   f"pruned {pruned / int8:.2f}x; prune + int8 over the float original: **{base_ms / int8:.2f}x**",
               f"- target_latency_reduction 0.5: measured inside prune() {probe['latency_reduction']:.1%} "
-              f"({probe['attempts']} selection(s)); in the interleaved timing above "
+              f"({probe['attempts']} selection(s), {tried(probe)}); in the interleaved timing above "
               f"{timings['target_latency_reduction 0.5'].median / base_ms:.2f}x of the original", ""]
     return lines
 
@@ -139,8 +144,8 @@ def pipeline_section(settings, smoke, tmp):
     return [to_markdown(reports, f"ResNet-20 on {data.name}: train -> latency target {target} -> finetune").strip()
             .replace("# ", "### ", 1), "",
             f"- the pruning stage measured {reached['latency_reduction']:.1%} latency removed "
-            f"(target {target:.0%}, {reached['attempts']} selection(s)); final top-1 {reports[-1].top1:.2%} "
-            f"vs {reports[1].top1:.2%} before pruning", ""]
+            f"(target {target:.0%}, {reached['attempts']} selection(s), {tried(reached)}); "
+            f"final top-1 {reports[-1].top1:.2%} vs {reports[1].top1:.2%} before pruning", ""]
 
 
 def main(argv=None):

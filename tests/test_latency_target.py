@@ -124,13 +124,13 @@ def test_probe_in_chunks_measures_the_same_table(monkeypatch):
 
 @pytest.mark.parametrize("tried, goal", [
     ([(0.5, 0.4)], 0.625),                      # one pair: measured taken as proportional to what was asked
-    ([(0.5, 0.4), (0.6, 0.45)], 0.7),           # the secant through both pairs
-    ([(0.5, 0.4), (0.6, 0.38)], 0.72),          # a falling secant (noise): step by the shortfall
+    ([(0.5, 0.4), (0.6, 0.45)], 0.5 * 0.61 / 0.47),    # the line through the origin fitted to both
+    ([(0.5, 0.4), (0.6, 0.38)], 0.5 * 0.61 / 0.428),   # a falling pair (noise) barely moves the fit
     ([(0.5, 0.25)], 0.99),                      # never past 0.99
     ([(0.5, 0.62)], 0.5 - 0.12 / 1.24),         # past the target: back down along the same line
     ([(0.5, 0.4), (0.6, 0.62)], 0.5 + 0.1 * 0.1 / 0.22),   # one below, one above: between them
     ([(0.5, 0.52), (0.6, 0.45)], 0.55)])        # below and above out of order (noise): the midpoint
-def test_refinement_follows_the_secant(tried, goal):
+def test_refinement_follows_the_measurements(tried, goal):
     assert latency._next_goal(tried, 0.5) == pytest.approx(goal)
 
 
@@ -161,13 +161,16 @@ def _prune_small_cnn_to(target, goals):
 
 def test_an_overshoot_is_refined_and_the_model_keeps_the_least_cut_that_reached_the_target():
     # Every selection passes a 0.2 target by far; the first cuts least, so the model ends with it.
-    chosen, measured, final = _prune_small_cnn_to(0.2, [0.5, 0.8, 0.8, 0.8])
-    assert chosen.attempts == 4 and chosen.reached and chosen.reduction > 0.2 + latency.OVERSHOOT
+    tries = latency.REFINEMENTS + 1
+    chosen, measured, final = _prune_small_cnn_to(0.2, [0.5] + [0.8] * (tries - 1))
+    assert chosen.attempts == len(chosen.history) == tries and chosen.reached
+    assert chosen.reduction > 0.2 + latency.OVERSHOOT
     assert final == pytest.approx(chosen.latency_after) == pytest.approx(measured[0])
-    assert len(measured) == 5  # four measured selections, then the best one applied again
+    assert len(measured) == tries + 1  # every selection measured, then the best one applied again
 
 
 def test_a_miss_keeps_the_largest_cut_measured():
-    chosen, measured, final = _prune_small_cnn_to(0.9, [0.3, 0.1, 0.1, 0.1])
-    assert not chosen.reached and chosen.attempts == 4
+    tries = latency.REFINEMENTS + 1
+    chosen, measured, final = _prune_small_cnn_to(0.9, [0.3] + [0.1] * (tries - 1))
+    assert not chosen.reached and chosen.attempts == tries
     assert final == pytest.approx(chosen.latency_after) == pytest.approx(measured[0])

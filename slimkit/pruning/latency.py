@@ -21,8 +21,9 @@ works from latencies measured on the runtime, not from FLOPs:
 3. The pruned model is exported and timed against the unpruned export, interleaved. If the
    measured reduction falls short of the target by more than `TOLERANCE`, or passes it by
    more than `OVERSHOOT` (the table over- as well as underestimates), the predicted target
-   is moved (along the secant, or between the closest measurements below and above the
-   target) and the selection runs again, at most `REFINEMENTS` times. The model keeps the
+   is moved (on a line fitted to the measurements so far, or between the closest
+   measurements below and above the target) and the selection runs again, at most
+   `REFINEMENTS` times. The model keeps the
    best selection measured, and what was measured is returned, so the caller can say so.
 """
 
@@ -39,7 +40,7 @@ __all__ = ["LatencyProbe", "LatencyResult", "ExportTimer", "time_exports", "prun
 
 TOLERANCE = 0.02          # a measured reduction this close below the target counts as reached
 OVERSHOOT = 0.05          # one this far above it is refined back down: the extra cut costs accuracy
-REFINEMENTS = 3           # selections re-run with a moved target after a miss
+REFINEMENTS = 4           # selections re-run with a moved target after a miss
 PROBE_WARMUP, PROBE_RUNS, PROBE_ROUNDS = 5, 30, 5
 PROBE_CHUNK = 8           # group variants timed together with one unpruned export
 
@@ -152,6 +153,7 @@ class LatencyResult:
     latency_after: float       # measured ms, pruned export (timed interleaved with the unpruned one)
     attempts: int
     target: float = 0.0
+    history: tuple = ()        # (predicted reduction asked, measured reduction) of every selection tried
 
     @property
     def reached(self):
@@ -164,7 +166,7 @@ class LatencyResult:
     def to_dict(self):
         return {"target": self.target, "reached": self.reached, "latency_before_ms": round(self.latency_before, 4),
                 "latency_after_ms": round(self.latency_after, 4), "latency_reduction": round(self.reduction, 4),
-                "attempts": self.attempts,
+                "attempts": self.attempts, "history": [[round(a, 4), round(m, 4)] for a, m in self.history],
                 "predicted_latency_reduction": round(self.selection.flops_reduction, 4)}
 
 
@@ -205,7 +207,8 @@ def prune_to_latency(model, graph, input_shape, groups, target, select, apply, t
     except BaseException:
         restore(model, snapshot)
         raise
-    return dataclasses.replace(best, attempts=len(results))
+    return dataclasses.replace(best, attempts=len(results),
+                               history=tuple((asked, r.reduction) for asked, r in results))
 
 
 def _measure(model, snapshot, selection, apply, input_shape, time_prefixes, target, pruned):
@@ -233,7 +236,7 @@ def _next_goal(tried, target):
     """The predicted reduction to ask for next, from the (asked, measured) pairs so far.
 
     Between the closest pairs below and above the target when there are both (regula falsi),
-    else along the secant of the last two pairs.
+    else on the line through the origin that fits all pairs, at least a point on from the last.
     """
     below = [p for p in tried if p[1] < target]
     above = [p for p in tried if p[1] >= target]
@@ -242,13 +245,11 @@ def _next_goal(tried, target):
         if hi > lo and hi_m > lo_m:
             return lo + (target - lo_m) * (hi - lo) / (hi_m - lo_m)
         return (lo + hi) / 2  # noise put the pairs out of order: split the difference
+    # One line through the origin fitted to all pairs (measured = k * asked): timing noise moves
+    # single measurements by a few points, which sends a secant through two of them anywhere.
+    k = sum(a * m for a, m in tried) / sum(a * a for a, _ in tried)
     goal, measured = tried[-1]
-    if len(tried) > 1 and tried[-1][0] != tried[-2][0]:
-        slope = (measured - tried[-2][1]) / (goal - tried[-2][0])
-    else:
-        slope = measured / goal  # one pair: assume measured grows in proportion to what is asked
-    # A flat or falling secant (timing noise) would send the goal anywhere: step by the error.
-    step = (target - measured) / slope if slope > 0.1 else target - measured
+    step = (target / k - goal) if k > 0.05 else target - measured
     step = max(step, 0.01) if measured < target else min(step, -0.01)
     return min(0.99, max(0.01, goal + step))
 
