@@ -23,8 +23,8 @@ works from latencies measured on the runtime, not from FLOPs:
    more than `OVERSHOOT` (the table over- as well as underestimates), the predicted target
    is moved (on a line fitted to the measurements so far, or between the closest
    measurements below and above the target) and the selection runs again, at most
-   `REFINEMENTS` times. The model keeps the
-   best selection measured, and what was measured is returned, so the caller can say so.
+   `REFINEMENTS` times. The model keeps the best selection measured, and what was
+   measured is returned, so the caller can say so.
 """
 
 import dataclasses

@@ -23,13 +23,12 @@ from paddle.nn.quant import Stub
 OUTPUT_OBSERVER, INPUT_OBSERVER = "output_observer", "input_observer"
 _ADDS = {"pd_op.add", "pd_op.add_"}
 _PRODUCERS = {"pd_op.batch_norm", "pd_op.batch_norm_", "pd_op.conv2d", "pd_op.depthwise_conv2d"}
-_PARAM_VIEWS = {"pd_op.reshape", "pd_op.reshape_", "pd_op.squeeze", "pd_op.unsqueeze", "pd_op.cast", "pd_op.assign"}
 POOLING = (paddle.nn.AdaptiveAvgPool2D, paddle.nn.AdaptiveMaxPool2D, paddle.nn.AvgPool2D, paddle.nn.MaxPool2D)
 
 
 def join_layers(model, input_shape):
     """Structured names of the BatchNorm/conv layers whose outputs are operands of activation adds."""
-    from ..pruning.dependency import _trace
+    from ..pruning.dependency import _PARAM_VIEWS, _trace
 
     program, _ = _trace(model, input_shape)
     owner = {p.name: prefix for prefix, layer in model.named_sublayers()
@@ -39,7 +38,7 @@ def join_layers(model, input_shape):
         name = op.name()
         if name == "builtin.parameter":
             params[op.result(0).id] = op.attrs()["parameter_name"]
-        elif name in _PARAM_VIEWS and op.operand_source(0).id in params:
+        elif name.removeprefix("pd_op.") in _PARAM_VIEWS and op.operand_source(0).id in params:
             params[op.result(0).id] = params[op.operand_source(0).id]
         elif name in _ADDS and not any(op.operand_source(i).id in params for i in range(op.num_operands())):
             for i in range(op.num_operands()):
