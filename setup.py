@@ -46,5 +46,5 @@ setup(
         # `export: {formats: [onnx]}` and `slimkit export --format onnx`; 2.1 is the release measured with Paddle 3.3.
         "onnx": ["paddle2onnx==2.1.0", "onnxruntime"],
     },
-    entry_points={"console_scripts": ["slimkit=slimkit.cli:main"]},
+    entry_points={"console_scripts": ["slimkit=slimkit.run.cli:main"]},
 )

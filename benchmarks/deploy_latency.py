@@ -137,7 +137,7 @@ def pipeline_section(settings, smoke, tmp):
                        train={"batch_size": 64, "lr": 0.05, "progress": False},
                        report={"latency_runs": settings["runs"], "latency_warmup": settings["warmup"],
                                "latency_rounds": settings["rounds"]}).run()
-    from slimkit.report import to_markdown
+    from slimkit.report.rows import to_markdown
 
     reached = reports[2].extra["latency_target"]
     target = settings["pipeline_target"]

@@ -23,7 +23,7 @@ import paddle
 
 import slimkit
 from slimkit import Distillation, Finetune
-from slimkit.strategy import Context
+from slimkit.strategies.base import Context
 
 RESULTS = Path(__file__).parent / "results" / "distillation.md"
 

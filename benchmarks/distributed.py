@@ -47,7 +47,7 @@ def parse(argv=None):
 def worker(args):
     """Time one epoch and one scan in this process (one of `args.nproc`); rank 0 writes the JSON."""
     import slimkit
-    from slimkit import parallel
+    from slimkit.core import parallel
     from slimkit.pruning.dependency import analyze
     from slimkit.pruning.sensitivity import sensitive
 

@@ -31,13 +31,12 @@ import numpy as np
 import paddle
 
 import slimkit
+from slimkit.core.surgery import capture
 from slimkit.pruning import analyze, dependency, prune
-from slimkit.surgery import capture
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import structure_models as M  # noqa: E402
-from prune_checks import (_randomize_bn, check_attributes, check_exact, check_jit_roundtrip,  # noqa: E402
-                          check_train_step, run)
+from prune_checks import _randomize_bn, check_attributes, check_exact, check_jit_roundtrip, check_train_step, run  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "prune_structures.md"
 V = paddle.vision.models

@@ -22,8 +22,8 @@ from pathlib import Path
 import paddle
 
 import slimkit
-from slimkit.config import build_pipeline, load_config
-from slimkit.report import human_bytes, to_markdown
+from slimkit.report.rows import human_bytes, to_markdown
+from slimkit.run.config import build_pipeline, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "fashion_mnist_full.yaml"

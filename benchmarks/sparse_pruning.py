@@ -20,7 +20,7 @@ from pathlib import Path
 
 import slimkit
 from slimkit import Finetune, Pipeline, SparsePruning
-from slimkit.engine import set_seed
+from slimkit.train.engine import set_seed
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "sparse_pruning.md"

@@ -14,21 +14,19 @@ algorithms' building blocks live in their subpackages: `slimkit.pruning`,
 
 import warnings
 
+from . import _paths
 from . import compat  # noqa: F401  (the Paddle/PaddleSlim workarounds; importing it changes nothing)
 from ._version import __version__
-from .checkpoint import load_model, save_model
-from .data import DataBundle, DataConfig, load_dataset
-from .data_sources import to_bundle
-from .engine import Engine, EngineProtocol, TrainConfig
-from .errors import ConfigError, DataError, ModelError, ResumeError, SlimkitError
-from .measure import count_flops, count_params, measure_latency
-from .models import ModelConfig, available_models, build_model
-from .pipeline import Pipeline
+from .core.errors import ConfigError, DataError, ModelError, ResumeError, SlimkitError
+from .data import DataBundle, DataConfig, load_dataset, to_bundle
+from .models import ModelConfig, available_models, build_model, load_model, save_model
 from .pruning import prunable_layers, prune, sensitive
-from .report import Note, ReportConfig, StageReport
+from .report import Note, ReportConfig, StageReport, count_flops, count_params, measure_latency
+from .run.pipeline import Pipeline
 from .sparsity import sparsify
 from .strategies import PTQ, QAT, Distillation, FilterPruning, Finetune, SparsePruning
-from .strategy import Context, Strategy
+from .strategies.base import Context, Strategy
+from .train.engine import Engine, EngineProtocol, TrainConfig
 
 __all__ = ["__version__", "Pipeline", "Strategy", "Context", "Engine", "EngineProtocol", "TrainConfig",
            "StageReport", "Note", "ReportConfig", "DataConfig", "DataBundle", "ModelConfig", "load_dataset",
@@ -38,9 +36,15 @@ __all__ = ["__version__", "Pipeline", "Strategy", "Context", "Engine", "EnginePr
            "prune", "prunable_layers", "sensitive", "sparsify"]
 
 
+_paths.install()  # old module paths (slimkit.engine, slimkit.pipeline, ...) still import
+
+
 def __getattr__(name):
     # Names slimkit's top level used to export are still found, in their subpackage, with a
     # warning naming where they live now; scripts written against the old top level keep running.
+    # A module that moved (slimkit.pipeline -> slimkit.run.pipeline) is found at its old name too.
+    if _paths.new_path(f"{__name__}.{name}"):
+        return _paths.resolve(f"{__name__}.{name}")
     from . import distill, pruning, quant, sparsity, strategies
 
     for package in (pruning, sparsity, distill, quant, strategies):

@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from . import _paddle
+from .core import paddle_build
 
 
 @contextlib.contextmanager
@@ -44,8 +44,8 @@ with _without_cv2(), warnings.catch_warnings():
     try:
         import paddle
     except ImportError as err:
-        raise _paddle.missing(err) from None
-    _paddle.check_version(paddle)
+        raise paddle_build.missing(err) from None
+    paddle_build.check_version(paddle)
 
 # What the patches found, so the tests can tell "still needed" from "no longer needed".
 FOUND = {}

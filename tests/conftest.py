@@ -3,7 +3,7 @@ import paddle
 import pytest
 
 import slimkit
-import slimkit.device
+import slimkit.core.device
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +53,7 @@ def prune_small_cnn(model, keep):
 
 
 def pytest_collection_modifyitems(config, items):
-    compiled, count = slimkit.device.cuda()  # what `device: auto` asks too
+    compiled, count = slimkit.core.device.cuda()  # what `device: auto` asks too
     if count:
         return
     why = "is compiled without CUDA" if not compiled else "sees no GPU"

@@ -9,8 +9,9 @@ from typing import Optional
 
 import paddle.nn as nn
 
-from slimkit import Strategy, parallel
-from slimkit.schema import option
+from slimkit import Strategy
+from slimkit.core import parallel
+from slimkit.core.schema import option
 
 
 def conv_net(num_classes=10, in_channels=1, input_size=8):

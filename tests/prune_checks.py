@@ -9,9 +9,9 @@ import numpy as np
 import paddle
 
 import slimkit
+from slimkit.core.surgery import capture, restore
 from slimkit.pruning import analyze, prune
 from slimkit.pruning.dependency import flat_outputs
-from slimkit.surgery import capture, restore
 
 
 def first(out):

@@ -3,12 +3,11 @@
 import numpy as np
 import paddle
 import pytest
+from conftest import outputs
 
 import slimkit
-from slimkit.errors import ModelError
-from slimkit.surgery import capture, replace_tensor, restore
-
-from conftest import outputs
+from slimkit.core.errors import ModelError
+from slimkit.core.surgery import capture, replace_tensor, restore
 
 
 def shrink_first_conv(model, keep=8):

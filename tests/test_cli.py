@@ -6,10 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from slimkit.cli import main
-
 from report_checks import untimed
+
+from slimkit.run.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,5 +60,5 @@ def test_every_shipped_config_is_valid(config, capsys, tmp_path):
 
 
 def test_console_command_is_installed():
-    result = subprocess.run([sys.executable, "-m", "slimkit.cli", "--version"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "slimkit", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("slimkit ")

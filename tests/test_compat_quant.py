@@ -4,8 +4,8 @@ import paddle
 import pytest
 
 from slimkit import compat
+from slimkit.models.zoo import small_cnn
 from slimkit.quant import calibrate, convert, prepare_ptq
-from slimkit.models import small_cnn
 
 
 def test_linear_quanter_zero_point_fix_is_needed():

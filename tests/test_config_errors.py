@@ -4,9 +4,9 @@ import textwrap
 
 import pytest
 
-from slimkit.cli import main
-from slimkit.config import load_config
-from slimkit.errors import ConfigError, DataError
+from slimkit.core.errors import ConfigError, DataError
+from slimkit.run.cli import main
+from slimkit.run.config import load_config
 
 GOOD = """
 data: {name: digits}

@@ -8,8 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from slimkit.cli import main
-from slimkit.console import captured_console
+from slimkit.report.console import captured_console
+from slimkit.run.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 # Lines slimkit itself prints during a run: the table, its notes, the closing line.
@@ -54,7 +54,7 @@ def test_quiet_prints_only_the_final_table(tmp_path, capsys):
 def test_digits_qat_prints_a_clean_table(tmp_path):
     """The QAT run, whose export makes Paddle print native lines, as a user runs it: stdout and stderr."""
     out = tmp_path / "qat"
-    result = subprocess.run([sys.executable, "-m", "slimkit.cli", "run", str(ROOT / "configs" / "digits_qat.yaml"),
+    result = subprocess.run([sys.executable, "-m", "slimkit", "run", str(ROOT / "configs" / "digits_qat.yaml"),
                              "--out", str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=600,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"})
     assert result.returncode == 0, result.stderr

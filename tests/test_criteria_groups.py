@@ -52,7 +52,7 @@ def registered():
 
 
 def test_a_registered_criterion_is_a_config_choice_and_drives_the_stage(registered, digits, trained_cnn, tmp_path):
-    from slimkit.strategy import strategy_from_config
+    from slimkit.strategies.base import strategy_from_config
 
     assert isinstance(crit.get_criterion(registered), ConsumerL1)
     stage = strategy_from_config({"type": "filter_pruning", "criterion": registered,

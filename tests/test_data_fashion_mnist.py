@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import slimkit
-from slimkit.data import FASHION_MNIST_DEBIAN, read_idx
+from slimkit.data.datasets import FASHION_MNIST_DEBIAN, read_idx
 
 
 def test_debian_files_are_installed():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import slimkit
-from slimkit.errors import DataError
+from slimkit.core.errors import DataError
 
 
 def write_idx(path, array):

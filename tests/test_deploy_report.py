@@ -11,11 +11,10 @@ import pytest
 
 import slimkit
 from slimkit import FilterPruning, Finetune, Pipeline, ReportConfig
-from slimkit.cli import main
-from slimkit.deploy import InferenceModel, stage_export_prefix
-from slimkit.deploy import stage_latency
+from slimkit.core.errors import ConfigError
+from slimkit.deploy import InferenceModel, stage_export_prefix, stage_latency
 from slimkit.deploy.timing import Timing
-from slimkit.errors import ConfigError
+from slimkit.run.cli import main
 
 REPORT = {"latency_runs": 6, "latency_warmup": 1, "latency_rounds": 2}
 
@@ -112,12 +111,12 @@ def test_bad_report_option_exits_2_before_any_work(tmp_path, capsys):
 
 
 def test_a_model_that_cannot_be_exported_is_measured_eager_with_a_note(digits, tmp_path, monkeypatch):
-    import slimkit.pipeline
+    import slimkit.run.pipeline
 
     def fail(*args, **kwargs):
         raise RuntimeError("cannot trace this forward")
 
-    monkeypatch.setattr(slimkit.pipeline, "export_stage", fail)
+    monkeypatch.setattr(slimkit.run.pipeline, "export_stage", fail)
     model = slimkit.build_model("small_cnn", num_classes=10, in_channels=1, input_size=8)
     reports = Pipeline(model, digits, [], out_dir=tmp_path, report=REPORT, verbose=False).run()
     assert reports[0].latency_ms > 0 and "eager" in reports[0].latency_method
@@ -126,7 +125,7 @@ def test_a_model_that_cannot_be_exported_is_measured_eager_with_a_note(digits, t
 
 
 def test_slower_means_most_runs_slower():
-    from slimkit.report import StageReport
+    from slimkit.report.rows import StageReport
 
     def row(name, median, p10):
         return StageReport(name, "x", 1, 1, 0.5, None, 1, median, 0.0, extra={"latency_p10_ms": p10})

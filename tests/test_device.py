@@ -14,13 +14,13 @@ import pytest
 
 import slimkit
 from slimkit import Finetune, Pipeline
-from slimkit import device as devices
-from slimkit.cli import main
+from slimkit.core import device as devices
+from slimkit.core.errors import ConfigError
 from slimkit.deploy import InferenceModel, stage_export_prefix
 from slimkit.deploy.stage_latency import latency_method
 from slimkit.deploy.timing import cpu_description, eager_latency_method
-from slimkit.errors import ConfigError
-from slimkit.report import ReportConfig
+from slimkit.report.rows import ReportConfig
+from slimkit.run.cli import main
 
 SHAPE = [1, 1, 8, 8]
 REPORT = {"latency_runs": 2, "latency_warmup": 0, "latency_rounds": 1}
@@ -146,7 +146,7 @@ def test_pipeline_on_an_unavailable_gpu_stops_before_any_work(digits, tmp_path, 
         pipeline.run()
     assert err.value.path == "device" and not (tmp_path / "out").exists()
     with pytest.raises(ConfigError, match="compiled without CUDA"):
-        slimkit.preflight.check_pipeline(pipeline)
+        slimkit.run.preflight.check_pipeline(pipeline)
     with pytest.raises(ConfigError, match="'gpu:a' is not a device"):
         Pipeline(small_cnn(), digits, [Finetune()], out_dir=tmp_path / "out", device="gpu:a")
 

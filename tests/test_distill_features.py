@@ -5,12 +5,12 @@ import copy
 import numpy as np
 import paddle
 import pytest
+from conftest import prune_small_cnn
 
 import slimkit
 from slimkit import ConfigError, Distillation
 from slimkit.distill import FeatureDistiller
-from slimkit.strategy import Context
-from conftest import prune_small_cnn
+from slimkit.strategies.base import Context
 
 SAMPLE = paddle.zeros([1, 1, 8, 8])
 

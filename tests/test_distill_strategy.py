@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import prune_small_cnn
 
 import slimkit
 from slimkit import ConfigError, Distillation, Pipeline, Strategy
-from slimkit.strategy import Context, strategy_from_config
-from conftest import prune_small_cnn
+from slimkit.strategies.base import Context, strategy_from_config
 
 
 @dataclasses.dataclass
@@ -119,7 +119,7 @@ def test_distill_does_not_compress():
 
 
 def test_prune_distill_config_is_valid():
-    from slimkit.config import load_config
+    from slimkit.run.config import load_config
 
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "digits_prune_distill.yaml")
     assert [s.type_name for s in config.stages] == ["finetune", "filter_pruning", "distill"]

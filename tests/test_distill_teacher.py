@@ -9,7 +9,7 @@ import pytest
 import slimkit
 from slimkit import ConfigError, Distillation
 from slimkit.distill import DistillLoss
-from slimkit.strategy import Context
+from slimkit.strategies.base import Context
 
 
 def make_ctx(data, engine, tmp_path, teacher=None):

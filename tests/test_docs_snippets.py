@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slimkit.config import RunConfig
+from slimkit.run.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -34,10 +34,10 @@ def test_yaml_snippet_is_a_valid_config(code):
 
 
 def test_config_reference_is_up_to_date():
-    from slimkit.reference import config_reference
+    from slimkit.run.reference import config_reference
 
     assert (ROOT / "docs" / "config-reference.md").read_text() == config_reference(), \
-        "regenerate: python -m slimkit.reference > docs/config-reference.md"
+        "regenerate: python -m slimkit.run.reference > docs/config-reference.md"
 
 
 def test_benchmarks_page_holds_every_result():

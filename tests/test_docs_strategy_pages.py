@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import slimkit.strategies  # noqa: F401  (registers the built-in strategies)
-from slimkit.strategy import STRATEGIES
+from slimkit.strategies.base import STRATEGIES
 
 PAGES = Path(__file__).resolve().parents[1] / "docs" / "strategies"
 BUILT_IN = sorted((name, cls) for name, cls in STRATEGIES.items() if cls.__module__.startswith("slimkit."))

@@ -6,9 +6,9 @@ import paddle.nn.functional as F
 import pytest
 
 import slimkit
-from slimkit.config import build_pipeline, load_config
-from slimkit.engine import EngineProtocol
-from slimkit.errors import ConfigError
+from slimkit.core.errors import ConfigError
+from slimkit.run.config import build_pipeline, load_config
+from slimkit.train.engine import EngineProtocol
 
 
 class ArrayLoopEngine:
@@ -170,7 +170,7 @@ def test_a_user_strategy_class_is_reachable_from_yaml(tmp_path, monkeypatch):
 @pytest.mark.parametrize("kind, message", [("my_missing_module:X", "cannot import 'my_missing_module'"),
                                            ("slimkit.engine:TrainConfig", "is not a subclass of slimkit.Strategy")])
 def test_a_bad_strategy_reference_names_the_stage(kind, message):
-    from slimkit.strategy import strategy_from_config
+    from slimkit.strategies.base import strategy_from_config
 
     with pytest.raises(ConfigError) as err:
         strategy_from_config({"type": kind}, "stages[0]")

@@ -5,13 +5,12 @@ import json
 
 import numpy as np
 import pytest
+from report_checks import untimed
 
 import slimkit
 from slimkit import FilterPruning, Finetune, Pipeline
-from slimkit.strategy import Context, strategy_from_config
-from slimkit.surgery import capture
-
-from report_checks import untimed
+from slimkit.core.surgery import capture
+from slimkit.strategies.base import Context, strategy_from_config
 
 SHAPE = [1, 1, 8, 8]
 TRAIN = {"progress": False, "batch_size": 32, "epochs": 2}

@@ -11,10 +11,10 @@ import pytest
 
 import slimkit
 from slimkit import FilterPruning, Finetune, Pipeline
-from slimkit.cli import main
-from slimkit.errors import ConfigError
+from slimkit.core.errors import ConfigError
+from slimkit.core.surgery import capture
 from slimkit.pruning import analyze, latency, prune
-from slimkit.surgery import capture
+from slimkit.run.cli import main
 
 SHAPE = [1, 1, 8, 8]
 

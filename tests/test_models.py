@@ -6,7 +6,7 @@ import paddle
 import pytest
 
 import slimkit
-from slimkit.errors import ModelError
+from slimkit.core.errors import ModelError
 
 
 @pytest.mark.parametrize("name, kwargs, shape", [

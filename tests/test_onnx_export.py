@@ -12,12 +12,12 @@ import pytest
 from onnx import numpy_helper
 
 from slimkit import QAT, ConfigError, FilterPruning, Pipeline, build_model, load_model
-from slimkit.cli import main
-from slimkit.deploy.formats import ExportConfig, export_formats
 from slimkit.deploy import onnx as onnx_export
+from slimkit.deploy.formats import ExportConfig, export_formats
 from slimkit.deploy.onnx import OnnxModel
 from slimkit.quant import InferenceModel
-from slimkit.report import StageReport
+from slimkit.report.rows import StageReport
+from slimkit.run.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +176,7 @@ def test_a_converter_crash_is_contained_and_recorded(run, tmp_path, monkeypatch,
 
 def test_ptq_model_with_depthwise_convs_becomes_qdq(tmp_path):
     from slimkit.deploy.onnx import convert
-    from slimkit.models import mobilenet_v1
+    from slimkit.models.zoo import mobilenet_v1
     from slimkit.quant import calibrate, export_quantized, prepare_ptq
     from slimkit.quant import convert as convert_quantized
 

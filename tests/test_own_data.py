@@ -9,7 +9,7 @@ import pytest
 
 import slimkit
 from slimkit import ConfigError, DataError, Finetune, Pipeline, to_bundle
-from slimkit.config import RunConfig, build_pipeline
+from slimkit.run.config import RunConfig, build_pipeline
 
 QUICK = {"epochs": 1, "batch_size": 32, "progress": False, "max_steps_per_epoch": 3}
 

@@ -45,7 +45,7 @@ def test_import_without_paddle_names_both_install_commands():
     out = _import_slimkit_with("sys.modules['paddle'] = None  # as if no Paddle were installed")
     assert out.returncode != 0
     last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith("slimkit._paddle.PaddleMissingError: slimkit needs PaddlePaddle 3.3")
+    assert last.startswith("slimkit.core.paddle_build.PaddleMissingError: slimkit needs PaddlePaddle 3.3")
     assert 'pip install "paddlepaddle>=3.3,<3.4"' in last and "paddlepaddle-gpu" in last
 
 
@@ -57,7 +57,7 @@ def test_import_with_an_unsupported_paddle_names_the_version_found():
 
 
 def test_version_range_edges():
-    from slimkit import _paddle
+    from slimkit.core import paddle_build
 
     class Fake:
         pass
@@ -66,8 +66,8 @@ def test_version_range_edges():
                         ("3.2.2", False), ("3.4.0", False), ("2.6.2", False)):
         Fake.__version__ = version
         try:
-            _paddle.check_version(Fake)
+            paddle_build.check_version(Fake)
             accepted = True
-        except _paddle.PaddleMissingError:
+        except paddle_build.PaddleMissingError:
             accepted = False
         assert accepted == ok, version

@@ -17,17 +17,16 @@ import numpy as np
 import paddle
 import pytest
 import yaml
+from report_checks import untimed
 
 import slimkit
-from slimkit import parallel
-from slimkit.cli import main
-from slimkit.config import build_pipeline, load_config
-from slimkit.errors import ConfigError, ParallelError
-from slimkit.launcher import error_lines, failure, first_cause
-from slimkit.metrics import BatchMean, SegmentationMetric, TopK, add_counts, counts
-from slimkit.surgery import model_digest
-
-from report_checks import untimed
+from slimkit.core import parallel
+from slimkit.core.errors import ConfigError, ParallelError
+from slimkit.core.surgery import model_digest
+from slimkit.run.cli import main
+from slimkit.run.config import build_pipeline, load_config
+from slimkit.run.launcher import error_lines, failure, first_cause
+from slimkit.train.metrics import BatchMean, SegmentationMetric, TopK, add_counts, counts
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 240  # a hanging rank fails the test instead of the suite
@@ -49,7 +48,7 @@ def config(go_file):
 def launch(cfg, out, *flags):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "slimkit.cli", "run", str(cfg), "--out", str(out), "--nproc", "2",
+    result = subprocess.run([sys.executable, "-m", "slimkit", "run", str(cfg), "--out", str(out), "--nproc", "2",
                              *flags], capture_output=True, text=True, env=env, cwd=out.parent, timeout=TIMEOUT)
     return result, time.perf_counter() - start
 
@@ -221,7 +220,7 @@ def test_bad_nproc_is_exit_2_before_any_work(tmp_path, capsys, monkeypatch):
     assert main(["run", str(cfg), "--out", str(tmp_path / "out"), "--nproc", "0"]) == 2
     assert "error: --nproc: 0 processes" in capsys.readouterr().err
     monkeypatch.setenv("PADDLE_TRAINERS_NUM", "2")
-    monkeypatch.setattr("slimkit.cli._leave_if_launched", lambda code: None)
+    monkeypatch.setattr("slimkit.run.cli._leave_if_launched", lambda code: None)
     assert main(["run", str(cfg), "--out", str(tmp_path / "out"), "--nproc", "2"]) == 2
     assert "started by paddle.distributed.launch already" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

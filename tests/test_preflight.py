@@ -11,8 +11,8 @@ import pytest
 
 import slimkit
 from slimkit import Finetune, Pipeline, SparsePruning
-from slimkit.cli import main
-from slimkit.errors import ConfigError, ConfigErrors
+from slimkit.core.errors import ConfigError, ConfigErrors
+from slimkit.run.cli import main
 from slimkit.sparsity import sparse_prunable_layers
 
 HEAD = """data: {name: digits}

@@ -8,9 +8,8 @@ import pytest
 
 import slimkit
 from slimkit import FilterPruning
-from slimkit.pruning import analyze, prune
 from slimkit.deploy import timing
-from slimkit.pruning import alignment
+from slimkit.pruning import alignment, analyze, prune
 from slimkit.pruning.alignment import channel_step
 from slimkit.pruning.selection import channels_to_keep
 

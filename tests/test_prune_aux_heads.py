@@ -10,12 +10,12 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 import pytest
-
 from prune_checks import _randomize_bn, check_attributes, check_jit_roundtrip, masked_reference, run
+
+from slimkit.core.surgery import capture, train_mode
 from slimkit.pruning import analyze, prune
 from slimkit.pruning.dependency import flat_outputs
-from slimkit.surgery import capture, train_mode
-from slimkit.tasks import build_task
+from slimkit.train.tasks import build_task
 
 SHAPE = [2, 3, 16, 16]
 

@@ -2,8 +2,8 @@
 
 import paddle
 import paddle.nn as nn
-
 from prune_checks import prune_and_check
+
 from slimkit.pruning import analyze
 
 

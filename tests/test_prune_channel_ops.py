@@ -8,9 +8,9 @@ size tensor, 1-D `linear` too) and depthwise convs with a channel multiplier.
 import paddle.nn as nn
 import paddle.nn.functional as F
 import pytest
-
 from prune_checks import prune_and_check
 from structure_models import ChannelMultiplier, Interpolations, MobileOps
+
 from slimkit.pruning import analyze
 
 

@@ -10,10 +10,10 @@ the same indices and one layer spanning all of them keeps the same positions in 
 import numpy as np
 import paddle
 import pytest
-
 from prune_checks import prune_and_check
-from slimkit.pruning import analyze
 from structure_models import EqualSplit, ShuffleBasicUnit, ShuffleUnits
+
+from slimkit.pruning import analyze
 
 SHAPE = [1, 3, 16, 16]
 

@@ -6,9 +6,9 @@ so both the hidden 4C width and the residual stream prune.
 """
 
 import paddle.nn as nn
-
 from prune_checks import prune_and_check
 from structure_models import ConvNeXtTiny, TokenBlock
+
 from slimkit.pruning import analyze
 
 

@@ -5,8 +5,8 @@ import sys
 import paddle
 import paddle.nn as nn
 import pytest
-
 from prune_checks import prune_and_check
+
 from slimkit.pruning import analyze
 
 V = paddle.vision.models

@@ -2,9 +2,9 @@
 
 import paddle
 import pytest
+from prune_checks import prune_and_check
 
 import slimkit
-from prune_checks import prune_and_check
 from slimkit.pruning.selection import channels_to_keep
 
 MODELS = {

@@ -4,8 +4,8 @@ import numpy as np
 import paddle
 
 import slimkit
+from slimkit.core.surgery import capture, restore
 from slimkit.pruning import analyze, prune, remove_channels
-from slimkit.surgery import capture, restore
 
 SHAPE = [2, 3, 32, 32]
 SPEC = {"name": "resnet20", "num_classes": 10}

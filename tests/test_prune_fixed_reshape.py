@@ -9,9 +9,9 @@ import warnings
 import paddle
 import paddle.nn as nn
 import pytest
-
 from prune_checks import prune_and_check
 from structure_models import FixedWidthHead
+
 from slimkit.pruning import analyze, prune
 
 

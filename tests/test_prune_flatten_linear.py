@@ -1,9 +1,9 @@
 """conv -> flatten -> linear (slimkit small_cnn): a conv channel owns H*W consecutive linear inputs."""
 
 import pytest
+from prune_checks import prune_and_check
 
 import slimkit
-from prune_checks import prune_and_check
 
 
 @pytest.mark.parametrize("input_size", [8, 16])

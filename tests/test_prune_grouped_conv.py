@@ -6,11 +6,11 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 import pytest
-
 from prune_checks import prune_and_check
-from slimkit.errors import ModelError
+
+from slimkit.core.errors import ModelError
+from slimkit.core.surgery import capture, state_shapes_differ
 from slimkit.pruning import analyze, prune, remove_channels
-from slimkit.surgery import capture, state_shapes_differ
 
 resnet = sys.modules["paddle.vision.models.resnet"]
 

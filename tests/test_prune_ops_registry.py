@@ -3,8 +3,8 @@
 import paddle
 import paddle.nn as nn
 import pytest
-
 from prune_checks import prune_and_check
+
 from slimkit import ModelError
 from slimkit.pruning import analyze, ops
 

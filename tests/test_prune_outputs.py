@@ -7,7 +7,6 @@ input's size) never count.
 
 import paddle.nn as nn
 import pytest
-
 from prune_checks import prune_and_check
 from structure_models import Detector, EncoderDecoder
 

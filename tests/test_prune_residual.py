@@ -2,9 +2,9 @@
 
 import paddle
 import pytest
+from prune_checks import prune_and_check
 
 import slimkit
-from prune_checks import prune_and_check
 
 MODELS = {
     "resnet20": lambda: slimkit.build_model("resnet20", num_classes=10),

@@ -5,7 +5,7 @@ import paddle
 import pytest
 
 from slimkit import PTQ, QAT, ConfigError, Pipeline, compat
-from slimkit.strategy import strategy_from_config
+from slimkit.strategies.base import strategy_from_config
 
 
 @pytest.mark.parametrize("options, path, text", [

@@ -7,10 +7,10 @@ import numpy as np
 import paddle
 
 from slimkit import compat
-from slimkit.models import mobilenet_v1
+from slimkit.core.surgery import replace_tensor
+from slimkit.models.zoo import mobilenet_v1
 from slimkit.quant import (InferenceModel, calibrate, convert, export_float, export_quantized, exported_size,
                            prepare_ptq, quantized_layer_names)
-from slimkit.surgery import replace_tensor
 
 
 def saved_weights(prefix):

@@ -6,12 +6,11 @@ import copy
 import numpy as np
 import paddle
 import pytest
+from report_checks import untimed
 
 import slimkit
 from slimkit import QAT, Pipeline, compat
 from slimkit.quant import InferenceModel, quantized_layer_names
-
-from report_checks import untimed
 
 
 @pytest.fixture(scope="module")

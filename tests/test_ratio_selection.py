@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 import slimkit
+from slimkit.core.surgery import capture
 from slimkit.pruning import selection as sel
 from slimkit.pruning.dependency import analyze
 from slimkit.pruning.remove import remove_channels
-from slimkit.surgery import capture
 
 SHAPE = [1, 1, 28, 28]
 
@@ -48,7 +48,7 @@ def test_target_is_reached_as_measured_by_count_flops(resnet, method):
         kept = chosen.keep[g.name]
         assert 4 <= kept <= g.channels and kept % 2 == 0
     pruned = slimkit.build_model("resnet20", num_classes=10, in_channels=1)
-    slimkit.surgery.restore(pruned, snapshot)
+    slimkit.core.surgery.restore(pruned, snapshot)
     measured = 1 - _apply(pruned, graph, chosen) / base
     assert measured == pytest.approx(chosen.flops_reduction)
     assert 0.5 <= measured < 0.56

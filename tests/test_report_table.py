@@ -8,8 +8,9 @@ import pytest
 
 import slimkit
 from slimkit import Finetune, Pipeline, SparsePruning
-from slimkit.cli import main
-from slimkit.report import COLUMNS, Column, ConsoleTable, StageReport, add_column, compact, compact_bytes, to_markdown
+from slimkit.report.rows import (COLUMNS, Column, ConsoleTable, StageReport, add_column, compact, compact_bytes,
+                                 to_markdown)
+from slimkit.run.cli import main
 
 
 def big_report(stage, scale=1.0):

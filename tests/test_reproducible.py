@@ -12,7 +12,7 @@ import paddle
 
 import slimkit
 from slimkit import FilterPruning, Finetune, Pipeline
-from slimkit.config import RunConfig, build_pipeline
+from slimkit.run.config import RunConfig, build_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = {"epochs": 1, "batch_size": 32, "progress": False, "max_steps_per_epoch": 5}

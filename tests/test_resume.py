@@ -3,12 +3,11 @@
 import dataclasses
 
 import pytest
+from report_checks import untimed
 
 import slimkit
 from slimkit import Finetune, Pipeline, Strategy
-from slimkit.errors import ResumeError
-
-from report_checks import untimed
+from slimkit.core.errors import ResumeError
 
 CALLS = []
 

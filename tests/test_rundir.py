@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from slimkit import rundir
-from slimkit.cli import main
-from slimkit.errors import OutputError
+from slimkit.core.errors import OutputError
+from slimkit.run import rundir
+from slimkit.run.cli import main
 
 TINY = """data: {name: digits}
 model: {name: small_cnn}
@@ -117,7 +117,7 @@ def test_os_errors_during_a_run_are_exit_2_with_the_path(config, tmp_path, capsy
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device", str(tmp_path / "out" / "report.json"))
 
-    monkeypatch.setattr("slimkit.report.atomic_write_text", disk_full)
+    monkeypatch.setattr("slimkit.report.rows.atomic_write_text", disk_full)
     assert main(["run", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "report.json" in err and "No space left on device" in err and "hint" in err

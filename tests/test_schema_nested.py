@@ -3,10 +3,10 @@
 import pytest
 
 import slimkit
-from slimkit.errors import ConfigError
+from slimkit.core.errors import ConfigError
 from slimkit.sparsity.schedules import PolynomialDecay
+from slimkit.strategies.base import strategy_from_config
 from slimkit.strategies.filter_pruning import SensitivityConfig
-from slimkit.strategy import strategy_from_config
 
 
 @pytest.mark.parametrize("entry, path", [

@@ -7,15 +7,15 @@ import numpy as np
 import paddle
 import pytest
 import yaml
+from prune_checks import _randomize_bn, check_attributes, check_exact, check_jit_roundtrip, run
 
 import slimkit
-from prune_checks import _randomize_bn, check_attributes, check_exact, check_jit_roundtrip, run
 from slimkit import Finetune
-from slimkit.cli import main
-from slimkit.errors import ConfigError
+from slimkit.core.errors import ConfigError
+from slimkit.core.surgery import capture
+from slimkit.data.shapes import CLASSES, make_shapes
 from slimkit.pruning import analyze, prune
-from slimkit.shapes import CLASSES, make_shapes
-from slimkit.surgery import capture
+from slimkit.run.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import slimkit
+from slimkit.core.surgery import capture, state_shapes_differ
 from slimkit.pruning.dependency import analyze
 from slimkit.pruning.sensitivity import format_sensitivity, load_sensitivity, sensitive
-from slimkit.surgery import capture, state_shapes_differ
 
 SHAPE = [1, 1, 8, 8]
 RATIOS = [0.3, 0.6]

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from slimkit.cli import main
-from slimkit.config import load_config
-from slimkit.errors import ConfigError
-from slimkit.overrides import apply_overrides, parse_key
+from slimkit.core.errors import ConfigError
+from slimkit.run.cli import main
+from slimkit.run.config import load_config
+from slimkit.run.overrides import apply_overrides, parse_key
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"

@@ -5,16 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from report_checks import untimed
 
 import slimkit
 from slimkit import ConfigError, ModelError, Pipeline, SparsePruning
-from slimkit.sparsity import PolynomialDecay
-from slimkit.config import load_config
-from slimkit.sparsity import masked_layers, sparse_prunable_layers, sparsify
-from slimkit.strategy import Context, strategy_from_config
-from slimkit.surgery import capture
-
-from report_checks import untimed
+from slimkit.core.surgery import capture
+from slimkit.run.config import load_config
+from slimkit.sparsity import PolynomialDecay, masked_layers, sparse_prunable_layers, sparsify
+from slimkit.strategies.base import Context, strategy_from_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

@@ -8,7 +8,7 @@ import pytest
 import slimkit
 from slimkit import SparsePruning
 from slimkit.sparsity import apply_masks, sparse_prunable_layers, sparsify
-from slimkit.strategy import Context
+from slimkit.strategies.base import Context
 
 
 def zero_patterns(model):

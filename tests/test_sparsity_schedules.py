@@ -8,9 +8,8 @@ import yaml
 
 import slimkit
 from slimkit import ConfigError, SparsePruning
-from slimkit.sparsity import ConstantSparsity, PolynomialDecay, SparsitySchedule
-from slimkit.sparsity import sparse_prunable_layers
-from slimkit.strategy import Context
+from slimkit.sparsity import ConstantSparsity, PolynomialDecay, SparsitySchedule, sparse_prunable_layers
+from slimkit.strategies.base import Context
 
 
 def tf_mot_polynomial(s_i, s_f, t0, t1, power, t):

@@ -4,13 +4,13 @@ import copy
 
 import numpy as np
 import paddle
+from conftest import outputs
 
 import slimkit
 from slimkit import SparsePruning, load_model, save_model
 from slimkit.sparsity import masked_layers, sparse_prunable_layers, sparsify, strip_masks
+from slimkit.strategies.base import Context
 from slimkit.strategies.sparse_pruning import read_sparse_encoding, write_sparse_encoding
-from slimkit.strategy import Context
-from conftest import outputs
 
 
 def test_strip_removes_masks_and_keeps_outputs(trained_cnn):

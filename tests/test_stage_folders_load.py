@@ -5,9 +5,9 @@ import paddle
 import pytest
 
 import slimkit
-from slimkit import FilterPruning, Finetune, Pipeline, QAT
-from slimkit.config import RunConfig, build_pipeline
+from slimkit import QAT, FilterPruning, Finetune, Pipeline
 from slimkit.quant.export import InferenceModel
+from slimkit.run.config import RunConfig, build_pipeline
 
 QUICK = {"epochs": 1, "batch_size": 32, "progress": False, "max_steps_per_epoch": 4}
 STAGES = [{"type": "finetune", "name": "train"}, {"type": "filter_pruning", "ratios": 0.5},

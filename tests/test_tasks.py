@@ -8,10 +8,10 @@ import paddle
 import pytest
 
 import slimkit
-from slimkit.engine import Engine
-from slimkit.errors import ConfigError, ModelError
-from slimkit.metrics import SegmentationMetric, TopK
-from slimkit.tasks import TaskConfig, build_task
+from slimkit.core.errors import ConfigError, ModelError
+from slimkit.train.engine import Engine
+from slimkit.train.metrics import SegmentationMetric, TopK
+from slimkit.train.tasks import TaskConfig, build_task
 
 RNG = np.random.RandomState(0)
 

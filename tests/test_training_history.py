@@ -6,7 +6,7 @@ import pytest
 
 import slimkit
 from slimkit import FilterPruning, Finetune, Pipeline
-from slimkit.curves import CURVES
+from slimkit.report.curves import CURVES
 
 TRAIN = {"epochs": 2, "batch_size": 32, "lr": 0.05, "schedule": "cosine", "max_steps_per_epoch": 5}
 

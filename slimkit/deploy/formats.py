@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 from typing import List, Literal
 
-from ..errors import ConfigError, ModelError
-from .paddle_inference import OUTPUTS_FILE, export_stage, native_output_captured, stage_export_prefix
-from ..schema import Options, _suggest, option
+from ..core.errors import ConfigError, ModelError
+from ..core.schema import Options, _suggest, option
 from . import onnx as onnx_export
+from .paddle_inference import OUTPUTS_FILE, export_stage, native_output_captured, stage_export_prefix
 
 FORMATS = ("paddle", "onnx")
 PADDLE_FILES = ("model.pdmodel", "model.pdiparams")
@@ -136,7 +136,7 @@ def find_stage(run_dir, stage=None):
 def _paddle_files(folder):
     if _has_paddle_files(stage_export_prefix(folder)):
         return stage_export_prefix(folder).parent
-    from ..checkpoint import load_model
+    from ..models.checkpoint import load_model
 
     model = load_model(folder)  # a stage of a run made before every stage was exported
     pipeline = json.loads((folder.parent / "pipeline.json").read_text())
@@ -159,14 +159,14 @@ def _onnx_files(folder, run_dir):
 def _builtin_datasets():
     import typing
 
-    from ..data import DataConfig
+    from ..data.datasets import DataConfig
 
     return typing.get_args(typing.get_type_hints(DataConfig)["name"])
 
 
 def _run_engine(run_dir):
-    from ..data import DataConfig, load_dataset
-    from ..engine import Engine
+    from ..data.datasets import DataConfig, load_dataset
+    from ..train.engine import Engine
 
     described = json.loads((Path(run_dir) / "pipeline.json").read_text())
     data = described.get("data")

@@ -23,7 +23,7 @@ import numpy as np
 import paddle
 
 from .. import compat
-from ..errors import ConfigError, ModelError
+from ..core.errors import ConfigError, ModelError
 from .paddle_inference import OUTPUTS_FILE, SIMULATED_OPS, InferenceModel, read_output_paths
 
 ONNX_DIR = "onnx"  # inside a stage folder
@@ -179,7 +179,7 @@ class OnnxModel:
 def compare(onnx_model, paddle_model, engine, split="test"):
     """ONNX Runtime vs Paddle's predictor on `split`: max abs difference of every output, top-1 agreement and
     ONNX top-1 of the output the task reads."""
-    from ..tasks import output_key
+    from ..train.tasks import output_key
 
     key = output_key(engine)
     diff, agree, correct, counted, total = 0.0, 0, 0, 0, 0

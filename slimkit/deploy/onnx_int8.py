@@ -13,7 +13,7 @@ int8 kernels. The result is verified against Paddle's predictor like every expor
 
 import numpy as np
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 
 QUANTIZED_CONSUMERS = {"conv2d", "depthwise_conv2d", "matmul_v2", "matmul"}
 

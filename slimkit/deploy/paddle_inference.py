@@ -26,11 +26,11 @@ import numpy as np
 import paddle
 
 from .. import compat
-from .. import device as devices
-from ..console import fds_redirected, flush_native
-from ..errors import ConfigError, ModelError
-from ..measure import saved_size
-from ..surgery import eval_mode
+from ..core import device as devices
+from ..core.errors import ConfigError, ModelError
+from ..core.surgery import eval_mode
+from ..report.console import fds_redirected, flush_native
+from ..report.measure import saved_size
 
 INFERENCE_DIR = "inference"  # inside a stage folder
 MODEL_FILE = "model.pdmodel"
@@ -310,13 +310,13 @@ class InferenceModel:
 
     def evaluate(self, engine, split="test", max_batches=None):
         """The task's metrics (e.g. top-1/top-5) of the exported model on a split, like `Engine.evaluate`."""
-        from ..tasks import metric_of, output_key
+        from ..train.tasks import metric_of, output_key
 
         metric = metric_of(engine, engine.data.num_classes)
         return self.evaluate_batches(engine.batches(split, max_batches=max_batches), metric, output_key(engine))
 
     def evaluate_batches(self, batches, metric, output=None):
-        """`metric` (an accumulator of slimkit.metrics) of the exported model's `output` over (images, labels)."""
+        """`metric` (an accumulator of slimkit.train.metrics) of the exported model's `output` over (images, labels)."""
         total = 0
         for images, labels in batches:
             metric.update(self.run(images.numpy(), output), labels.numpy())

@@ -11,7 +11,7 @@ gets a note ("never silently slower").
 
 from pathlib import Path
 
-from .. import device as devices
+from ..core import device as devices
 from .paddle_inference import InferenceModel, predictor_text, stage_export_prefix
 from .timing import eager_latency, eager_latency_method, time_runners
 
@@ -132,8 +132,8 @@ def bench_run(run_dir, cfg, clock=None, device=None):
     """
     import json
 
-    from ..errors import SlimkitError
-    from ..report import read_reports, write_reports
+    from ..core.errors import SlimkitError
+    from ..report.rows import read_reports, write_reports
 
     reports = read_reports(run_dir)
     payload = json.loads((Path(run_dir) / "report.json").read_text())

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import paddle
 
-from .. import device as devices
+from ..core import device as devices
 
 # ISA extensions that decide which kernels oneDNN (and other runtimes) can use.
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",

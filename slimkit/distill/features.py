@@ -13,9 +13,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..errors import ConfigError
-from ..schema import Options, _suggest, option
-from ..surgery import eval_mode
+from ..core.errors import ConfigError
+from ..core.schema import Options, _suggest, option
+from ..core.surgery import eval_mode
 
 
 @dataclasses.dataclass

@@ -1,11 +1,11 @@
 """Structured filter pruning: criteria, dependency analysis, physical removal, sensitivity scans."""
 
+from . import ops
+from .api import PruneResult, prunable_layers, prune
 from .criteria import *  # noqa: F401,F403
 from .criteria import __all__ as _criteria
-from . import ops
 from .dependency import ChannelSlice, DependencyGraph, Group, analyze, group_weights  # noqa: F401
 from .remove import remove_channels
-from .api import PruneResult, prunable_layers, prune
 from .selection import *  # noqa: F401,F403
 from .selection import __all__ as _selection
 from .sensitivity import *  # noqa: F401,F403

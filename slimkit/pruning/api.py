@@ -8,10 +8,10 @@ import dataclasses
 import numbers
 import warnings
 
-from .. import device as devices
-from ..errors import ConfigError, ModelError
-from ..measure import count_flops
-from ..schema import _suggest
+from ..core import device as devices
+from ..core.errors import ConfigError, ModelError
+from ..core.schema import _suggest
+from ..report.measure import count_flops
 from .criteria import get_criterion, score_groups
 from .dependency import DependencyGraph, analyze
 from .latency import check_latency_target

@@ -25,9 +25,9 @@ import dataclasses
 import numpy as np
 import paddle.nn.functional as F
 
-from ..errors import ConfigError, ModelError
-from ..schema import _suggest
-from ..surgery import eval_mode
+from ..core.errors import ConfigError, ModelError
+from ..core.schema import _suggest
+from ..core.surgery import eval_mode
 
 __all__ = ["Criterion", "GroupData", "L1Norm", "L2Norm", "FPGM", "Taylor", "Random", "BNScale", "get_criterion",
            "CRITERIA", "score_groups", "collect_taylor_data", "group_data"]

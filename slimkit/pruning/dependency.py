@@ -35,10 +35,10 @@ import numpy as np
 import paddle
 
 from .. import compat
+from ..core.errors import ModelError
+from ..core.schema import _suggest
+from ..core.surgery import eval_mode, train_mode
 from . import ops
-from ..errors import ModelError
-from ..schema import _suggest
-from ..surgery import eval_mode, train_mode
 
 
 @dataclasses.dataclass

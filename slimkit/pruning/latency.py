@@ -31,8 +31,8 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-from ..errors import ConfigError, ModelError
-from ..surgery import capture, restore
+from ..core.errors import ConfigError, ModelError
+from ..core.surgery import capture, restore
 from .selection import keep_indices, temporarily_pruned
 
 __all__ = ["LatencyProbe", "LatencyResult", "ExportTimer", "time_exports", "prune_to_latency",

@@ -29,7 +29,7 @@ public methods (`channels`, `set_channels`, `block`, `couple`, `per_channel_para
 a user's own handler may use too.
 """
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 
 _HANDLERS = {}
 

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import paddle
 
-from ..surgery import eval_mode
+from ..core.surgery import eval_mode
 
 __all__ = ["PrefixCache"]
 

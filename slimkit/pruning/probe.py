@@ -10,7 +10,7 @@ reason, and every other group still prunes.
 
 import numpy as np
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 from .remove import remove_with_undo
 from .selection import keep_indices
 

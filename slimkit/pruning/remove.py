@@ -6,7 +6,7 @@ the groups in `keep`, fixes the attributes forward reads (`_in_channels`, `_grou
 outputs of the traced shapes. Any failure restores the model exactly and raises ModelError.
 
 The graph passed in is not changed: it keeps describing the unpruned model, so a scan can
-restore the model (`slimkit.surgery.restore`) and reuse it. `remove_channels` returns a
+restore the model (`slimkit.core.surgery.restore`) and reuse it. `remove_channels` returns a
 fresh DependencyGraph describing the pruned model.
 """
 
@@ -15,9 +15,9 @@ import dataclasses
 import numpy as np
 import paddle
 
-from ..errors import ModelError
-from ..schema import _suggest
-from ..surgery import capture, eval_mode, replace_tensor, restore, train_mode
+from ..core.errors import ModelError
+from ..core.schema import _suggest
+from ..core.surgery import capture, eval_mode, replace_tensor, restore, train_mode
 from .dependency import DependencyGraph, flat_outputs, output_structure
 
 

@@ -23,9 +23,9 @@ import numbers
 
 import numpy as np
 
-from ..errors import ConfigError, ModelError
-from ..measure import count_flops
-from ..surgery import capture, restore
+from ..core.errors import ConfigError, ModelError
+from ..core.surgery import capture, restore
+from ..report.measure import count_flops
 from .alignment import channel_step
 
 __all__ = ["Selection", "FlopsProbe", "channels_to_keep", "keep_indices", "explicit_ratios",

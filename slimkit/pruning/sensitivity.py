@@ -17,7 +17,7 @@ remove nothing not at all. Results are written to `file` after every layer,
 and a rerun with the same file skips what is already there (so an interrupted scan
 resumes). A KeyboardInterrupt leaves a valid file and the model as it was.
 
-In a data-parallel run (slimkit.parallel) the groups are shared out: in each round every
+In a data-parallel run (slimkit.core.parallel) the groups are shared out: in each round every
 rank scans one group on its own, the entries are gathered, and rank 0 writes the merged
 file, the same file a single process writes.
 """
@@ -30,10 +30,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .. import device as devices
-from .. import parallel
-from ..errors import ConfigError, ModelError
-from ..surgery import capture, model_digest, restore
+from ..core import device as devices
+from ..core import parallel
+from ..core.errors import ConfigError, ModelError
+from ..core.surgery import capture, model_digest, restore
 from .criteria import get_criterion, score_groups
 from .prefix_cache import PrefixCache
 from .selection import _member_layers, channels_to_keep, check_ratio, keep_indices, temporarily_pruned

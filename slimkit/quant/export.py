@@ -4,9 +4,20 @@ The predictor, the float export and the int8 file writer moved to
 `slimkit.deploy.paddle_inference`; their names stay importable from here and from `slimkit.quant`.
 """
 
-from ..deploy.paddle_inference import (INT8_OPS, MODEL_FILE, PARAMS_FILE, RUNTIMES, SIMULATED_OPS,  # noqa: F401
-                                       InferenceModel, export_float, export_int8, exported_size, input_spec,
-                                       int8_verdict, needs_convert)
+from ..deploy.paddle_inference import (  # noqa: F401
+    INT8_OPS,
+    MODEL_FILE,
+    PARAMS_FILE,
+    RUNTIMES,
+    SIMULATED_OPS,
+    InferenceModel,
+    export_float,
+    export_int8,
+    exported_size,
+    input_spec,
+    int8_verdict,
+    needs_convert,
+)
 
 
 def export_quantized(model, folder, input_shape, weight_bits=8):

@@ -77,7 +77,7 @@ def _observe_input(layer, inputs):
 
 def observe_joins(model, input_shape):
     """Give `model` (a copy about to be quantized) the join observers; returns the Stubs' structured names."""
-    from ..errors import ModelError
+    from ..core.errors import ModelError
 
     layers = dict(model.named_sublayers())
     try:

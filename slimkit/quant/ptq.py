@@ -11,8 +11,8 @@ import copy
 import paddle
 
 from .. import compat
-from ..errors import ConfigError
-from ..schema import _suggest
+from ..core.errors import ConfigError
+from ..core.schema import _suggest
 from .qat import convert, layers_to_quantize, quant_config
 
 ALGOS = ("abs_max", "avg", "hist", "kl", "mse")

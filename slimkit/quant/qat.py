@@ -13,9 +13,9 @@ import warnings
 import paddle
 
 from .. import compat
-from ..errors import ConfigError
-from ..schema import _suggest
-from ..surgery import eval_mode
+from ..core.errors import ConfigError
+from ..core.schema import _suggest
+from ..core.surgery import eval_mode
 from .joins import observe_joins
 
 # The layer types paddle.quantization can replace by a quantized twin (its DEFAULT_QAT_LAYER_MAPPINGS).

@@ -11,8 +11,8 @@ masks only grow, and a schedule never revives a weight.
 import numpy as np
 import paddle.nn as nn
 
-from ..errors import ConfigError, ModelError
-from ..schema import _suggest
+from ..core.errors import ConfigError, ModelError
+from ..core.schema import _suggest
 
 METHODS = ("magnitude", "random", "neuron")
 SCOPES = ("layer", "global")

@@ -18,8 +18,8 @@ so the final sparsity is reached even when `end_step - begin_step` is not a mult
 import dataclasses
 from typing import ClassVar
 
-from ..errors import ConfigError
-from ..schema import Options, _join, _suggest, option
+from ..core.errors import ConfigError
+from ..core.schema import Options, _join, _suggest, option
 
 SCHEDULES = {}
 

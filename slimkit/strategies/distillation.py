@@ -12,13 +12,13 @@ from typing import Literal, Optional
 import paddle
 import paddle.nn as nn
 
+from ..core.errors import ConfigError, ModelError
+from ..core.schema import _suggest, option
+from ..core.surgery import capture, eval_mode, restore
 from ..distill.features import FeatureDistiller, FeaturePair
 from ..distill.losses import DistillLoss
-from ..errors import ConfigError, ModelError
-from ..models import ModelConfig, available_models, build_model
-from ..schema import _suggest, option
-from ..strategy import Strategy
-from ..surgery import capture, eval_mode, restore
+from ..models.zoo import ModelConfig, available_models, build_model
+from .base import Strategy
 
 __all__ = ["Distillation"]
 

@@ -13,14 +13,14 @@ import dataclasses
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from ..errors import ConfigError, ModelError
-from ..measure import count_flops
+from ..core.errors import ConfigError, ModelError
+from ..core.schema import Options, option
+from ..core.surgery import capture, restore
 from ..pruning.criteria import CRITERIA, Criterion, get_criterion
 from ..pruning.latency import check_latency_target
-from ..schema import Options, option
-from ..strategy import Strategy
-from ..surgery import capture, restore
-from ..tasks import primary_metric
+from ..report.measure import count_flops
+from ..train.tasks import primary_metric
+from .base import Strategy
 
 __all__ = ["FilterPruning", "SensitivityConfig"]
 

@@ -3,8 +3,8 @@
 import dataclasses
 from typing import Optional
 
-from ..schema import option
-from ..strategy import Strategy
+from ..core.schema import option
+from .base import Strategy
 
 
 @dataclasses.dataclass

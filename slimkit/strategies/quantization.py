@@ -14,18 +14,18 @@ import numpy as np
 import paddle
 
 from .. import compat
-from ..checkpoint import load_model
-from ..errors import ConfigError
-from ..measure import count_flops, count_params
+from ..core.errors import ConfigError
+from ..core.schema import option
 from ..deploy.paddle_inference import INFERENCE_DIR, InferenceModel, export_float, exported_size, int8_verdict
 from ..deploy.stage_latency import FLOAT_EXPORT_DIR
 from ..deploy.timing import time_runners
+from ..models.checkpoint import load_model
 from ..quant.export import export_quantized
 from ..quant.ptq import calibrate, prepare_ptq
 from ..quant.qat import QUANTIZABLE_TYPES, check_layer_types, convert, layers_to_quantize, quantize_for_training
-from ..schema import option
-from ..tasks import metric_of, output_key
-from ..strategy import Strategy
+from ..report.measure import count_flops, count_params
+from ..train.tasks import metric_of, output_key
+from .base import Strategy
 
 __all__ = ["QAT", "PTQ"]
 

@@ -17,15 +17,15 @@ from typing import Literal, Optional
 import numpy as np
 import paddle
 
-from ..checkpoint import ARCH, WEIGHTS, load_model
-from ..errors import ConfigError
-from ..schema import option
+from ..core.errors import ConfigError
+from ..core.schema import option
+from ..core.surgery import capture, restore
+from ..models.checkpoint import ARCH, WEIGHTS, load_model
 from ..sparsity.criteria import sparse_prunable_layers
-from ..sparsity.masks import MASKED, apply_masks, mask_name, masked_layers, remove_masks, sparsify, \
-    sparsity_stats, strip_masks
+from ..sparsity.masks import (MASKED, apply_masks, mask_name, masked_layers, remove_masks, sparsify, sparsity_stats,
+                              strip_masks)
 from ..sparsity.schedules import SparsitySchedule
-from ..strategy import Strategy
-from ..surgery import capture, restore
+from .base import Strategy
 
 __all__ = ["SparsePruning", "write_sparse_encoding", "read_sparse_encoding"]
 

@@ -7,7 +7,7 @@ Each stage writes its model and report to `out_dir/NN-name/`; `run(resume=True)`
 `slimkit run --resume`) restores finished stages instead of running them again.
 
 Started by `paddle.distributed.launch` (`slimkit run --nproc N`), every process runs the
-pipeline: training and evaluation are shared (slimkit.parallel), and rank 0 alone claims
+pipeline: training and evaluation are shared (slimkit.core.parallel), and rank 0 alone claims
 the folder, writes stage folders and reports and prints the table; the others hand what
 their strategies write to a scratch folder of their own.
 """
@@ -20,23 +20,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import device as devices
-from . import parallel, preflight, rundir
-from .checkpoint import record_spec, save_model
-from .curves import write_curves
-from .data_sources import data_identity, to_bundle
-from .deploy.formats import ExportConfig, export_formats
-from .deploy.paddle_inference import INFERENCE_DIR, export_stage, needs_convert
-from .deploy.stage_latency import exported, measure_stage, retime_interleaved
-from .engine import Engine, check_engine, resolve_train_config
-from .errors import ConfigError, SlimkitError
-from .measure import count_flops, count_params, saved_size, weight_sparsity
-from .report import ConsoleTable, Note, ReportConfig, StageReport, write_reports
-from .seeding import seeded, set_seed
-from .sparsity.masks import holding_masks
-from .strategy import Context, Strategy
-from .surgery import model_digest
-from .tasks import check_stages
+from ..core import device as devices
+from ..core import parallel
+from ..core.errors import ConfigError, SlimkitError
+from ..core.seeding import seeded, set_seed
+from ..core.surgery import model_digest
+from ..data.sources import data_identity, to_bundle
+from ..deploy.formats import ExportConfig, export_formats
+from ..deploy.paddle_inference import INFERENCE_DIR, export_stage, needs_convert
+from ..deploy.stage_latency import exported, measure_stage, retime_interleaved
+from ..models.checkpoint import record_spec, save_model
+from ..report.curves import write_curves
+from ..report.measure import count_flops, count_params, saved_size, weight_sparsity
+from ..report.rows import ConsoleTable, Note, ReportConfig, StageReport, write_reports
+from ..sparsity.masks import holding_masks
+from ..strategies.base import Context, Strategy
+from ..train.engine import Engine, check_engine, resolve_train_config
+from ..train.tasks import check_stages
+from . import preflight, rundir
 
 DONE = "stage.json"
 
@@ -88,7 +89,7 @@ class Pipeline:
 
         `out_dir` holding a different run is refused unless `resume` (continue it) or
         `overwrite` (replace its stage folders); nothing slimkit did not write is touched.
-        Everything knowable before training is checked first (`slimkit.preflight`).
+        Everything knowable before training is checked first (`slimkit.run.preflight`).
         Seeded by `seed`, so the same call gives the same reports; the caller's random state is kept.
         Runs on `device` (the model is moved there; `self.model` stays there), then the caller's
         `paddle.get_device()` comes back.
@@ -261,7 +262,7 @@ class Pipeline:
         """Write the stage's Paddle Inference model (<stage>/inference/model.*); the error text if it fails."""
         try:
             if needs_convert(model):
-                from .quant import convert
+                from ..quant import convert
 
                 model = convert(model)
             export_stage(model, folder, self.input_shape)

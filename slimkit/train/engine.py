@@ -14,13 +14,12 @@ from typing import Iterator, Literal, Optional, Protocol, runtime_checkable
 import paddle
 from tqdm.auto import tqdm
 
-from . import parallel
-from .errors import ConfigError
-from .metrics import add_counts, counts
-from .schema import Options, option
-from .seeding import set_seed  # noqa: F401  (kept importable from here)
-from .surgery import eval_mode, model_digest
-from .metrics import topk_hits  # noqa: F401  (kept importable from here)
+from ..core import parallel
+from ..core.errors import ConfigError
+from ..core.schema import Options, option
+from ..core.seeding import set_seed  # noqa: F401  (kept importable from here)
+from ..core.surgery import eval_mode, model_digest
+from .metrics import add_counts, counts, topk_hits  # noqa: F401  (topk_hits kept importable from here)
 from .tasks import build_task
 
 
@@ -79,7 +78,7 @@ def check_engine(engine):
     if missing:
         raise ConfigError("engine", f"{type(engine).__name__} lacks {', '.join(missing)}",
                           "an engine implements train, evaluate, batches and steps_per_epoch "
-                          "(slimkit.engine.EngineProtocol), or subclass slimkit.Engine")
+                          "(slimkit.EngineProtocol), or subclass slimkit.Engine")
     return engine
 
 
@@ -106,7 +105,7 @@ class Engine:
 
     def __init__(self, data, config=None, task=None):
         if data is None:
-            from .errors import ConfigError
+            from ..core.errors import ConfigError
 
             raise ConfigError("data", "the engine has no data", "pass a DataBundle, e.g. slimkit.to_bundle((X, y))")
         self.data = data

@@ -26,7 +26,7 @@ Ranks that arrive together exchange through gloo. Where one may wait long for an
 (rank 0's results in `on_main`, the rounds of a sharded scan) the exchange goes through
 paddle.distributed's TCP store instead: gloo's collectives give up after 30 s (measured).
 
-A rank that fails exits at once (slimkit.cli); a rank waiting for it in a collective gets
+A rank that fails exits at once (slimkit.run.cli); a rank waiting for it in a collective gets
 an error from gloo as soon as the connection closes (`PEER_LOST`), and
 `paddle.distributed.launch` stops the remaining ranks (it polls them every 2 s), so a
 failure ends the run within seconds instead of leaving the others waiting.

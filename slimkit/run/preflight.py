@@ -15,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from . import device as devices
+from ..core import device as devices
+from ..core.errors import ConfigError, ConfigErrors, SlimkitError
+from ..pruning.dependency import _check_forward_runs  # the one eager forward check, as analyze() runs it
 from . import rundir
-from .errors import ConfigError, ConfigErrors, SlimkitError
-from .pruning.dependency import _check_forward_runs  # the one eager forward check, as analyze() runs it
 
 QUANTIZING = ("qat", "ptq")
 AFTER_QUANT_FORBIDDEN = ("filter_pruning", "sparse_pruning", "qat", "ptq")
@@ -45,8 +45,8 @@ def load_config_all(path, overrides=()):
 
 def config_errors(raw, run_config_class):
     """Every ConfigError of a raw config mapping: each block and each stage validated on its own."""
-    from .schema import _suggest, field_names
-    from .strategy import strategy_from_config
+    from ..core.schema import _suggest, field_names
+    from ..strategies.base import strategy_from_config
 
     errors = []
     blocks = {f.name: f for f in dataclasses.fields(run_config_class)}
@@ -169,7 +169,7 @@ def layer_name_errors(stages, model, input_shape):
         try:
             if stage.type_name == "filter_pruning":
                 if graph is None:
-                    from .pruning.dependency import analyze
+                    from ..pruning.dependency import analyze
 
                     graph = analyze(model, input_shape)
                 stage._resolve_names(graph)
@@ -177,11 +177,11 @@ def layer_name_errors(stages, model, input_shape):
                     _check_target(stage, model, graph, input_shape)
                 structure_changed = True
             elif stage.type_name == "sparse_pruning":
-                from .sparsity.criteria import sparse_prunable_layers
+                from ..sparsity.criteria import sparse_prunable_layers
 
                 sparse_prunable_layers(model, stage.skip, stage.method)
             elif stage.type_name in QUANTIZING:
-                from .quant.qat import layers_to_quantize
+                from ..quant.qat import layers_to_quantize
 
                 layers_to_quantize(model, stage.quantizable_layer_type, stage.skip)
         except SlimkitError as err:
@@ -196,7 +196,7 @@ def _check_target(stage, model, graph, input_shape):
     target = getattr(stage, "target_flops_reduction", None)
     if target is None:
         return
-    from .pruning.selection import FlopsProbe, _counts
+    from ..pruning.selection import FlopsProbe, _counts
 
     groups = stage._groups(graph)
     if stage.method == "uniform":

@@ -8,7 +8,7 @@ split's result (`counts`, `add_counts`).
 
 import numpy as np
 
-from .errors import ConfigError, ModelError
+from ..core.errors import ConfigError, ModelError
 
 
 def counts(metric):

@@ -7,7 +7,7 @@
 Built in: `classification` (cross-entropy with label smoothing; top-1/top-5) and
 `segmentation` (per-pixel cross-entropy with an ignore index; mIoU and pixel accuracy).
 A loss or metric of the form `package.module:function` imports the user's own. Metrics
-are accumulators over numpy outputs (slimkit.metrics), so the eager model and an exported one (Paddle
+are accumulators over numpy outputs (slimkit.train.metrics), so the eager model and an exported one (Paddle
 Inference) are measured by the same code.
 """
 
@@ -20,12 +20,12 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from . import compat
-from . import device as devices
-from .errors import ConfigError, ModelError
+from .. import compat
+from ..core import device as devices
+from ..core.errors import ConfigError, ModelError
+from ..core.schema import Options, _suggest, option
+from ..core.surgery import train_mode
 from .metrics import BatchMean, SegmentationMetric, TopK
-from .schema import Options, _suggest, option
-from .surgery import train_mode
 
 TASKS = {}
 

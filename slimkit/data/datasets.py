@@ -18,8 +18,8 @@ from typing import Literal, Optional
 import numpy as np
 import paddle
 
-from .errors import ConfigError, DataError
-from .schema import Options, option
+from ..core.errors import ConfigError, DataError
+from ..core.schema import Options, option
 
 FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = {
@@ -128,7 +128,7 @@ def load_dataset(config=None, **kwargs):
     """Load a dataset by `DataConfig` (or its fields as keyword arguments)."""
     config = config if isinstance(config, DataConfig) else DataConfig(**{**(config or {}), **kwargs})
     if config.factory:
-        from .data_sources import from_factory
+        from .sources import from_factory
 
         return from_factory(config)
     loader = _LOADERS[config.name]

@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 import paddle
 
-from .errors import ModelError
-from .surgery import eval_mode
+from ..core.errors import ModelError
+from ..core.surgery import eval_mode
 
 
 def weight_sparsity(model):
@@ -80,12 +80,12 @@ def saved_size(path):
 
 def measure_latency(model, input_shape, warmup=10, runs=50):
     """Median wall time (ms) of one eager forward pass, eval mode, no grad (slimkit.deploy.timing)."""
-    from .deploy.timing import eager_latency
+    from ..deploy.timing import eager_latency
 
     return eager_latency(model, input_shape, warmup, runs)
 
 
 def latency_method(input_shape, warmup, runs):
-    from .deploy.timing import eager_latency_method
+    from ..deploy.timing import eager_latency_method
 
     return eager_latency_method(input_shape, warmup, runs)

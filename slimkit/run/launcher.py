@@ -1,6 +1,6 @@
 """`slimkit run --nproc N`: the same run on N processes of this machine, through paddle.distributed.launch.
 
-The launcher starts N copies of `python -m slimkit.cli run ...` (without `--nproc`), each
+The launcher starts N copies of `python -m slimkit run ...` (without `--nproc`), each
 with the environment paddle.distributed reads (its rank, the number of processes, the
 endpoints). Rank 0 prints the table; its output is followed from its log as it grows. When
 a rank fails, paddle's launcher stops the others; this then prints the failing rank's own
@@ -24,9 +24,9 @@ FATAL = ("C++ Traceback", "Error Message Summary", "FatalError:")  # paddle's re
 
 
 def command(nproc, argv, log_dir):
-    """The launch command line: N copies of `python -m slimkit.cli ARGV`, their logs in `log_dir`."""
+    """The launch command line: N copies of `python -m slimkit ARGV`, their logs in `log_dir`."""
     return [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
-            "--log_dir", str(log_dir), sys.executable, "-m", "slimkit.cli", *argv]
+            "--log_dir", str(log_dir), sys.executable, "-m", "slimkit", *argv]
 
 
 def environment(nproc):
@@ -150,7 +150,7 @@ def error_lines(path):
 
 def first_cause(messages, failed):
     """The rank whose error is the cause: not a relay of rank 0's error nor a lost peer; the failed rank's first."""
-    from .parallel import PEER_LOST
+    from ..core.parallel import PEER_LOST
 
     own = [r for r, lines in messages.items() if lines and "rank 0 failed: " not in lines[0]
            and PEER_LOST not in lines[0]]

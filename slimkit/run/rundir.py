@@ -17,7 +17,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from .errors import OutputError, ResumeError
+from ..core.errors import OutputError, ResumeError
 
 RUN = "pipeline.json"
 MARKER = ".slimkit-stage"

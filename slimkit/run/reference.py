@@ -1,6 +1,6 @@
 """Write the config reference (docs/config-reference.md) from the option declarations.
 
-    python -m slimkit.reference > docs/config-reference.md
+    python -m slimkit.run.reference > docs/config-reference.md
 
 A test regenerates it and fails when the committed file is stale.
 """
@@ -8,7 +8,7 @@ A test regenerates it and fails when the committed file is stale.
 import dataclasses
 import typing
 
-from .schema import bounds_text, describe
+from ..core.schema import bounds_text, describe
 
 
 def _default(f):
@@ -45,18 +45,18 @@ def options_table(cls):
 
 def config_reference():
     """The whole reference as Markdown."""
-    from . import strategies  # noqa: F401  (registers every built-in strategy)
+    from .. import strategies  # noqa: F401  (registers every built-in strategy)
+    from ..data.datasets import DataConfig
+    from ..deploy.formats import ExportConfig
+    from ..models.zoo import ModelConfig
+    from ..report.rows import ReportConfig
+    from ..strategies.base import STRATEGIES
+    from ..train.engine import TrainConfig
+    from ..train.tasks import TaskConfig
     from .config import RunConfig
-    from .data import DataConfig
-    from .deploy.formats import ExportConfig
-    from .engine import TrainConfig
-    from .models import ModelConfig
-    from .report import ReportConfig
-    from .strategy import STRATEGIES
-    from .tasks import TaskConfig
 
     parts = ["# Config reference", "",
-             "Generated from the option declarations by `python -m slimkit.reference`; "
+             "Generated from the option declarations by `python -m slimkit.run.reference`; "
              "the same declarations check Python arguments and YAML files. "
              "Unknown keys are rejected with the closest valid name.", "",
              "## Top level", "", options_table(RunConfig), ""]

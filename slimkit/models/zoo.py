@@ -12,10 +12,10 @@ from typing import Optional
 import paddle
 import paddle.nn as nn
 
-from .errors import ModelError
-from .imports import import_object
-from .schema import Options, _suggest, option
-from .seeding import seeded
+from ..core.errors import ModelError
+from ..core.imports import import_object
+from ..core.schema import Options, _suggest, option
+from ..core.seeding import seeded
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@ import re
 
 import yaml
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(-?\d+)\]")
 

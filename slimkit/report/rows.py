@@ -8,8 +8,8 @@ import textwrap
 from pathlib import Path
 from typing import Callable, Literal, Optional
 
-from .rundir import atomic_write_text
-from .schema import Options, option
+from ..core.schema import Options, option
+from ..run.rundir import atomic_write_text
 
 
 @dataclasses.dataclass
@@ -31,7 +31,7 @@ class ReportConfig(Options):
 
     def check(self):
         if self.eval_split not in ("test", "val"):
-            from .errors import ConfigError
+            from ..core.errors import ConfigError
 
             raise ConfigError("eval_split", f"{self.eval_split!r} is not a split", "use test or val")
 
@@ -314,7 +314,7 @@ def environment():
     import numpy
     import paddle
 
-    from .deploy.timing import cpu_features
+    from ..deploy.timing import cpu_features
 
     return {"python": platform.python_version(), "paddle": paddle.__version__, "numpy": numpy.__version__,
             "machine": platform.machine(), "system": platform.system(), "cpu_features": cpu_features()}
@@ -323,7 +323,7 @@ def environment():
 def write_reports(reports, folder, extra=None):
     """Write report.json and report.md into `folder`; returns their paths.
 
-    `extra` goes into report.json as it is; its `device` record (`slimkit.device.record`) also heads report.md.
+    `extra` goes into report.json as it is; its `device` record (`slimkit.core.device.record`) also heads report.md.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -338,7 +338,7 @@ def read_reports(folder):
     """The stage reports of a finished run folder (its report.json)."""
     path = Path(folder) / "report.json"
     if not path.is_file():
-        from .errors import SlimkitError
+        from ..core.errors import SlimkitError
 
         raise SlimkitError(f"no report.json in {folder}", "run a pipeline with --out pointing there first")
     return [StageReport.from_dict(d) for d in json.loads(path.read_text())["stages"]]

@@ -4,11 +4,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
-from .engine import Engine, TrainConfig
-from .errors import ConfigError
-from .imports import import_object
-from .report import Note, ReportConfig
-from .schema import Options, _suggest, option
+from ..core.errors import ConfigError
+from ..core.imports import import_object
+from ..core.schema import Options, _suggest, option
+from ..report.rows import Note, ReportConfig
+from ..train.engine import Engine, TrainConfig
 
 STRATEGIES = {}
 
@@ -19,14 +19,14 @@ class Context:
 
     `train` holds the run's resolved hyperparameters (epochs, lr, batch sizes, progress,
     seed, ...): a strategy takes its defaults from there, never from the engine, so any
-    engine implementing `slimkit.engine.EngineProtocol` works. `report` holds how stages
+    engine implementing `slimkit.train.engine.EngineProtocol` works. `report` holds how stages
     are measured. `note()` and `metrics` flow into the stage's report (layers that could
     not be pruned, per-layer sparsity), so nothing a strategy had to skip stays hidden;
     `scratch` carries values from `apply` to `measure` that are not reported.
     """
 
     data: Any                      # slimkit.data.DataBundle
-    engine: Any                    # an EngineProtocol (slimkit.engine.Engine by default)
+    engine: Any                    # an EngineProtocol (slimkit.train.engine.Engine by default)
     input_shape: list              # [1, C, H, W]
     out_dir: Path                  # this stage's own folder
     teacher: Any = None            # the model before the first compressing stage
@@ -67,7 +67,7 @@ class Strategy(Options):
 
     type_name: ClassVar[str] = ""
     compresses: ClassVar[bool] = True
-    tasks: ClassVar = None  # the task names (slimkit.tasks) it works on; None = every task
+    tasks: ClassVar = None  # the task names (slimkit.train.tasks) it works on; None = every task
 
     name: Optional[str] = option(None, "stage name in reports and folders; default: the stage's type")
 
@@ -89,13 +89,13 @@ class Strategy(Options):
 
     def save(self, model, folder: Path, ctx: Context):
         """Write what `restore` needs to rebuild this stage's result."""
-        from .checkpoint import save_model
+        from ..models.checkpoint import save_model
 
         save_model(model, folder)
 
     def restore(self, model, folder: Path, ctx: Context):
         """Rebuild this stage's result from `folder`, given the model it started from."""
-        from .checkpoint import load_model
+        from ..models.checkpoint import load_model
 
         return load_model(folder, model)
 

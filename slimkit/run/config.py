@@ -17,16 +17,16 @@ from typing import Optional
 
 import yaml
 
-from . import device as devices
-from .data import DataConfig, load_dataset
-from .deploy.formats import ExportConfig
-from .engine import TrainConfig
-from .errors import ConfigError, DataError
-from .models import ModelConfig, build_model
-from .report import ReportConfig
-from .schema import Options, option
-from .strategy import Strategy, strategy_from_config
-from .tasks import TaskConfig
+from ..core import device as devices
+from ..core.errors import ConfigError, DataError
+from ..core.schema import Options, option
+from ..data.datasets import DataConfig, load_dataset
+from ..deploy.formats import ExportConfig
+from ..models.zoo import ModelConfig, build_model
+from ..report.rows import ReportConfig
+from ..strategies.base import Strategy, strategy_from_config
+from ..train.engine import TrainConfig
+from ..train.tasks import TaskConfig
 
 
 @dataclasses.dataclass

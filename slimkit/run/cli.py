@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _parser():
-    from ._version import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(prog="slimkit", description="Compress PaddlePaddle models and measure the result.")
     parser.add_argument("--version", action="version", version=f"slimkit {__version__}")
@@ -75,7 +75,7 @@ def _leave_if_launched(code):
     """
     import os
 
-    from .parallel import launched_world_size
+    from ..core.parallel import launched_world_size
 
     if launched_world_size() > 1:
         sys.stdout.flush()
@@ -91,7 +91,7 @@ def _guarded(args):
         print("\ninterrupted: finished stages are saved; rerun with --resume to continue", file=sys.stderr)
         return 130
     except Exception as err:  # --debug shows the rest
-        from .errors import SlimkitError
+        from ..core.errors import SlimkitError
 
         if args.debug:
             traceback.print_exc()
@@ -112,14 +112,14 @@ def _guarded(args):
 
 def _rank_prefix():
     """`rank R of N: ` in a data-parallel run, so the failing process is named; empty otherwise."""
-    from .parallel import label
+    from ..core.parallel import label
 
     return f"{label()}: " if label() else ""
 
 
 def _dispatch(args):
     if args.command == "models":
-        from .models import available_models
+        from ..models.zoo import available_models
 
         for name, desc in available_models().items():
             print(f"{name:24s} {desc}")
@@ -129,7 +129,7 @@ def _dispatch(args):
     if args.command == "report":
         return _report(args)
     if args.command == "export":
-        from .deploy.formats import export_run
+        from ..deploy.formats import export_run
 
         for path in export_run(args.folder, args.to, args.stage, args.format):
             print(path)
@@ -141,9 +141,9 @@ def _dispatch(args):
 
 def _run(args):
     """Run a config; native library output stays in `run.log` in the run folder, off the console."""
+    from ..core.parallel import is_main
+    from ..report.console import captured_console
     from .config import build_pipeline
-    from .console import captured_console
-    from .parallel import is_main
     from .preflight import load_config_all
     from .rundir import append_log
 
@@ -167,7 +167,7 @@ def _run(args):
 
 
 def _finished(args, reports, out):
-    from .report import ConsoleTable, metric_names
+    from ..report.rows import ConsoleTable, metric_names
 
     if args.quiet:  # only the final table
         table = ConsoleTable(metric_names=metric_names(reports))
@@ -180,8 +180,8 @@ def _finished(args, reports, out):
 
 def _processes(args):
     """`--nproc`, checked: at least 1, and not inside processes paddle.distributed.launch started already."""
-    from .errors import ConfigError
-    from .parallel import launched_world_size
+    from ..core.errors import ConfigError
+    from ..core.parallel import launched_world_size
 
     if args.nproc < 1:
         raise ConfigError("--nproc", f"{args.nproc} processes", "give --nproc 1 or more")
@@ -192,7 +192,7 @@ def _processes(args):
 
 
 def _launch(args, out):
-    """Start the run on `--nproc` processes (slimkit.launcher); the config was checked already.
+    """Start the run on `--nproc` processes (slimkit.run.launcher); the config was checked already.
 
     Everything else `run` checks before work (model, stage order, output folder) rank 0
     checks first thing, and its error ends every rank with the same exit code.
@@ -206,8 +206,8 @@ def _launch(args, out):
 
 
 def _bench(args):
-    from .deploy.stage_latency import bench_run
-    from .report import ConsoleTable, ReportConfig, metric_names
+    from ..deploy.stage_latency import bench_run
+    from ..report.rows import ConsoleTable, ReportConfig, metric_names
 
     cfg = ReportConfig.from_dict({"latency_runs": args.runs, "latency_warmup": args.warmup,
                                   "latency_rounds": args.rounds, "threads": args.threads}, "bench")
@@ -222,7 +222,7 @@ def _bench(args):
 
 def _report(args):
     """Print a run folder's table (or report.md); an interrupted run is marked with the stages it lacks."""
-    from .report import ConsoleTable, metric_names, read_reports
+    from ..report.rows import ConsoleTable, metric_names, read_reports
     from .rundir import missing_stages
 
     folder = Path(args.folder)
@@ -243,9 +243,9 @@ def _report(args):
 
 def _check(args):
     """Every check `run` makes before work, for each file; one verdict line (or the problems) per file."""
+    from ..core.errors import SlimkitError
+    from ..report.console import captured_console
     from .config import build_pipeline
-    from .console import captured_console
-    from .errors import SlimkitError
     from .preflight import check_pipeline, load_config_all
 
     worst = 0

@@ -16,8 +16,8 @@ import zlib
 import numpy as np
 import paddle
 
-from .data import ArrayDataset, DataBundle, DataConfig, load_dataset
-from .errors import ConfigError, DataError
+from .datasets import ArrayDataset, DataBundle, DataConfig, load_dataset
+from ..core.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
 
@@ -161,7 +161,7 @@ def data_identity(bundle):
 
 def from_factory(config):
     """Call the `data.factory` function of a config and turn what it returns into a DataBundle."""
-    from .models import import_factory
+    from ..models.zoo import import_factory
 
     factory = import_factory(config.factory, "data.factory")
     try:

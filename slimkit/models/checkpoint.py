@@ -11,9 +11,9 @@ from pathlib import Path
 
 import paddle
 
-from .errors import ModelError
-from .rundir import atomic_save, atomic_write_text, read_run
-from .surgery import restore, shape_attrs
+from ..core.errors import ModelError
+from ..core.surgery import restore, shape_attrs
+from ..run.rundir import atomic_save, atomic_write_text, read_run
 
 WEIGHTS = "model.pdparams"
 ARCH = "architecture.json"
@@ -69,7 +69,7 @@ def load_model(folder, model=None):
     if model is None:
         if not arch.get("spec"):
             raise ModelError(f"{folder} holds no model spec", "pass the model to load into: load_model(folder, model)")
-        from .models import build_model
+        from .zoo import build_model
 
         model = build_model(**arch["spec"])
     return _load_into(model, folder, arch)
@@ -83,7 +83,7 @@ def _inference_program(folder):
     arch = json.loads((folder / ARCH).read_text()) if (folder / ARCH).is_file() else {}
     if arch.get("spec") and not _quantized(arch):
         return None
-    from .quant.export import InferenceModel
+    from ..quant.export import InferenceModel
 
     run = read_run(folder.parent) or {}  # run(images) returns the output the run's task measured
     return InferenceModel(prefix, runtime="cpu", output=(run.get("task") or {}).get("output"))

@@ -1,0 +1,1 @@
+"""The ground floor: errors, options, the Paddle build check, imports, model surgery, seeds, devices, processes."""

@@ -1,0 +1,1 @@
+"""Training and evaluation: the engine, tasks (loss and metric), metrics."""
