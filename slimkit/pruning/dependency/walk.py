@@ -34,11 +34,11 @@ import math
 import numpy as np
 import paddle
 
-from .. import compat
-from ..core.errors import ModelError
-from ..core.schema import _suggest
-from ..core.surgery import eval_mode, train_mode
-from . import ops
+from ... import compat
+from ...core.errors import ModelError
+from ...core.schema import _suggest
+from ...core.surgery import eval_mode, train_mode
+from .. import ops
 
 
 @dataclasses.dataclass
