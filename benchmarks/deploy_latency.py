@@ -2,7 +2,7 @@
 
 For resnet50 and mobilenet_v2 at 224x224 (random weights: latency does not depend on them),
 batch 1, 1 thread, oneDNN, every variant exported and all of a model's exports timed
-interleaved in one go (deploy.timing), this measures:
+interleaved in one go (report.timing), this measures:
 
 - FLOPs ratio vs predictor latency ratio of `slimkit.prune(ratios=0.3)` at default settings,
   and with channel multiples `round_to` 1, 8 and 16 (the default multiple is chosen from this);
@@ -33,7 +33,7 @@ import paddle
 
 import slimkit
 from slimkit.deploy import InferenceModel, export_float, time_runners
-from slimkit.deploy.timing import cpu_description
+from slimkit.core.cpu import cpu_description
 from slimkit.pruning.alignment import default_alignment
 from slimkit.quant import calibrate, convert, export_quantized, prepare_ptq
 

@@ -84,7 +84,7 @@ def measure(stage_dir, engine, shape, runs):
 
 def cpu_text():
     try:
-        from slimkit.deploy.timing import cpu_description
+        from slimkit.core.cpu import cpu_description
     except ImportError:
         return f"{platform.machine()}, {platform.processor() or 'processor unknown'}"
     return cpu_description()

@@ -22,6 +22,7 @@ DOCUMENTED = {
     "slimkit.tasks": "slimkit.train.tasks",
     "slimkit.metrics": "slimkit.train.metrics",
     "slimkit.strategy": "slimkit.strategies.base",
+    "slimkit.deploy.timing": "slimkit.report.timing",
 }
 MOVED = {
     "slimkit._paddle": "slimkit.core.paddle_build",

@@ -13,7 +13,7 @@ import slimkit
 from slimkit import FilterPruning, Finetune, Pipeline, ReportConfig
 from slimkit.core.errors import ConfigError
 from slimkit.deploy import InferenceModel, stage_export_prefix, stage_latency
-from slimkit.deploy.timing import Timing
+from slimkit.report.timing import Timing
 from slimkit.run.cli import main
 
 REPORT = {"latency_runs": 6, "latency_warmup": 1, "latency_rounds": 2}

@@ -18,7 +18,8 @@ from slimkit.core import device as devices
 from slimkit.core.errors import ConfigError
 from slimkit.deploy import InferenceModel, stage_export_prefix
 from slimkit.deploy.stage_latency import latency_method
-from slimkit.deploy.timing import cpu_description, eager_latency_method
+from slimkit.core.cpu import cpu_description
+from slimkit.report.timing import eager_latency_method
 from slimkit.report.rows import ReportConfig
 from slimkit.run.cli import main
 

@@ -38,7 +38,8 @@ def test_moved_internals_import_with_a_warning_naming_the_new_path():
             "print(Pipeline is slimkit.Pipeline, [str(x.message) for x in w])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.startswith("True")
-    assert "slimkit.pipeline moved to slimkit.run.pipeline" in out and "slimkit.rundir moved to slimkit.run.rundir" in out
+    assert "slimkit.pipeline moved to slimkit.run.pipeline" in out
+    assert "slimkit.rundir moved to slimkit.run.rundir" in out
 
 
 def test_an_old_module_is_an_attribute_of_slimkit_without_importing_it():

@@ -8,7 +8,7 @@ import pytest
 
 import slimkit
 from slimkit import FilterPruning
-from slimkit.deploy import timing
+from slimkit.core import cpu
 from slimkit.pruning import alignment, analyze, prune
 from slimkit.pruning.alignment import channel_step
 from slimkit.pruning.selection import channels_to_keep
@@ -28,7 +28,7 @@ REAL_DEFAULT = alignment.default_alignment  # before the suite's fixture pins it
 @pytest.mark.parametrize("flags, block", [(["avx2", "fma", "avx512f", "avx512_vnni"], 16), (["avx2", "fma"], 8),
                                           ([], 8)])
 def test_default_multiple_is_the_cpu_channel_block(monkeypatch, flags, block):
-    monkeypatch.setattr(timing, "cpu_features", lambda: flags)
+    monkeypatch.setattr(cpu, "cpu_features", lambda: flags)
     REAL_DEFAULT.cache_clear()
     try:
         assert REAL_DEFAULT() == block

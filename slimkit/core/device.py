@@ -132,7 +132,7 @@ def model_on(model, device=None):
 def describe(device):
     """The device for reports: 'CPU x86_64, 2 cores, avx2 fma' or 'GPU 0 (<name>, CUDA 12.6)'."""
     if not str(device).startswith("gpu"):
-        from ..deploy.timing import cpu_description
+        from .cpu import cpu_description
 
         return f"CPU {cpu_description()}"
     index = int(str(device).partition(":")[2] or 0)

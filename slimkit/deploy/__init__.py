@@ -1,8 +1,9 @@
-"""The deployed model: exports for Paddle Inference and ONNX Runtime, the runtimes that run them, timing."""
+"""The deployed model: exports for Paddle Inference and ONNX Runtime, and the runtimes that run them."""
 
 from .paddle_inference import (INFERENCE_DIR, InferenceModel, export_float, export_int8, export_stage,
                                exported_size, int8_verdict, stage_export_prefix)
-from .timing import Timing, cpu_features, eager_latency, time_runners
+from ..core.cpu import cpu_features  # handed on: the deployed latency depends on them
+from ..report.timing import Timing, eager_latency, time_runners  # the timer every latency goes through
 
 __all__ = ["InferenceModel", "export_float", "export_int8", "export_stage", "exported_size", "int8_verdict",
            "stage_export_prefix", "INFERENCE_DIR", "Timing", "time_runners", "eager_latency", "cpu_features"]

@@ -156,7 +156,7 @@ class OnnxModel:
         return len(self.session.get_outputs())
 
     def runner(self, input_shape):
-        """A no-argument callable running the session on a fixed random batch (for deploy.timing)."""
+        """A no-argument callable running the session on a fixed random batch (for report.timing)."""
         feed = {self._input: np.random.RandomState(0).randn(*input_shape).astype(np.float32)}
         return lambda: self.session.run(None, feed)
 

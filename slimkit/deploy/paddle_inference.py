@@ -296,7 +296,7 @@ class InferenceModel:
         return len(self._outputs)
 
     def runner(self, input_shape):
-        """A no-argument callable running the predictor on a fixed random batch (for deploy.timing)."""
+        """A no-argument callable running the predictor on a fixed random batch (for report.timing)."""
         x = np.random.RandomState(0).randn(*input_shape).astype(np.float32)
         self._input.reshape(list(x.shape))
         self._input.copy_from_cpu(x)
@@ -325,7 +325,7 @@ class InferenceModel:
 
     def latency(self, input_shape, warmup=10, runs=50):
         """Median wall time (ms) of `predictor.run()` on a random batch of `input_shape`."""
-        from .timing import time_runners
+        from ..report.timing import time_runners
 
         return time_runners({"model": self.runner(input_shape)}, warmup=warmup, runs=runs, rounds=1)["model"].median
 

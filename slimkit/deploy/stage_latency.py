@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..core import device as devices
 from .paddle_inference import InferenceModel, predictor_text, stage_export_prefix
-from .timing import eager_latency, eager_latency_method, time_runners
+from ..report.timing import eager_latency, eager_latency_method, time_runners
 
 RUNTIME = "onednn_int8"     # oneDNN on the CPU (its int8 passes act on int8 exports only); GPU kernels on a GPU
 FLOAT_EXPORT_DIR = "float_inference"  # the float reference export QAT/PTQ stages write beside theirs

@@ -24,7 +24,7 @@ import functools
 @functools.lru_cache(maxsize=1)
 def default_alignment():
     """oneDNN's channel block on this CPU: 16 with AVX-512, 8 otherwise."""
-    from ..deploy.timing import cpu_features
+    from ..core.cpu import cpu_features
 
     return 16 if "avx512f" in cpu_features() else 8
 

@@ -5,7 +5,7 @@ removed. As in NetAdapt (Yang et al., 2018) and HALP (Shen et al., 2022) the sel
 works from latencies measured on the runtime, not from FLOPs:
 
 1. `LatencyProbe` exports the model with each group alone pruned to half of its channels
-   and times these exports and the unpruned one interleaved (deploy.timing; eight variants
+   and times these exports and the unpruned one interleaved (report.timing; eight variants
    and the unpruned model at a time): the table of
    latency saved per removed channel of every group, where the group's neighbours keep
    their channels. A group whose pruning does not save time gets no channels removed.
@@ -65,7 +65,7 @@ def check_latency_target(options):
 def time_exports(prefixes, shape, threads=1):
     """{name: median ms} of exports ({name: prefix}) timed interleaved in the Paddle Inference predictor."""
     from ..deploy.paddle_inference import InferenceModel
-    from ..deploy.timing import time_runners
+    from ..report.timing import time_runners
 
     runners = {name: InferenceModel(prefix, "onednn_int8", threads).runner(shape) for name, prefix in prefixes.items()}
     return {name: t.median for name, t in time_runners(runners, PROBE_WARMUP, PROBE_RUNS, PROBE_ROUNDS).items()}

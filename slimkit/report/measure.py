@@ -79,13 +79,13 @@ def saved_size(path):
 
 
 def measure_latency(model, input_shape, warmup=10, runs=50):
-    """Median wall time (ms) of one eager forward pass, eval mode, no grad (slimkit.deploy.timing)."""
-    from ..deploy.timing import eager_latency
+    """Median wall time (ms) of one eager forward pass, eval mode, no grad (slimkit.report.timing)."""
+    from .timing import eager_latency
 
     return eager_latency(model, input_shape, warmup, runs)
 
 
 def latency_method(input_shape, warmup, runs):
-    from ..deploy.timing import eager_latency_method
+    from .timing import eager_latency_method
 
     return eager_latency_method(input_shape, warmup, runs)

@@ -314,7 +314,7 @@ def environment():
     import numpy
     import paddle
 
-    from ..deploy.timing import cpu_features
+    from ..core.cpu import cpu_features
 
     return {"python": platform.python_version(), "paddle": paddle.__version__, "numpy": numpy.__version__,
             "machine": platform.machine(), "system": platform.system(), "cpu_features": cpu_features()}

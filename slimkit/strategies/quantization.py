@@ -18,7 +18,7 @@ from ..core.errors import ConfigError
 from ..core.schema import option
 from ..deploy.paddle_inference import INFERENCE_DIR, InferenceModel, export_float, exported_size, int8_verdict
 from ..deploy.stage_latency import FLOAT_EXPORT_DIR
-from ..deploy.timing import time_runners
+from ..report.timing import time_runners
 from ..models.checkpoint import load_model
 from ..quant.export import export_quantized
 from ..quant.ptq import calibrate, prepare_ptq

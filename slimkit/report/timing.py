@@ -11,18 +11,12 @@ Runtime session call, an eager forward.
 import dataclasses
 import math
 import os
-import platform
 import time
 
 import numpy as np
 import paddle
 
 from ..core import device as devices
-
-# ISA extensions that decide which kernels oneDNN (and other runtimes) can use.
-ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
-             "amx_tile", "amx_int8", "amx_bf16")
-
 
 @dataclasses.dataclass
 class Timing:
@@ -111,22 +105,3 @@ def eager_latency_method(input_shape, warmup, runs, device=None):
         where = f"CPU ({os.environ.get('OMP_NUM_THREADS') or f'{os.cpu_count()} cores'})"
     return (f"paddle eager (dygraph), eval mode, no_grad, input {list(input_shape)}, {where}; "
             f"median of {runs} runs after {warmup} warm-up runs")
-
-
-def cpu_features(cpuinfo="/proc/cpuinfo"):
-    """The ISA flags of `ISA_FLAGS` this CPU has (from /proc/cpuinfo on Linux; [] where unknown)."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    found = set(line.split(":", 1)[1].split())
-                    return [flag for flag in ISA_FLAGS if flag in found]
-    except OSError:
-        pass
-    return []
-
-
-def cpu_description():
-    """'x86_64, 2 cores, avx2 fma ...' for reports."""
-    flags = " ".join(cpu_features()) or "ISA flags unknown"
-    return f"{platform.machine()}, {os.cpu_count()} cores, {flags}"
