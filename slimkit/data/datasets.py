@@ -124,13 +124,8 @@ class DataBundle:
     task: str = "classification"  # what the labels are: a class per image, or per pixel ("segmentation")
 
 
-def load_dataset(config=None, **kwargs):
-    """Load a dataset by `DataConfig` (or its fields as keyword arguments)."""
-    config = config if isinstance(config, DataConfig) else DataConfig(**{**(config or {}), **kwargs})
-    if config.factory:
-        from .sources import from_factory
-
-        return from_factory(config)
+def load_named(config):
+    """The built-in dataset `config.name` (a DataConfig) with its seeded splits; `load_dataset` is the entry point."""
     loader = _LOADERS[config.name]
     train_x, train_y, test_x, test_y, classes = loader(config)
     if test_x is None:

@@ -16,10 +16,16 @@ import zlib
 import numpy as np
 import paddle
 
-from .datasets import ArrayDataset, DataBundle, DataConfig, load_dataset
+from .datasets import ArrayDataset, DataBundle, DataConfig, load_named
 from ..core.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
+
+
+def load_dataset(config=None, **kwargs):
+    """Load a dataset by `DataConfig` (or its fields as keyword arguments): a built-in one, or `data.factory`'s."""
+    config = config if isinstance(config, DataConfig) else DataConfig(**{**(config or {}), **kwargs})
+    return from_factory(config) if config.factory else load_named(config)
 
 
 def to_bundle(data, num_classes=None, input_shape=None, val_fraction=0.1, test_fraction=0.2, seed=0):

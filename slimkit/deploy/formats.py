@@ -165,7 +165,7 @@ def _builtin_datasets():
 
 
 def _run_engine(run_dir):
-    from ..data.datasets import DataConfig, load_dataset
+    from ..data import DataConfig, load_dataset
     from ..train.engine import Engine
 
     described = json.loads((Path(run_dir) / "pipeline.json").read_text())

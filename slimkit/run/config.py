@@ -20,7 +20,7 @@ import yaml
 from ..core import device as devices
 from ..core.errors import ConfigError, DataError
 from ..core.schema import Options, option
-from ..data.datasets import DataConfig, load_dataset
+from ..data import DataConfig, load_dataset
 from ..deploy.formats import ExportConfig
 from ..models.zoo import ModelConfig, build_model
 from ..report.rows import ReportConfig
