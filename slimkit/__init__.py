@@ -19,9 +19,10 @@ from . import compat  # noqa: F401  (the Paddle/PaddleSlim workarounds; importin
 from ._version import __version__
 from .core.errors import ConfigError, DataError, ModelError, ResumeError, SlimkitError
 from .data import DataBundle, DataConfig, load_dataset, to_bundle
-from .models import ModelConfig, available_models, build_model, load_model, save_model
+from .models import ModelConfig, available_models, build_model, save_model
 from .pruning import prunable_layers, prune, sensitive
 from .report import Note, ReportConfig, StageReport, count_flops, count_params, measure_latency
+from .run.loading import load_model
 from .run.pipeline import Pipeline
 from .sparsity import sparsify
 from .strategies import PTQ, QAT, Distillation, FilterPruning, Finetune, SparsePruning

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from slimkit.core import files
 from slimkit.core.errors import OutputError
 from slimkit.run import rundir
 from slimkit.run.cli import main
@@ -145,8 +146,8 @@ def test_atomic_write_leaves_old_or_new_never_a_torn_file(tmp_path, monkeypatch)
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError):
-        rundir.atomic_write_text(target, "new")
+        files.atomic_write_text(target, "new")
     assert target.read_text() == "old"
     monkeypatch.undo()
-    rundir.atomic_write_text(target, "new")
+    files.atomic_write_text(target, "new")
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["report.json"]

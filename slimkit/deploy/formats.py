@@ -1,4 +1,4 @@
-"""The deployable files of every stage, in the formats asked, and the files to ship from a finished run.
+"""The deployable files of every stage, in the formats asked.
 
     export: {formats: [paddle, onnx]}      # config block; Pipeline(..., export={...}) in Python
 
@@ -6,20 +6,19 @@
 export (`<stage>/inference/model.pdmodel` + `.pdiparams`, int8 for QAT/PTQ stages), `onnx`
 converts that export to `<stage>/onnx/model.onnx` and verifies it in ONNX Runtime against
 Paddle's predictor (`<stage>/onnx/verification.json`, also in the report's `extra`).
-`export_run` is `slimkit export RUN_DIR [--stage NAME] --format paddle|onnx --to DIR`.
+`slimkit export` (slimkit.run.ship) copies these files out of a finished run.
 """
 
 import dataclasses
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import List, Literal
 
-from ..core.errors import ConfigError, ModelError
-from ..core.schema import Options, _suggest, option
+from ..core.errors import ModelError
+from ..core.schema import Options, option
 from . import onnx as onnx_export
-from .paddle_inference import OUTPUTS_FILE, export_stage, native_output_captured, stage_export_prefix
+from .paddle_inference import export_stage, native_output_captured, stage_export_prefix
 
 FORMATS = ("paddle", "onnx")
 PADDLE_FILES = ("model.pdmodel", "model.pdiparams")
@@ -47,11 +46,11 @@ class ExportConfig(Options):
             onnx_export.require_onnx("formats")
 
 
-def _has_paddle_files(prefix):
+def has_paddle_files(prefix):
     return all((Path(prefix).parent / name).is_file() for name in PADDLE_FILES)
 
 
-def _export_paddle(model, folder, input_shape):
+def export_paddle(model, folder, input_shape):
     """`folder/inference/model` written by the one stage export (deploy.paddle_inference.export_stage)."""
     # The static executor jit.save runs logs from C++ ("New Executor is Running"): kept off the console.
     with native_output_captured() as captured:
@@ -67,7 +66,7 @@ def export_formats(model, folder, input_shape, engine, config, report):
     if not config.formats:
         return
     prefix = stage_export_prefix(folder)
-    if not _has_paddle_files(prefix):  # the pipeline's export failed and is noted: nothing to convert
+    if not has_paddle_files(prefix):  # the pipeline's export failed and is noted: nothing to convert
         report.extra["export"] = {"paddle": None}
         if "onnx" in config.formats:
             report.add_note("no ONNX export: the stage has no Paddle Inference export to convert", "onnx")
@@ -94,85 +93,3 @@ def _onnx_note(record):
     return (f"ONNX export ({kind}, opset {record['opset']}) verified in ONNX Runtime: max abs logit difference "
             f"{record['max_abs_diff']:.2g}, top-1 agreement {record['top1_agreement']:.2%} on "
             f"{record['samples']} test samples ({record['file']})")
-
-
-# --- slimkit export -------------------------------------------------------------------------
-def export_run(run_dir, to, stage=None, fmt="paddle"):
-    """Copy the deployable files of a finished run's stage (default: the last) into `to`; returns their paths."""
-    if fmt not in FORMATS:
-        raise ConfigError("--format", f"{fmt!r} is not an export format", _suggest(fmt, list(FORMATS)))
-    if fmt == "onnx":
-        onnx_export.require_onnx("--format")
-    folder = find_stage(run_dir, stage)
-    names = PADDLE_FILES if fmt == "paddle" else ONNX_FILES
-    target = Path(to)
-    taken = [n for n in (*names, OUTPUTS_FILE) if (target / n).exists()]
-    if taken:
-        raise ConfigError("--to", f"{target} already holds {', '.join(taken)}", "choose an empty or new folder")
-    source = _paddle_files(folder) if fmt == "paddle" else _onnx_files(folder, run_dir)
-    target.mkdir(parents=True, exist_ok=True)
-    if (source / OUTPUTS_FILE).is_file():  # which model output each exported one is (exports since it exists)
-        names = (*names, OUTPUTS_FILE)
-    for name in names:
-        shutil.copy2(source / name, target / name)
-    return [target / n for n in names]
-
-
-def find_stage(run_dir, stage=None):
-    """The folder of the finished stage `stage` (its name, or `NN-name`) in `run_dir`; default: the last one."""
-    run_dir = Path(run_dir)
-    done = sorted(p for p in run_dir.glob("[0-9][0-9]-*") if (p / "stage.json").is_file())
-    if not done:
-        raise ConfigError("RUN_DIR", f"{run_dir} holds no finished stage", "give the --out folder of a slimkit run")
-    if stage is None:
-        return done[-1]
-    by_name = {p.name: p for p in done} | {p.name[3:]: p for p in done}
-    if stage not in by_name:
-        raise ConfigError("--stage", f"{run_dir} has no finished stage {stage!r}",
-                          _suggest(stage, [p.name[3:] for p in done]))
-    return by_name[stage]
-
-
-def _paddle_files(folder):
-    if _has_paddle_files(stage_export_prefix(folder)):
-        return stage_export_prefix(folder).parent
-    from ..models.checkpoint import load_model
-
-    model = load_model(folder)  # a stage of a run made before every stage was exported
-    pipeline = json.loads((folder.parent / "pipeline.json").read_text())
-    return _export_paddle(model, folder, pipeline["input_shape"]).parent
-
-
-def _onnx_files(folder, run_dir):
-    source = folder / onnx_export.ONNX_DIR
-    record_path = source / onnx_export.RECORD_FILE
-    if not record_path.is_file():
-        record = onnx_export.export_onnx(_paddle_files(folder) / "model", source, _run_engine(run_dir))
-    else:
-        record = json.loads(record_path.read_text())
-    if not record["ok"]:
-        raise ModelError(onnx_export.mismatch_text(record),
-                         "ship the Paddle files (--format paddle), or report the model as a conversion bug")
-    return source
-
-
-def _builtin_datasets():
-    import typing
-
-    from ..data.datasets import DataConfig
-
-    return typing.get_args(typing.get_type_hints(DataConfig)["name"])
-
-
-def _run_engine(run_dir):
-    from ..data import DataConfig, load_dataset
-    from ..train.engine import Engine
-
-    described = json.loads((Path(run_dir) / "pipeline.json").read_text())
-    data = described.get("data")
-    if isinstance(data, dict):  # the description of what was used: a built-in dataset is reloaded by its name
-        data = data.get("name") if data.get("name") in _builtin_datasets() and "factory" not in data else None
-    if not isinstance(data, str):
-        raise ModelError(f"{run_dir} was run on data slimkit cannot reload by name, needed to verify the ONNX file",
-                         "run it with `export: {formats: [paddle, onnx]}` to export while the data is at hand")
-    return Engine(load_dataset(DataConfig(name=data)), task=described.get("task"))

@@ -2,8 +2,8 @@
 
 `paddle.save(model.state_dict())` alone cannot be loaded into a freshly built model
 once filters were removed; `save_model` also writes each layer's tensor shapes and
-shape attributes, and `load_model` reshapes a fresh (or any structurally equal) model to
-match before setting the weights.
+shape attributes, and `load_into` reshapes a fresh (or any structurally equal) model to
+match before setting the weights (`slimkit.load_model` also rebuilds the model from its spec).
 """
 
 import json
@@ -13,7 +13,7 @@ import paddle
 
 from ..core.errors import ModelError
 from ..core.surgery import restore, shape_attrs
-from ..run.rundir import atomic_save, atomic_write_text, read_run
+from ..core.files import atomic_save, atomic_write_text
 
 WEIGHTS = "model.pdparams"
 ARCH = "architecture.json"
@@ -50,51 +50,19 @@ def record_spec(folder, spec):
         path.write_text(json.dumps(arch, indent=1))
 
 
-def load_model(folder, model=None):
-    """Load a model saved by `save_model`, into `model` (reshaped to fit) or rebuilt from its spec.
-
-    A stage folder that cannot be rebuilt from its spec (no spec, or a structure the spec
-    does not build, such as a quantized model) loads its saved inference program instead:
-    an `InferenceModel`, whose `run(images)` returns the logits (the output the run's `task.output` names).
-    """
+def read_architecture(folder):
+    """The `architecture.json` of a folder `save_model` wrote (ModelError for any other folder)."""
     folder = Path(folder)
-    if model is None:
-        exported = _inference_program(folder)
-        if exported is not None:
-            return exported
     if not (folder / WEIGHTS).is_file() or not (folder / ARCH).is_file():
         raise ModelError(f"{folder} is not a slimkit model folder (needs {WEIGHTS} and {ARCH})",
                          "save with slimkit.save_model, or load a plain .pdparams with model.set_state_dict")
-    arch = json.loads((folder / ARCH).read_text())
-    if model is None:
-        if not arch.get("spec"):
-            raise ModelError(f"{folder} holds no model spec", "pass the model to load into: load_model(folder, model)")
-        from .zoo import build_model
-
-        model = build_model(**arch["spec"])
-    return _load_into(model, folder, arch)
+    return json.loads((folder / ARCH).read_text())
 
 
-def _inference_program(folder):
-    """The folder's saved inference program, where its weights alone do not rebuild the model."""
-    prefix = folder / INFERENCE_DIR / "model"
-    if not Path(f"{prefix}.pdmodel").is_file():
-        return None
-    arch = json.loads((folder / ARCH).read_text()) if (folder / ARCH).is_file() else {}
-    if arch.get("spec") and not _quantized(arch):
-        return None
-    from ..quant.export import InferenceModel
-
-    run = read_run(folder.parent) or {}  # run(images) returns the output the run's task measured
-    return InferenceModel(prefix, runtime="cpu", output=(run.get("task") or {}).get("output"))
-
-
-def _quantized(arch):
-    # Layers of paddle's quantization wrappers are not built by the model's own constructor.
-    return any("Quant" in info["type"] for info in arch.get("layers", {}).values())
-
-
-def _load_into(model, folder, arch):
+def load_into(model, folder, arch=None):
+    """Load the weights of `folder` (saved by `save_model`) into `model`, reshaped to fit; returns `model`."""
+    folder = Path(folder)
+    arch = read_architecture(folder) if arch is None else arch
     state = paddle.load(str(folder / WEIGHTS))
     own = dict(model.named_sublayers(include_self=True))
     missing = [p for p in arch["layers"] if p not in own]
@@ -110,4 +78,25 @@ def _load_into(model, folder, arch):
             snapshot["tensors"][(prefix, name)] = state[key].numpy()
         snapshot["attrs"][prefix] = info["attrs"]
     restore(model, snapshot)
+    return model
+
+
+def load_weights(model, checkpoint):
+    """Load weights from a `.pdparams` file or a slimkit model folder; shapes must match."""
+    path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        return load_into(model, path)
+    if not path.is_file():
+        raise ModelError(f"checkpoint not found: {path}", "give a .pdparams file or a folder saved by slimkit")
+    state = paddle.load(str(path))
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    wrong = [f"{k}: {list(state[k].shape)} vs {list(v.shape)}" for k, v in own.items()
+             if k in state and list(state[k].shape) != list(v.shape)]
+    if missing or wrong:
+        raise ModelError(f"checkpoint {path} does not fit the model: "
+                         + (f"missing {missing[:5]} " if missing else "")
+                         + (f"shape mismatch {wrong[:5]}" if wrong else ""),
+                         "a pruned model's weights need its folder saved by slimkit (slimkit.save_model)")
+    model.set_state_dict(state)
     return model

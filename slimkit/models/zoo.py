@@ -6,7 +6,6 @@
 
 import dataclasses
 import inspect
-from pathlib import Path
 from typing import Optional
 
 import paddle
@@ -247,6 +246,8 @@ def build_model(name="small_cnn", num_classes=10, in_channels=None, input_size=N
     model.slimkit_spec = {"name": name, "num_classes": num_classes, "in_channels": in_channels,
                           "input_size": input_size, **args}
     if checkpoint:
+        from .checkpoint import load_weights
+
         model = load_weights(model, checkpoint)
     return model
 
@@ -264,26 +265,3 @@ def import_factory(spec, what="model"):
     if not callable(factory):
         raise ModelError(f"{spec} is not callable", "use `package.module:function`")
     return factory
-
-
-def load_weights(model, checkpoint):
-    """Load weights from a `.pdparams` file or a slimkit model folder; shapes must match."""
-    path = Path(checkpoint).expanduser()
-    if path.is_dir():
-        from .checkpoint import load_model
-
-        return load_model(path, model)
-    if not path.is_file():
-        raise ModelError(f"checkpoint not found: {path}", "give a .pdparams file or a folder saved by slimkit")
-    state = paddle.load(str(path))
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    wrong = [f"{k}: {list(state[k].shape)} vs {list(v.shape)}" for k, v in own.items()
-             if k in state and list(state[k].shape) != list(v.shape)]
-    if missing or wrong:
-        raise ModelError(f"checkpoint {path} does not fit the model: "
-                         + (f"missing {missing[:5]} " if missing else "")
-                         + (f"shape mismatch {wrong[:5]}" if wrong else ""),
-                         "a pruned model's weights need its folder saved by slimkit (slimkit.save_model)")
-    model.set_state_dict(state)
-    return model

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Literal, Optional
 
 from ..core.schema import Options, option
-from ..run.rundir import atomic_write_text
+from ..core.files import atomic_write_text
 
 
 @dataclasses.dataclass

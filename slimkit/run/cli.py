@@ -129,7 +129,7 @@ def _dispatch(args):
     if args.command == "report":
         return _report(args)
     if args.command == "export":
-        from ..deploy.formats import export_run
+        from .ship import export_run
 
         for path in export_run(args.folder, args.to, args.stage, args.format):
             print(path)

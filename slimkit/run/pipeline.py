@@ -23,6 +23,7 @@ from pathlib import Path
 from ..core import device as devices
 from ..core import parallel
 from ..core.errors import ConfigError, SlimkitError
+from ..core.files import atomic_write_text
 from ..core.seeding import seeded, set_seed
 from ..core.surgery import model_digest
 from ..data.sources import data_identity, to_bundle
@@ -307,7 +308,7 @@ class Pipeline:
 
     def _mark_done(self, folder, report, config):
         # Written last: a stage folder without it is an interrupted stage and runs again.
-        parallel.on_main(lambda: rundir.atomic_write_text(
+        parallel.on_main(lambda: atomic_write_text(
             Path(folder) / DONE, json.dumps({"config": config, "report": report.to_dict()}, indent=2)))
 
     def _load_done(self, folder, config=None):

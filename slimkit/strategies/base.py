@@ -95,9 +95,9 @@ class Strategy(Options):
 
     def restore(self, model, folder: Path, ctx: Context):
         """Rebuild this stage's result from `folder`, given the model it started from."""
-        from ..models.checkpoint import load_model
+        from ..models.checkpoint import load_into
 
-        return load_model(folder, model)
+        return load_into(model, folder)
 
     @property
     def display_name(self):

@@ -19,7 +19,7 @@ from ..core.schema import option
 from ..deploy.paddle_inference import INFERENCE_DIR, InferenceModel, export_float, exported_size, int8_verdict
 from ..deploy.stage_latency import FLOAT_EXPORT_DIR
 from ..report.timing import time_runners
-from ..models.checkpoint import load_model
+from ..models.checkpoint import load_into
 from ..quant.export import export_quantized
 from ..quant.ptq import calibrate, prepare_ptq
 from ..quant.qat import QUANTIZABLE_TYPES, check_layer_types, convert, layers_to_quantize, quantize_for_training
@@ -132,7 +132,7 @@ class _Quantization(Strategy):
     def restore(self, model, folder, ctx):
         """Re-apply the quantization structure to `model` and load the saved state into it."""
         with compat.session_guard():
-            return load_model(folder, self.structure(model, ctx))
+            return load_into(self.structure(model, ctx), folder)
 
     def structure(self, model, ctx):
         """A quantized copy of `model` with the layers `apply` returns (values to be loaded)."""

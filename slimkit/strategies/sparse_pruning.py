@@ -20,7 +20,7 @@ import paddle
 from ..core.errors import ConfigError
 from ..core.schema import option
 from ..core.surgery import capture, restore
-from ..models.checkpoint import ARCH, WEIGHTS, load_model
+from ..models.checkpoint import ARCH, WEIGHTS, load_into
 from ..sparsity.criteria import sparse_prunable_layers
 from ..sparsity.masks import (MASKED, apply_masks, mask_name, masked_layers, remove_masks, sparsify, sparsity_stats,
                               strip_masks)
@@ -145,7 +145,7 @@ class SparsePruning(Strategy, type_name="sparse_pruning"):
                     layer.register_buffer(name, paddle.ones(shape), persistable=True)
                     added.add(prefix)
         try:
-            return load_model(folder, model)
+            return load_into(model, folder)
         except BaseException:
             remove_masks(model, added)
             raise
