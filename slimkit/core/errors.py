@@ -59,3 +59,12 @@ class ConfigErrors(ConfigError):
             lines.append(f"  - {err.message}" + (f" (hint: {err.hint})" if err.hint else ""))
         super().__init__("", "\n".join(lines))
         self.exit_code = max(e.exit_code for e in self.errors)
+
+
+def raise_all(errors):
+    """Raise the one error, or all of them together."""
+    errors = list(errors)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigErrors(errors)

@@ -144,7 +144,7 @@ def _run(args):
     from ..core.parallel import is_main
     from ..report.console import captured_console
     from .config import build_pipeline
-    from .preflight import load_config_all
+    from .config import load_config_all
     from .rundir import append_log
 
     config = load_config_all(args.config, args.overrides)
@@ -246,7 +246,8 @@ def _check(args):
     from ..core.errors import SlimkitError
     from ..report.console import captured_console
     from .config import build_pipeline
-    from .preflight import check_pipeline, load_config_all
+    from .config import load_config_all
+    from .preflight import check_pipeline
 
     worst = 0
     for path in args.config:

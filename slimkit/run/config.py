@@ -18,8 +18,8 @@ from typing import Optional
 import yaml
 
 from ..core import device as devices
-from ..core.errors import ConfigError, DataError
-from ..core.schema import Options, option
+from ..core.errors import ConfigError, DataError, raise_all
+from ..core.schema import Options, _suggest, field_names, option
 from ..data import DataConfig, load_dataset
 from ..deploy.formats import ExportConfig
 from ..models.zoo import ModelConfig, build_model
@@ -91,6 +91,52 @@ def load_config(path, overrides=()):
                               "start from configs/quickstart.yaml")
         raw = apply_overrides(raw, overrides)
     return RunConfig.from_dict(raw or {}, "")
+
+
+def load_config_all(path, overrides=()):
+    """`load_config`, but a config with several problems raises them all (ConfigErrors)."""
+    from .overrides import apply_overrides
+
+    try:
+        return load_config(path, overrides)
+    except ConfigError as first:
+        raw = yaml.safe_load(Path(path).read_text()) if first.path != str(path) else None
+        if overrides and isinstance(raw, dict):
+            try:
+                raw = apply_overrides(raw, overrides)
+            except ConfigError:
+                raise first from None
+        errors = config_errors(raw, RunConfig) if isinstance(raw, dict) else []
+        raise_all(errors or [first])
+
+
+def config_errors(raw, run_config_class):
+    """Every ConfigError of a raw config mapping: each block and each stage validated on its own."""
+    errors = []
+    blocks = {f.name: f for f in dataclasses.fields(run_config_class)}
+    for key in raw:
+        if key not in blocks:
+            errors.append(ConfigError(str(key), "unknown key", _suggest(key, field_names(run_config_class))))
+    for key, value in raw.items():
+        if key not in blocks or key == "stages":
+            continue
+        try:
+            run_config_class.from_dict({key: value}, "")
+        except ConfigError as err:
+            if "stages" not in err.path:
+                errors.append(err)
+    stages = raw.get("stages") or []
+    for i, entry in enumerate(stages if isinstance(stages, list) else []):
+        try:
+            strategy_from_config(entry, f"stages[{i}]")
+        except ConfigError as err:
+            errors.append(err)
+    if not errors:  # a cross-field rule of the whole config (e.g. repeated stage names)
+        try:
+            run_config_class.from_dict(raw, "")
+        except ConfigError as err:
+            errors.append(err)
+    return errors
 
 
 def build_pipeline(config, out_dir, verbose=True):

@@ -1,8 +1,9 @@
-"""Everything a run verifies before any work, in one place: `slimkit check` and `Pipeline.run` both use it.
+"""Everything a pipeline verifies before any work: `slimkit check` and `Pipeline.run` both use it.
 
 Nothing that can be known before training may fail after it. Checked here, without
-training: the device (the installed Paddle has it, and TensorRT when asked for), the config
-(every block and stage, all problems in one pass), the model and one forward pass at the
+training (the config itself, every block and stage in one pass, is checked by
+`run.config.load_config_all` first): the device (the installed Paddle has it, and TensorRT
+when asked for), the model and one forward pass at the
 input shape on that device, the stage order (nothing traces or prunes a quantized model;
 distillation has a teacher; no training stage silently refills zeroed weights),
 layer names against the built model (with the closest name), a FLOPs target against what
@@ -10,78 +11,14 @@ the untrained model's channel groups can give, and the output folder.
 """
 
 import copy
-import dataclasses
-from pathlib import Path
-
-import yaml
 
 from ..core import device as devices
-from ..core.errors import ConfigError, ConfigErrors, SlimkitError
+from ..core.errors import ConfigError, SlimkitError, raise_all
 from ..pruning.dependency import _check_forward_runs  # the one eager forward check, as analyze() runs it
 from . import rundir
 
 QUANTIZING = ("qat", "ptq")
 AFTER_QUANT_FORBIDDEN = ("filter_pruning", "sparse_pruning", "qat", "ptq")
-
-
-# --- the config: every block and stage, every problem at once --------------------------------
-def load_config_all(path, overrides=()):
-    """`config.load_config`, but a config with several problems raises them all (ConfigErrors)."""
-    from .config import RunConfig, load_config
-    from .overrides import apply_overrides
-
-    try:
-        return load_config(path, overrides)
-    except ConfigError as first:
-        raw = yaml.safe_load(Path(path).read_text()) if first.path != str(path) else None
-        if overrides and isinstance(raw, dict):
-            try:
-                raw = apply_overrides(raw, overrides)
-            except ConfigError:
-                raise first from None
-        errors = config_errors(raw, RunConfig) if isinstance(raw, dict) else []
-        raise_all(errors or [first])
-
-
-def config_errors(raw, run_config_class):
-    """Every ConfigError of a raw config mapping: each block and each stage validated on its own."""
-    from ..core.schema import _suggest, field_names
-    from ..strategies.base import strategy_from_config
-
-    errors = []
-    blocks = {f.name: f for f in dataclasses.fields(run_config_class)}
-    for key in raw:
-        if key not in blocks:
-            errors.append(ConfigError(str(key), "unknown key", _suggest(key, field_names(run_config_class))))
-    for key, value in raw.items():
-        if key not in blocks or key == "stages":
-            continue
-        try:
-            run_config_class.from_dict({key: value}, "")
-        except ConfigError as err:
-            if "stages" not in err.path:
-                errors.append(err)
-    stages = raw.get("stages") or []
-    for i, entry in enumerate(stages if isinstance(stages, list) else []):
-        try:
-            strategy_from_config(entry, f"stages[{i}]")
-        except ConfigError as err:
-            errors.append(err)
-    if not errors:  # a cross-field rule of the whole config (e.g. repeated stage names)
-        try:
-            run_config_class.from_dict(raw, "")
-        except ConfigError as err:
-            errors.append(err)
-    return errors
-
-
-def raise_all(errors):
-    """Raise the one error, or all of them together."""
-    errors = list(errors)
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        raise ConfigErrors(errors)
 
 
 # --- the pipeline: model, stage order, layer names, targets, output folder --------------------
