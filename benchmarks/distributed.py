@@ -48,7 +48,7 @@ def worker(args):
     """Time one epoch and one scan in this process (one of `args.nproc`); rank 0 writes the JSON."""
     import slimkit
     from slimkit.core import parallel
-    from slimkit.pruning.dependency import analyze
+    from slimkit.pruning import analyze
     from slimkit.pruning.sensitivity import sensitive
 
     setup = args.setup

@@ -33,6 +33,7 @@ import paddle
 import slimkit
 from slimkit.core.surgery import capture
 from slimkit.pruning import analyze, dependency, prune
+from slimkit.pruning.dependency.walk import ChannelWalk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import structure_models as M  # noqa: E402
@@ -184,11 +185,11 @@ def trace_breakdown(shape, repeats=3):
     times = {"eager forward check": [], "to_static trace": [], "channel walk": [], "analyze total": []}
     for _ in range(repeats):
         t0 = time.perf_counter()
-        dependency._check_forward_runs(model, shape)
+        dependency.check_forward_runs(model, shape)
         t1 = time.perf_counter()
-        program, outputs = dependency._trace(model, shape)
+        program, outputs = dependency.trace_program(model, shape)
         t2 = time.perf_counter()
-        tracer = dependency._ChannelTracer(model)
+        tracer = ChannelWalk(model)
         tracer.run(program, dependency.flat_outputs(outputs))
         tracer.graph(shape, [list(v.shape) for v in dependency.flat_outputs(outputs)])
         t3 = time.perf_counter()

@@ -18,7 +18,7 @@ import paddle
 
 import slimkit
 from slimkit import compat
-from slimkit.pruning.dependency import analyze
+from slimkit.pruning import analyze
 from slimkit.pruning.sensitivity import DEFAULT_RATIOS, format_sensitivity, sensitive
 
 

@@ -83,7 +83,7 @@ def test_taylor_without_data_says_what_it_needs():
 
 
 def test_score_groups_uses_root_weights_and_engine_batches(digits, trained_cnn):
-    from slimkit.pruning.dependency import analyze
+    from slimkit.pruning import analyze
 
     graph = analyze(trained_cnn, [1, 1, 8, 8])
     first = graph.group("features.0")

@@ -10,7 +10,7 @@ import pytest
 import slimkit
 from slimkit.pruning import criteria as crit
 from slimkit.pruning.api import prune
-from slimkit.pruning.dependency import analyze
+from slimkit.pruning import analyze
 
 SHAPE = [1, 1, 8, 8]
 

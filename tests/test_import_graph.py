@@ -87,6 +87,27 @@ def test_slimkit_has_no_import_cycle():
     assert found == [], "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
+def package_graph(graph, top="slimkit"):
+    """{package: packages it imports} one level below `top` (slimkit.run, slimkit.core, ...), the face left out."""
+    def package(module):
+        parts = module.split(".")
+        return ".".join(parts[:2]) if len(parts) > 1 else None
+
+    out = {}
+    for module, targets in graph.items():
+        if package(module) is None:
+            continue
+        out.setdefault(package(module), set()).update(
+            package(t) for t in targets if package(t) not in (None, package(module)))
+    return out
+
+
+def test_packages_import_downwards_only():
+    # run -> strategies -> algorithms -> deploy -> report -> core: no package reaches back up.
+    found = cycles(package_graph(import_graph(ROOT / "slimkit")))
+    assert found == [], "package cycles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
 def test_the_check_names_a_cycle(tmp_path):
     pkg = tmp_path / "pkg"
     (pkg / "sub").mkdir(parents=True)
@@ -98,3 +119,4 @@ def test_the_check_names_a_cycle(tmp_path):
     assert cycles(import_graph(pkg)) == [["pkg.a", "pkg.sub.b"]]
     (pkg / "sub" / "__init__.py").write_text("from ..c import *\n")  # through a package's __init__
     assert cycles(import_graph(pkg)) == [["pkg.a", "pkg.c", "pkg.sub", "pkg.sub.b"]]
+    assert cycles(package_graph(import_graph(pkg), top="pkg")) == [["pkg.a", "pkg.c", "pkg.sub"]]

@@ -6,7 +6,7 @@ import pytest
 import slimkit
 from slimkit.core.surgery import capture
 from slimkit.pruning import selection as sel
-from slimkit.pruning.dependency import analyze
+from slimkit.pruning import analyze
 from slimkit.pruning.remove import remove_channels
 
 SHAPE = [1, 1, 28, 28]

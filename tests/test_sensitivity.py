@@ -8,7 +8,7 @@ import pytest
 
 import slimkit
 from slimkit.core.surgery import capture, state_shapes_differ
-from slimkit.pruning.dependency import analyze
+from slimkit.pruning import analyze
 from slimkit.pruning.sensitivity import format_sensitivity, load_sensitivity, sensitive
 
 SHAPE = [1, 1, 8, 8]

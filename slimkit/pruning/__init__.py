@@ -4,7 +4,8 @@ from . import ops
 from .api import PruneResult, prunable_layers, prune
 from .criteria import *  # noqa: F401,F403
 from .criteria import __all__ as _criteria
-from .dependency import ChannelSlice, DependencyGraph, Group, analyze, group_weights  # noqa: F401
+from .analysis import analyze
+from .dependency import ChannelSlice, DependencyGraph, Group, group_weights  # noqa: F401
 from .remove import remove_channels
 from .selection import *  # noqa: F401,F403
 from .selection import __all__ as _selection

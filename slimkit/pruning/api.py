@@ -13,7 +13,8 @@ from ..core.errors import ConfigError, ModelError
 from ..core.schema import _suggest
 from ..report.measure import count_flops
 from .criteria import get_criterion, score_groups
-from .dependency import DependencyGraph, analyze
+from .analysis import analyze
+from .dependency import DependencyGraph
 from .latency import check_latency_target
 from .remove import remove_with_undo
 from .selection import channels_to_keep, check_ratio, keep_indices, select_uniform

@@ -24,12 +24,16 @@ other dialects (`"custom_op.my_relu"`, `"builtin.split"`). The handler kinds:
   `reason` is reported;
 - `Ignore()`: the op carries no channels (shape queries, constants).
 
-A handler is any object with `visit(walk, op)`; the kinds above use only the walk's
-public methods (`channels`, `set_channels`, `block`, `couple`, `per_channel_params`), which
-a user's own handler may use too.
+A handler is any object with `visit(walk, op)`; the kinds above, and slimkit's structural
+rules (slimkit.pruning.dependency.layer_rules, .shape_rules), use only the walk's public
+methods (`slimkit.pruning.dependency.walk.ChannelWalk`: `channels`, `set_channels`, `block`,
+`couple`, `per_channel_params`, `param`, `root`, `consume`, ...), which a user's own handler
+may use too. `analyze(model, input_shape, handlers={name: handler})` uses handlers for one
+analysis only, before the registry (nothing global changes).
 """
 
 from ..core.errors import ModelError
+from .dependency.segments import channel_dim, present
 
 _HANDLERS = {}
 
@@ -40,11 +44,9 @@ def register_op(names, handler, replace=True):
     A name already registered (slimkit's or an earlier user's) is replaced unless
     `replace=False`, which raises ModelError instead.
     """
-    if not callable(getattr(handler, "visit", None)):
-        raise ModelError(f"an op handler needs a visit(walk, op) method, got {type(handler).__name__}",
-                         "use ops.PassThrough(), ops.PerChannel(), ops.Couple(), ops.Block(reason) or a subclass")
+    check_handler(handler)
     for name in [names] if isinstance(names, str) else list(names):
-        key = _key(name)
+        key = op_key(name)
         if not replace and key in _HANDLERS:
             raise ModelError(f"op {name!r} already has a handler ({type(_HANDLERS[key]).__name__})",
                              "pass replace=True to override it")
@@ -52,14 +54,22 @@ def register_op(names, handler, replace=True):
     return handler
 
 
+def check_handler(handler):
+    """`handler`, if it has a visit(walk, op) method (else ModelError)."""
+    if not callable(getattr(handler, "visit", None)):
+        raise ModelError(f"an op handler needs a visit(walk, op) method, got {type(handler).__name__}",
+                         "use ops.PassThrough(), ops.PerChannel(), ops.Couple(), ops.Block(reason) or a subclass")
+    return handler
+
+
 def unregister_op(name):
     """Forget the handler of `name` (its channels then stay whole, as for any unknown op)."""
-    _HANDLERS.pop(_key(name), None)
+    _HANDLERS.pop(op_key(name), None)
 
 
 def handler_for(name):
     """The handler registered for op `name` (full or short name), or None."""
-    return _HANDLERS.get(_key(name))
+    return _HANDLERS.get(op_key(name))
 
 
 def registered_ops():
@@ -67,7 +77,8 @@ def registered_ops():
     return sorted(_HANDLERS)
 
 
-def _key(name):
+def op_key(name):
+    """The registry key of an op name: without the `pd_op.` prefix."""
     if not isinstance(name, str) or not name:
         raise ModelError(f"an op name must be a non-empty string, got {name!r}", "e.g. 'relu' or 'custom_op.my_op'")
     return name[len("pd_op."):] if name.startswith("pd_op.") else name
@@ -142,7 +153,48 @@ class Couple(OpHandler):
     any_axis = True
 
     def visit(self, walk, op):
-        return walk.combine(op)
+        out_rank = len(list(op.result(0).shape))
+        with_channels, params, others = [], [], []
+        for i in range(op.num_operands()):
+            v = op.operand_source(i)
+            if not present(v):
+                continue
+            if walk.channels(v):
+                with_channels.append(walk.channels(v))
+            elif walk.is_param(v):
+                params.append(v)
+            else:
+                others.append(v)
+        if not with_channels:
+            return None
+        # The channel axis counted from the right, which broadcasting lines up.
+        axes = {walk.channel_axis(op.operand_source(i)) - len(list(op.operand_source(i).shape))
+                for i in range(op.num_operands()) if walk.channels(op.operand_source(i))}
+        if len(axes) > 1:
+            return walk.unknown(op, f"`{op.name()}` combines tensors with channels on different axes")
+        return self._combine(walk, op, with_channels, params, others, out_rank + axes.pop())
+
+    @staticmethod
+    def _combine(walk, op, with_channels, params, others, axis):
+        segs = with_channels[0]
+        width = sum(s.width for s in segs)
+        out_rank = len(list(op.result(0).shape))
+        for other in with_channels[1:]:
+            walk.couple(segs, other, f"`{op.name()}` combines tensors whose channels do not line up")
+        for v in others:
+            if channel_dim(v, out_rank, axis) not in (None, 1):
+                # Something slimkit did not trace is combined channel by channel with these channels.
+                walk.block(segs, f"`{op.name()}` combines them with a tensor slimkit cannot follow")
+        for v in params:
+            size = channel_dim(v, out_rank, axis)
+            if size in (None, 1):
+                continue
+            _, owner = walk.param(v)
+            if owner is None or len(owner[2]) != 1 or size != width or owner[2][0] != width:
+                return walk.unknown(op, f"`{op.name()}` with a parameter that is not one value per channel")
+            walk.add_slices(owner[0], owner[1], 0, segs)
+        walk.set_channels(op.result(0), segs, axis)
+        return None
 
 
 class Block(OpHandler):
@@ -158,21 +210,7 @@ class Block(OpHandler):
         return f"Block({self.reason!r})"
 
 
-class WalkMethod(OpHandler):
-    """One of the walk's structural rules (convs, matmuls, reshapes, concat, split, ...), by name."""
-
-    def __init__(self, method, any_axis=False):
-        self.method = method
-        self.any_axis = any_axis
-
-    def visit(self, walk, op):
-        return getattr(walk, self.method)(op)
-
-    def __repr__(self):
-        return f"WalkMethod({self.method!r})"
-
-
-# ---- slimkit's own handlers, registered like a user's ------------------------------------------
+# ---- slimkit's own handlers, registered like a user's (the structural rules register in their modules) ----
 
 register_op(("shape", "shape64", "full", "full_int_array", "full_like", "builtin.combine", "fetch",
              "builtin.shadow_output", "builtin.set_parameter", "numel"), Ignore())
@@ -192,17 +230,3 @@ register_op(("batch_norm", "batch_norm_", "sync_batch_norm_", "instance_norm", "
 register_op(("add", "add_", "subtract", "subtract_", "multiply", "multiply_", "divide", "divide_", "maximum",
              "minimum", "elementwise_pow", "where", "fmax", "fmin", "greater_than", "greater_equal", "less_than",
              "less_equal", "equal", "not_equal"), Couple())
-register_op("pool2d", WalkMethod("pool"))
-register_op(("conv2d", "depthwise_conv2d", "conv3d"), WalkMethod("conv"))
-register_op(("conv2d_transpose", "depthwise_conv2d_transpose"), WalkMethod("conv_transpose"))
-register_op("matmul", WalkMethod("matmul", any_axis=True))
-register_op(("transpose", "transpose_"), WalkMethod("transpose", any_axis=True))
-register_op("layer_norm", WalkMethod("layer_norm", any_axis=True))
-register_op("group_norm", WalkMethod("group_norm"))
-register_op(("reshape", "reshape_", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "flatten", "flatten_",
-             "view_shape"), WalkMethod("reshape", any_axis=True))
-register_op("concat", WalkMethod("concat"))
-register_op(("split", "split_with_num"), WalkMethod("split"))
-register_op("builtin.split", WalkMethod("unpack_split"))
-register_op("slice", WalkMethod("slice"))
-register_op(("mean", "sum", "max", "min", "amax", "amin", "logsumexp"), WalkMethod("reduce"))

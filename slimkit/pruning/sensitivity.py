@@ -72,7 +72,7 @@ def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=Non
 
 def _sensitive(model, input_shape, eval_fn, ratios, criterion, file, layers, skip, graph, engine, round_to,
                min_channels, plot, progress, verbose, cache_mb):
-    from .dependency import analyze
+    from .analysis import analyze
 
     ratios = sorted({check_ratio("", r, "ratios") for r in (DEFAULT_RATIOS if ratios is None else ratios)})
     if not ratios:

@@ -28,9 +28,9 @@ POOLING = (paddle.nn.AdaptiveAvgPool2D, paddle.nn.AdaptiveMaxPool2D, paddle.nn.A
 
 def join_layers(model, input_shape):
     """Structured names of the BatchNorm/conv layers whose outputs are operands of activation adds."""
-    from ..pruning.dependency import _PARAM_VIEWS, _trace
+    from ..pruning.dependency import PARAM_VIEWS, trace_program
 
-    program, _ = _trace(model, input_shape)
+    program, _ = trace_program(model, input_shape)
     owner = {p.name: prefix for prefix, layer in model.named_sublayers()
              for p in layer._parameters.values() if p is not None}
     params, found = {}, []
@@ -38,7 +38,7 @@ def join_layers(model, input_shape):
         name = op.name()
         if name == "builtin.parameter":
             params[op.result(0).id] = op.attrs()["parameter_name"]
-        elif name.removeprefix("pd_op.") in _PARAM_VIEWS and op.operand_source(0).id in params:
+        elif name.removeprefix("pd_op.") in PARAM_VIEWS and op.operand_source(0).id in params:
             params[op.result(0).id] = params[op.operand_source(0).id]
         elif name in _ADDS and not any(op.operand_source(i).id in params for i in range(op.num_operands())):
             for i in range(op.num_operands()):

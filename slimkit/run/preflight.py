@@ -14,7 +14,7 @@ import copy
 
 from ..core import device as devices
 from ..core.errors import ConfigError, SlimkitError, raise_all
-from ..pruning.dependency import _check_forward_runs  # the one eager forward check, as analyze() runs it
+from ..pruning.dependency import check_forward_runs  # the one eager forward check, as analyze() runs it
 from . import rundir
 
 QUANTIZING = ("qat", "ptq")
@@ -44,7 +44,7 @@ def _check_on_device(pipeline, resume, overwrite):
     errors = []
     model = copy.deepcopy(pipeline.input_model)  # the checks trace and probe: never the user's model
     devices.move(model, devices.current())
-    _check_forward_runs(model, pipeline.input_shape)  # nothing below can be checked on a model that does not run
+    check_forward_runs(model, pipeline.input_shape)  # nothing below can be checked on a model that does not run
     errors += stage_order_errors(pipeline.stages)
     errors += layer_name_errors(pipeline.stages, model, pipeline.input_shape)
     try:
@@ -106,7 +106,7 @@ def layer_name_errors(stages, model, input_shape):
         try:
             if stage.type_name == "filter_pruning":
                 if graph is None:
-                    from ..pruning.dependency import analyze
+                    from ..pruning.analysis import analyze
 
                     graph = analyze(model, input_shape)
                 stage._resolve_names(graph)

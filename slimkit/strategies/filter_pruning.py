@@ -123,7 +123,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
 
     # --- applying ----------------------------------------------------------------------------
     def apply(self, model, ctx):
-        from ..pruning.dependency import analyze
+        from ..pruning.analysis import analyze
 
         snapshot = capture(model)
         try:

@@ -1,18 +1,8 @@
-"""Which tensors must shrink together when channels go: the model traced and its channels followed."""
+"""Which tensors must shrink together when channels go: the traced program, the channel walk, its groups."""
 
-from .walk import (  # noqa: F401
-                   _PARAM_VIEWS,
-                   ChannelSlice,
-                   DependencyGraph,
-                   Group,
-                   _ChannelTracer,
-                   _check_forward_runs,
-                   _trace,
-                   analyze,
-                   flat_outputs,
-                   group_weights,
-                   output_structure,
-)
+from .graph import ChannelSlice, DependencyGraph, Group, group_weights
+from .segments import Seg
+from .trace import PARAM_VIEWS, check_forward_runs, flat_outputs, output_structure, trace_program
 
-__all__ = ["Group", "ChannelSlice", "DependencyGraph", "analyze", "group_weights", "flat_outputs",
-           "output_structure"]
+__all__ = ["Group", "ChannelSlice", "DependencyGraph", "group_weights", "Seg", "check_forward_runs", "flat_outputs",
+           "output_structure", "trace_program", "PARAM_VIEWS"]

@@ -10,9 +10,9 @@ reason, and every other group still prunes.
 
 import numpy as np
 
-from ...core.errors import ModelError
-from ..remove import remove_with_undo
-from ..selection import keep_indices
+from ..core.errors import ModelError
+from .remove import remove_with_undo
+from .selection import keep_indices
 
 
 def probe_fixed_shapes(model, graph, candidates):

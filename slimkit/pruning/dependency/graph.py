@@ -1,0 +1,121 @@
+"""The result of a dependency analysis: groups of channels that are pruned together, and where they live."""
+
+import dataclasses
+
+import numpy as np
+
+from ...core.errors import ModelError
+from ...core.schema import _suggest
+
+
+@dataclasses.dataclass
+class Group:
+    """Output channels of one or more layers that must be pruned together."""
+
+    name: str
+    roots: list
+    channels: int
+    members: list
+    prunable: bool = True
+    reason: str = ""
+    min_channels: int = 1
+    channel_multiple: int = 1
+    # Channels that pass a grouped conv leave evenly: `blocks` equal runs of channels (one per
+    # conv group, GroupNorm group or equal split part) each keep as many; `aligned` also keeps
+    # the same positions in every run (a grouped conv's inputs, which share its weight's input
+    # axis across groups; the sub-blocks of a channel shuffle, whose order must survive).
+    blocks: int = 1
+    aligned: bool = False
+    # Exact positions behind `members`: which tensor range holds which channel (see ChannelSlice).
+    slices: list = dataclasses.field(default_factory=list, repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelSlice:
+    """Channels [start, start+count) of a group live at `tensor`[offset : offset + count*repeat] along `axis`.
+
+    `repeat` > 1 when the channels were flattened: each channel then owns `repeat`
+    consecutive features of the next linear layer. `role` says what the slice is: "out"
+    (a root layer's output channels), "in" (a consumer's input channels) or "channel"
+    (per-channel tensors on the way: BN, bias, depthwise filters).
+    """
+
+    layer: str
+    tensor: str
+    axis: int
+    offset: int
+    start: int
+    count: int
+    repeat: int = 1
+    role: str = "channel"
+
+
+class DependencyGraph:
+    """The channel groups of a model for one input shape (from `analyze`)."""
+
+    def __init__(self, groups, input_shape, output_shapes, tensor_shapes, unused=None, followers=None):
+        self.groups = groups
+        self.input_shape = list(input_shape)
+        self.output_shapes = output_shapes  # model output shapes, to check a pruned model still runs
+        self.tensor_shapes = tensor_shapes  # {(layer, tensor): shape} of every sliced tensor, to detect a stale graph
+        self.unused = dict(unused or {})  # conv/linear layers the traced forward never called
+        # Depthwise convs whose output carries another group's channels -> that Group (None: several groups).
+        self.followers = dict(followers or {})
+        self.output_structure = None  # containers and shapes of the eager output (see output_structure)
+        # The same in training mode, for a model whose training forward calls layers eval mode does not
+        # (auxiliary heads); None when both modes call the same layers.
+        self.train_structure = None
+        self._by_root = {root: g for g in groups for root in g.roots}
+
+    def group(self, layer_name):
+        """The Group holding `layer_name`'s output channels (any of its root layers' names works).
+
+        A depthwise conv's output channels are its input's: it resolves to the group that
+        produces them.
+        """
+        if layer_name in self._by_root:
+            return self._by_root[layer_name]
+        if layer_name in self.followers:
+            if self.followers[layer_name] is not None:
+                return self.followers[layer_name]
+            raise ModelError(f"depthwise conv {layer_name!r} carries the channels of several layers "
+                             "(a concatenation); prune those layers instead")
+        names = [g.name for g in self.groups]
+        if layer_name in self.unused:
+            raise ModelError(f"layer {layer_name!r} is not prunable: {self.unused[layer_name]}",
+                             "choose one of the layers `prunable_layers` lists")
+        raise ModelError(f"no conv/linear layer named {layer_name!r} in the model", _suggest(layer_name, names))
+
+    def prunable(self):
+        """The Groups whose channels can be removed."""
+        return [g for g in self.groups if g.prunable]
+
+    def skipped(self):
+        """{group or layer name: reason} for everything that cannot be pruned."""
+        out = {g.name: g.reason for g in self.groups if not g.prunable}
+        out.update(self.unused)
+        return out
+
+    def nothing_pruned(self, targets):
+        """The warning for a prune that removed no channel: why, group by group (the first few)."""
+        if targets:
+            return (f"prune removed no channels: the ratios keep every channel of the {len(targets)} prunable "
+                    "groups (too few channels for the ratio, round_to or min_channels)")
+        reasons = [f"{name}: {why}" for name, why in self.skipped().items()]
+        more = f"; ... ({len(reasons) - 5} more in PruneResult.skipped)" if len(reasons) > 5 else ""
+        return "prune removed no channels, no group can be pruned: " + "; ".join(reasons[:5]) + more
+
+    def __repr__(self):
+        return (f"DependencyGraph({len(self.groups)} groups, {len(self.prunable())} prunable, "
+                f"input_shape={self.input_shape})")
+
+
+def group_weights(model, group):
+    """The weight arrays of `group`'s root layers, output channels on axis 0 (criterion input)."""
+    layers = dict(model.named_sublayers(include_self=True))
+    out = []
+    for s in group.slices:
+        if s.role == "out":
+            w = layers[s.layer].weight.numpy()
+            out.append(np.moveaxis(w, s.axis, 0))
+    return out

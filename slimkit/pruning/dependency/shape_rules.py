@@ -1,0 +1,308 @@
+"""How channels pass ops that move, regroup, join or cut them: transpose, reshape, channel shuffles,
+concat, split, slice, reductions and pooling.
+
+Each rule is an op handler (slimkit.pruning.ops) that uses only the walk's public methods;
+importing this module registers them.
+
+- `concat` along channels gives each input its own offset slice of the consumer's input
+  channels (each producer stays independently prunable); a `split` into equal parts
+  (`paddle.chunk`) makes its input lose as many channels from every part; unequal
+  sections and `slice` along channels use fixed sizes, so the channels they cut are not
+  prunable (their parts are still followed);
+- a channel shuffle (reshape to [N, g, C/g, ...], transpose(0, 2, 1, ...), reshape back) is
+  a known permutation: the channels after it are followed, and its g sub-blocks keep the
+  same positions (sub-blocks from different layers are pruned with the same indices);
+- flatten/reshape to [N, features] maps each channel to its H*W consecutive features;
+- a transpose moves the channel axis (NCHW <-> NHWC, [N, C, L] <-> [N, L, C] tokens).
+"""
+
+import dataclasses
+
+from ..ops import OpHandler, PassThrough, register_op
+from .segments import compress, constant, positions, reshape_segs, splits_channels, take
+
+
+@dataclasses.dataclass
+class ShuffleView:
+    """Channels regrouped to [N, a, b, ...] on the way through a channel shuffle (`done`: transposed already)."""
+
+    segs: list
+    a: int
+    b: int
+    done: bool = False
+
+    def refused(self, op_name):
+        return (f"regrouped to [N, {self.a}, {self.b}, ...] along channels and used by `{op_name}`: "
+                "only a channel shuffle (transpose, reshape back) is followed")
+
+
+def unknown_view(walk, op, segs, reason):
+    """Block the channels of a view `op` reads (they are not in `channels`) and what else reaches it."""
+    walk.block(segs, reason)
+    walk.unknown(op, reason)
+
+
+def note_fixed_shape(walk, op, segs):
+    # A size written into the forward ([-1, 2048]) looks the same in the trace as one
+    # computed from x.shape: `probe_fixed_shapes` tells them apart by trying.
+    fixed = constant(op.operand_source(1)) if op.num_operands() > 1 else None
+    if isinstance(fixed, list) and len(fixed) >= 2 and fixed[1] > 0:
+        walk.fixed_shape(f"`{op.name()}` to the fixed shape {[int(d) for d in fixed]}", segs)
+
+
+class Transpose(OpHandler):
+    """A permutation of axes moves the channel axis; inside a channel shuffle it is the middle step."""
+
+    any_axis = True
+    accepts_views = True
+
+    def visit(self, walk, op):
+        x = op.operand_source(0)
+        perm = [int(p) % len(list(x.shape)) for p in op.attrs()["perm"]]
+        view = walk.view(x)
+        if view is not None:
+            if view.done or perm != [0, 2, 1] + list(range(3, len(perm))):
+                return unknown_view(walk, op, view.segs, f"regrouped channels [N, {view.a}, {view.b}, ...] "
+                                                         f"transposed by {perm}: only a channel shuffle "
+                                                         "(perm [0, 2, 1, ...]) is followed")
+            walk.note(op.result(0), dataclasses.replace(view, done=True))
+            return None
+        segs = walk.channels(x)
+        if segs:
+            walk.set_channels(op.result(0), segs, perm.index(walk.channel_axis(x)))
+
+
+class Reshape(OpHandler):
+    """reshape / flatten / squeeze / unsqueeze: spatial regrouping, flatten to features, or a shuffle's steps."""
+
+    any_axis = True
+    accepts_views = True
+
+    def visit(self, walk, op):
+        x = op.operand_source(0)
+        if walk.view(x) is not None:
+            return _shuffle(walk, op)
+        segs = walk.channels(x)
+        if not segs:
+            return
+        src, dst = list(x.shape), list(op.result(0).shape)
+        if walk.channel_axis(x) != 1:
+            # Channels last ([N, L, C] tokens <-> [N, H, W, C]): only the axes before them may regroup.
+            if walk.channel_axis(x) == len(src) - 1 and src[-1] == dst[-1] > 0 and src[0] == dst[0] and len(dst) > 2:
+                return walk.set_channels(op.result(0), segs, len(dst) - 1)
+            return walk.unknown(op, f"reshaped from {src} to {dst} with channels on axis {walk.channel_axis(x)}: "
+                                    "not followed")
+        out = reshape_segs(segs, src, dst)
+        regrouped = out is None and splits_channels(src, dst)
+        if out is not None or regrouped:
+            note_fixed_shape(walk, op, segs)
+        if regrouped:
+            # [N, C, ...] -> [N, a, b, ...]: the first step of a channel shuffle, followed to its end.
+            walk.note(op.result(0), ShuffleView(list(segs), dst[1], dst[2]))
+            return None
+        if out is None:
+            return walk.unknown(op, f"reshaped from {src} to {dst}: the channel order after it is not followed")
+        walk.set_channels(op.result(0), out)
+
+
+def _shuffle(walk, op):
+    """The reshape back of [N, a, b, ...] -> transpose(0, 2, 1, ...) -> [N, a*b, ...] (ShuffleNet).
+
+    Output channel j*a + i is input channel i*b + j. Removing channels keeps that order only
+    if each of the a sub-blocks (b consecutive channels) keeps the same positions and as many:
+    the sub-blocks' producers are pruned with the same indices (one layer per sub-block), or
+    one layer spanning all of them keeps the same positions in each (`Group.aligned`).
+    """
+    x = op.operand_source(0)
+    view = walk.view(x)
+    segs, a, b = view.segs, view.a, view.b
+    dst = list(op.result(0).shape)
+    if not view.done or len(dst) != len(list(x.shape)) - 1 or dst[1] != a * b:
+        return unknown_view(walk, op, segs, f"regrouped channels [N, {a}, {b}, ...] reshaped to {dst}: only a "
+                                            "channel shuffle back to [N, C, ...] is followed")
+    sub = [take(segs, i * b, b) for i in range(a)]
+    if any(part is None for part in sub):
+        return unknown_view(walk, op, segs, "a channel shuffle that cuts through flattened features of a channel")
+    if not _align(walk, sub, a):
+        return unknown_view(walk, op, segs, f"a channel shuffle of {a} sub-blocks that cannot keep the same "
+                                            "positions (they mix parts of several layers' outputs): removing "
+                                            "channels would reorder the rest")
+    note_fixed_shape(walk, op, segs)
+    columns = [positions(part) for part in sub]
+    walk.set_channels(op.result(0), compress([columns[i][j] for j in range(b) for i in range(a)]))
+
+
+def _align(walk, sub, a):
+    """Make the `a` sub-blocks `sub` keep the same positions; False when that cannot be expressed."""
+    first = sub[0]
+    nodes = {s.node for part in sub for s in part}
+    if len(nodes) == 1 and all(len(part) == 1 for part in sub):
+        node, (s0, *_) = nodes.pop(), first
+        runs = [(p[0].start, p[0].count, p[0].repeat) for p in sub]
+        if s0.start == 0 and walk.node_channels(node) == a * s0.count and runs == [
+                (i * s0.count, s0.count, s0.repeat) for i in range(a)]:
+            walk.constrain(node, a, aligned=True)
+            return True
+        return False
+    if not all(walk.covers_whole(first, part) for part in sub[1:]):
+        return False
+    for part in sub[1:]:
+        walk.couple(first, part, "")
+    sub[1:] = [first] * (a - 1)  # the same channels now: the output lists them once per sub-block
+    return True
+
+
+class Concat(OpHandler):
+    """concat along channels lists its inputs' channels in order; along another axis it couples them."""
+
+    def visit(self, walk, op):
+        combine = op.operand_source(0).get_defining_op()
+        axis = constant(op.operand_source(1))
+        inputs = [combine.operand_source(i) for i in range(combine.num_operands())] if combine else []
+        if not inputs or axis is None:
+            return walk.unknown(op, "`concat` whose inputs or axis are not known")
+        axis = int(axis) % len(list(op.result(0).shape))
+        segs_in = [walk.channels(v) for v in inputs]
+        if axis == 1 and all(segs_in):
+            walk.set_channels(op.result(0), [s for segs in segs_in for s in segs])
+        elif axis != 1 and all(segs_in):
+            for other in segs_in[1:]:
+                walk.couple(segs_in[0], other, "`concat` along a non-channel axis of tensors with other channels")
+            walk.set_channels(op.result(0), segs_in[0])
+        else:
+            for segs in segs_in:
+                walk.block(segs, "concatenated with a tensor slimkit cannot follow")
+            walk.untraced(op.result(0), "concatenation with a tensor slimkit cannot follow")
+
+
+class Split(OpHandler):
+    """split / split_with_num: the parts come out of `builtin.split` (UnpackSplit), which reads this note."""
+
+    def visit(self, walk, op):
+        segs = walk.channels(op.operand_source(0))
+        if not segs:
+            return
+        axis = constant(op.operand_source(op.num_operands() - 1))
+        rank = len(list(op.operand_source(0).shape))
+        if axis is None:
+            return walk.unknown(op, "`split` along an unknown axis")
+        walk.note(op.result(0), (segs, int(axis) % rank, op))
+
+
+class UnpackSplit(OpHandler):
+    """builtin.split: each part of a channel split gets its channels; equal parts lose channels evenly."""
+
+    def visit(self, walk, op):
+        entry = walk.noted(op.operand_source(0))
+        if entry is None:
+            return
+        segs, axis, split_op = entry
+        if axis != 1:
+            for i in range(op.num_results()):
+                walk.set_channels(op.result(i), segs)
+            return
+        sizes = [list(op.result(i).shape)[1] for i in range(op.num_results())]
+        if len(sizes) > 1 and len(set(sizes)) == 1 and sizes[0] > 0:
+            _equal_parts(walk, segs, len(sizes), split_op)
+        else:
+            # Unequal sections are sizes written into the forward: removing channels would break them.
+            walk.block(segs, "split along channels into parts of fixed size")
+        offset = 0
+        for i in range(op.num_results()):
+            size = list(op.result(i).shape)[1]
+            part = take(segs, offset, size)
+            if part is None:
+                return walk.unknown(split_op, "`split` through flattened features of one channel")
+            walk.set_channels(op.result(i), part)
+            offset += size
+
+
+def _equal_parts(walk, segs, parts, split_op):
+    """`paddle.split(x, n, axis=1)` / `paddle.chunk`: the parts must stay equal, so they lose as many channels.
+
+    One layer's whole output loses as many channels from each part (`Group.blocks`); parts
+    that are whole outputs of different layers are pruned with the same indices.
+    """
+    width = sum(s.width for s in segs) // parts
+    pieces = [take(segs, i * width, width) for i in range(parts)]
+    if any(p is None for p in pieces):
+        return walk.block(segs, "split along channels through the flattened features of a channel")
+    s0 = segs[0]
+    if len(segs) == 1 and s0.start == 0 and s0.count == walk.node_channels(s0.node) and s0.count % parts == 0:
+        walk.constrain(s0.node, parts)
+    elif all(walk.covers_whole(pieces[0], p) for p in pieces[1:]):
+        for p in pieces[1:]:
+            walk.couple(pieces[0], p, "")
+    else:
+        return walk.block(segs, f"split along channels into {parts} equal parts that mix several layers' "
+                                "channels: they cannot lose channels evenly")
+    sections = constant(split_op.operand_source(1)) if split_op.name() == "pd_op.split" else None
+    if isinstance(sections, list):
+        # Sections from x.shape[1] // 2 and [8, 8] written in the forward trace alike: probed.
+        walk.fixed_shape(f"`pd_op.split` into the sections {[int(v) for v in sections]}", segs)
+    return None
+
+
+class Slice(OpHandler):
+    """slice: along other axes the channels pass; along channels, at fixed positions, they stay whole."""
+
+    def visit(self, walk, op):
+        segs = walk.channels(op.operand_source(0))
+        if not segs:
+            return
+        axes = list(op.attrs().get("axes", []))
+        src, dst = list(op.operand_source(0).shape), list(op.result(0).shape)
+        starts = constant(op.operand_source(1))
+        if 1 not in axes or src[1] == dst[1]:
+            if len(dst) == len(src):
+                return walk.set_channels(op.result(0), segs)
+            return walk.unknown(op, "`slice` that drops axes")
+        start = starts[axes.index(1)] if isinstance(starts, list) else None
+        if start is None or len(axes) != 1 or len(dst) != len(src):
+            return walk.unknown(op, "`slice` of channels with unknown bounds")
+        start = start % src[1] if start < 0 else min(start, src[1])
+        walk.block(segs, "sliced along channels at fixed positions")
+        part = take(segs, start, dst[1])
+        if part is None:
+            return walk.unknown(op, "`slice` through flattened features of one channel")
+        walk.set_channels(op.result(0), part)
+
+
+class Reduce(OpHandler):
+    """mean / sum / max ... over spatial axes keep the channels; over the channel axis they are not followed."""
+
+    def visit(self, walk, op):
+        x = op.operand_source(0)
+        segs = walk.channels(x)
+        if not segs:
+            return
+        src, dst = list(x.shape), list(op.result(0).shape)
+        axes = constant(op.operand_source(1)) if op.num_operands() > 1 else op.attrs().get("axis")
+        axes = [axes] if isinstance(axes, (int, float)) else list(axes or [])
+        axes = [int(a) % len(src) for a in axes]
+        if axes and 0 not in axes and 1 not in axes and len(dst) >= 2 and dst[1] == src[1]:
+            walk.set_channels(op.result(0), segs)
+        else:
+            walk.unknown(op, f"`{op.name()}` reduces over the channel axis")
+
+
+class Pool(PassThrough):
+    """pool2d channels first passes channels through; channels-last pooling is not followed."""
+
+    any_axis = False
+
+    def visit(self, walk, op):
+        if op.attrs().get("data_format", "NCHW") != "NCHW" and walk.channels(op.operand_source(0)):
+            return walk.unknown(op, "channels-last pooling is not followed")
+        return super().visit(walk, op)
+
+
+register_op("pool2d", Pool())
+register_op(("transpose", "transpose_"), Transpose())
+register_op(("reshape", "reshape_", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "flatten", "flatten_",
+             "view_shape"), Reshape())
+register_op("concat", Concat())
+register_op(("split", "split_with_num"), Split())
+register_op("builtin.split", UnpackSplit())
+register_op("slice", Slice())
+register_op(("mean", "sum", "max", "min", "amax", "amin", "logsumexp"), Reduce())
