@@ -1,6 +1,7 @@
 """Criteria see whole groups, register by name, and every prune goes through one path."""
 
 import copy
+from pathlib import Path
 import dataclasses
 
 import numpy as np
@@ -66,16 +67,13 @@ def test_a_registered_criterion_is_a_config_choice_and_drives_the_stage(register
                                   trained_cnn.features[0].weight.numpy()[best])
 
 
-def test_an_unregistered_name_suggests_the_registered_ones():
-    with pytest.raises(slimkit.ConfigError) as err:
-        slimkit.FilterPruning(criterion="bn_scal", ratios=0.3)
-    assert err.value.path == "criterion" and "did you mean 'bn_scale'" in err.value.hint
-
-
-def test_the_criterion_option_documents_every_built_in_criterion():
-    doc = {f.name: f.metadata["doc"] for f in dataclasses.fields(slimkit.FilterPruning)}["criterion"]
-    for name in ("l1", "l2", "fpgm", "taylor", "random", "bn_scale"):
-        assert name in doc
+def test_the_strategy_page_describes_every_built_in_criterion():
+    # The registry fills the option's doc by itself; the hand-written page's table must keep up.
+    page = (Path(__file__).resolve().parents[1] / "docs" / "strategies" / "filter_pruning.md").read_text()
+    built_in = [name for name, cls in crit.CRITERIA.items() if cls.__module__.startswith("slimkit.")]
+    assert len(built_in) >= 6
+    missing = [name for name in built_in if f"| `{name}` |" not in page]
+    assert missing == [], f"docs/strategies/filter_pruning.md has no row for {missing}"
 
 
 @pytest.mark.parametrize("criterion", ["fpgm", "bn_scale"])

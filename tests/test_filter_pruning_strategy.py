@@ -111,7 +111,6 @@ def test_errors_at_apply_leave_the_model_unchanged(digits, trained_cnn, tmp_path
     ({"target_flops_reduction": 0.5, "finetune_epochs": 2}, "finetune_epochs", "steps is 1"),
     ({"target_flops_reduction": 0.5, "sensitivity": {"ratios": [0.5, 1.0]}}, "sensitivity.ratios[1]",
      "must be less than 1"),
-    ({"target_flops_reduction": 0.5, "criterion": "fpmg"}, "criterion", "did you mean 'fpgm'"),
     ({"target_flops_reduction": 0.5, "sensitivty": {}}, "sensitivty", "did you mean 'sensitivity'"),
 ])
 def test_option_checks_name_the_fix(options, path, text):

@@ -26,14 +26,14 @@ import numpy as np
 import paddle.nn.functional as F
 
 from ..core.errors import ConfigError, ModelError
-from ..core.schema import _suggest
+from ..core.registry import Registry
 from ..core.surgery import eval_mode
 
 __all__ = ["Criterion", "GroupData", "L1Norm", "L2Norm", "FPGM", "Taylor", "Random", "BNScale", "get_criterion",
            "CRITERIA", "score_groups", "collect_taylor_data", "group_data"]
 
-CRITERIA = {}   # name -> Criterion class, filled as the classes are defined
-ALIASES = {}    # other names (PaddleSlim's) -> name
+# name -> Criterion class, filled as the classes are defined; aliases: other names (PaddleSlim's)
+CRITERIA = Registry("criterion", "slimkit.pruning.Criterion", case_insensitive=True)
 
 
 @dataclasses.dataclass
@@ -129,8 +129,7 @@ class Criterion:
         super().__init_subclass__(**kwargs)
         if name:
             cls.name = name
-            CRITERIA[name] = cls
-            ALIASES.update({alias.lower(): name for alias in aliases})
+            CRITERIA.add(name, cls, aliases)
 
     def group_scores(self, group):
         return self.scores(group.weights, grads=group.grads, activations=group.activations)
@@ -243,11 +242,7 @@ class BNScale(Criterion, name="bn_scale", aliases=("network_slimming",)):
 def get_criterion(criterion="l1"):
     """A Criterion from a name (l1, l2, fpgm, taylor, random, or PaddleSlim's), a class, or an object with `scores`."""
     if isinstance(criterion, str):
-        key = criterion.lower()
-        key = ALIASES.get(key, key)
-        if key not in CRITERIA:
-            raise ConfigError("criterion", f"unknown criterion {criterion!r}", _suggest(criterion, list(CRITERIA)))
-        return CRITERIA[key]()
+        return CRITERIA.find(criterion, "criterion", Criterion)()
     if isinstance(criterion, type) and callable(getattr(criterion, "scores", None)):
         return criterion()
     if callable(getattr(criterion, "scores", None)):

@@ -12,7 +12,7 @@ makes the zeros permanent and removes the buffers: a plain, dense-format model a
 import numpy as np
 import paddle
 
-from .criteria import check_args, compute_masks, sparse_prunable_layers
+from .criteria import check_args, compute_masks, prunable_entry, sparse_prunable_layers
 
 MASKED = ("weight", "bias")  # parameters that may carry a `<name>_mask` buffer
 
@@ -83,35 +83,50 @@ def strip_masks(model):
 def sparsify(model, sparsity, method="magnitude", scope="layer", skip=(), seed=0, layers=None):
     """Prune `model` in place to `sparsity` with masks; returns `sparsity_stats` plus `threshold`.
 
-    method: `magnitude` (smallest |w|), `random` (seeded), or `neuron` (whole output
-    columns of Linear weights by L2 norm, with their bias entries). scope: `layer` (every
+    method: a sparsity criterion (`slimkit.sparsity.SPARSITY_CRITERIA`): `magnitude` (smallest
+    |w|), `random` (seeded), `neuron` (whole outputs of Linear weights by L2 norm, with their
+    bias entries), a registered name of your own or a SparsityCriterion. scope: `layer` (every
     layer reaches `sparsity`) or `global` (one threshold over all layers). `skip` names
     layers (or parent layers) to leave dense; `layers` (from `sparse_prunable_layers`) overrides it.
     Existing masks are kept: their zeros are counted first and never revived.
     """
-    check_args(sparsity, method, scope)
-    layers = layers if layers is not None else sparse_prunable_layers(model, skip, method)
+    criterion = check_args(sparsity, method, scope)
+    layers = layers if layers is not None else sparse_prunable_layers(model, skip, criterion)
     weights = {name: layer.weight.numpy() for name, layer in layers.items()}
+    out_axes = {name: prunable_entry(layer).out_axis if prunable_entry(layer) else 0 for name, layer in layers.items()}
     previous = {}
     for name, layer in layers.items():
         mask = get_mask(layer, "weight")
         if mask is not None:
-            previous[name] = mask.max(axis=0) if method == "neuron" else mask
-    masks, threshold = compute_masks(weights, sparsity, method, scope, seed, previous)
+            previous[name] = _unit_mask(mask, out_axes[name]) if criterion.neurons else mask
+    masks, threshold = compute_masks(weights, sparsity, criterion, scope, seed, previous, out_axes)
     # Everything is computed before the first mask is set: an error above leaves the model as it was.
     for name, layer in layers.items():
         keep = masks[name]
-        weight_keep = np.broadcast_to(keep, weights[name].shape) if method == "neuron" else keep
+        weight_keep = _spread(keep, weights[name].shape, out_axes[name]) if criterion.neurons else keep
         old = get_mask(layer, "weight")
         if old is not None and old.shape == weight_keep.shape:
             weight_keep = weight_keep * old  # masks only grow, even across methods
         set_mask(layer, "weight", weight_keep)
-        if method == "neuron" and getattr(layer, "bias", None) is not None:
+        if criterion.neurons and getattr(layer, "bias", None) is not None:
             old = get_mask(layer, "bias")
             set_mask(layer, "bias", keep if old is None else keep * old)
     stats = sparsity_stats(model, layers)
     stats["threshold"] = threshold
     return stats
+
+
+def _unit_mask(mask, out_axis):
+    """Per output unit: 1 where any of its weights is kept."""
+    units = np.moveaxis(mask, out_axis, 0)
+    return units.reshape(units.shape[0], -1).max(axis=1)
+
+
+def _spread(keep, shape, out_axis):
+    """A per-output keep vector as a mask of the weight's `shape`."""
+    view = [1] * len(shape)
+    view[out_axis] = -1
+    return np.broadcast_to(np.asarray(keep).reshape(view), shape)
 
 
 def sparsity_stats(model, layers=None):

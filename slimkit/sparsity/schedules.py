@@ -19,9 +19,10 @@ import dataclasses
 from typing import ClassVar
 
 from ..core.errors import ConfigError
-from ..core.schema import Options, _join, _suggest, option
+from ..core.registry import Registry
+from ..core.schema import Options, _join, option
 
-SCHEDULES = {}
+SCHEDULES = Registry("schedule type", "slimkit.sparsity.SparsitySchedule")
 
 
 @dataclasses.dataclass
@@ -34,7 +35,7 @@ class SparsitySchedule(Options):
         super().__init_subclass__(**kwargs)
         if type_name:
             cls.type_name = type_name
-            SCHEDULES[type_name] = cls
+            SCHEDULES.add(type_name, cls)
 
     def sparsity(self, step):
         """The target fraction of zero weights at optimizer step `step`."""
@@ -71,9 +72,7 @@ class SparsitySchedule(Options):
         kind = data.pop("type", None) or cls.type_name
         if not kind:
             raise ConfigError(path, "a schedule needs a 'type'", f"valid types: {', '.join(sorted(SCHEDULES))}")
-        if kind not in SCHEDULES:
-            raise ConfigError(_join(path, "type"), f"unknown schedule type {kind!r}", _suggest(kind, sorted(SCHEDULES)))
-        target = SCHEDULES[kind]
+        target = SCHEDULES.find(kind, _join(path, "type"), SparsitySchedule)
         if cls.type_name and target is not cls:
             raise ConfigError(_join(path, "type"), f"{cls.__name__} cannot be built from type {kind!r}",
                               f"use SparsitySchedule.from_dict or type {cls.type_name!r}")

@@ -5,12 +5,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 from ..core.errors import ConfigError
-from ..core.imports import import_object
-from ..core.schema import Options, _suggest, option
+from ..core.registry import Registry
+from ..core.schema import Options, option
 from ..report.rows import Note, ReportConfig
 from ..train.engine import Engine, TrainConfig
 
-STRATEGIES = {}
+STRATEGIES = Registry("stage type", "slimkit.Strategy")
 
 
 @dataclasses.dataclass
@@ -75,7 +75,7 @@ class Strategy(Options):
         super().__init_subclass__(**kwargs)
         if type_name:
             cls.type_name = type_name
-            STRATEGIES[type_name] = cls
+            STRATEGIES.add(type_name, cls)
         else:  # recorded as the `package.module:Class` a config names it by, so a resume rebuilds it
             cls.type_name = f"{cls.__module__}:{cls.__qualname__}"
 
@@ -109,15 +109,7 @@ class Strategy(Options):
 
 def strategy_class(kind, path):
     """The Strategy class of a config `type`: a registered name or `package.module:Class`."""
-    valid = f"valid types: {', '.join(sorted(STRATEGIES))} (or `package.module:Class`)"
-    if ":" in kind:
-        found = import_object(kind, lambda message, hint: ConfigError(path, message, hint))
-        if not (isinstance(found, type) and issubclass(found, Strategy)):
-            raise ConfigError(path, f"{kind} is not a subclass of slimkit.Strategy", valid)
-        return found
-    if kind not in STRATEGIES:
-        raise ConfigError(path, f"unknown stage type {kind!r}", _suggest(kind, sorted(STRATEGIES)))
-    return STRATEGIES[kind]
+    return STRATEGIES.find(kind, path, Strategy)
 
 
 def strategy_from_config(entry, path):

@@ -21,7 +21,7 @@ from ..core.errors import ConfigError
 from ..core.schema import option
 from ..core.surgery import capture, restore
 from ..models.checkpoint import ARCH, WEIGHTS, load_into
-from ..sparsity.criteria import sparse_prunable_layers
+from ..sparsity.criteria import get_sparsity_criterion, sparse_prunable_layers
 from ..sparsity.masks import (MASKED, apply_masks, mask_name, masked_layers, remove_masks, sparsify, sparsity_stats,
                               strip_masks)
 from ..sparsity.schedules import SparsitySchedule
@@ -42,10 +42,11 @@ class SparsePruning(Strategy, type_name="sparse_pruning"):
     the masks are folded into the weights at the end and the model is a plain model again.
     """
 
-    method: Literal["magnitude", "random", "neuron"] = option(
+    method: str = option(
         "magnitude", "`magnitude`: zero the smallest |w|; `random`: zero weights at random (seeded); "
                      "`neuron`: zero whole output neurons of Linear layers (weight columns with the "
-                     "smallest L2 norm, and their bias entries)")
+                     "smallest L2 norm, and their bias entries); or a registered SparsityCriterion's name "
+                     "or `package.module:Class`")
     scope: Literal["layer", "global"] = option(
         "layer", "`layer`: every layer reaches the sparsity; `global`: one threshold over all pruned "
                  "layers (the total count is exact, layers differ)")
@@ -65,6 +66,7 @@ class SparsePruning(Strategy, type_name="sparse_pruning"):
     seed: int = option(0, "seed of method: random")
 
     def check(self):
+        get_sparsity_criterion(self.method)  # an unknown name fails here, naming the closest registered one
         if (self.sparsity is None) == (self.schedule is None):
             both = self.sparsity is not None
             raise ConfigError("sparsity", "give either sparsity or schedule, not both" if both else
@@ -128,8 +130,9 @@ class SparsePruning(Strategy, type_name="sparse_pruning"):
             ctx.metrics["train_loss"] = round(history[-1]["loss"], 5)
         if self.skip:
             ctx.note(f"left dense: {', '.join(self.skip)}", "skipped")
-        if self.method == "neuron":
-            ctx.note("neuron pruning zeroes Linear output columns; conv layers are left dense")
+        if get_sparsity_criterion(self.method).neurons:
+            ctx.note("neuron pruning zeroes whole outputs of the layer types that allow it (Linear); conv layers "
+                     "are left dense")
 
     # --- checkpoints ----------------------------------------------------------------------
     def restore(self, model, folder, ctx):
