@@ -1,4 +1,4 @@
-"""The code stays lint-clean (ruff, rules in ruff.toml) and no function in slimkit/ grows past 60 lines."""
+"""The code stays lint-clean (ruff, ruff.toml); no function in slimkit/ grows past 60 lines, no class past 300."""
 
 import ast
 import shutil
@@ -10,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_FUNCTION_LINES = 60
+MAX_CLASS_LINES = 300
 
 
 def _ruff():
@@ -29,23 +30,30 @@ def test_ruff_check_is_clean():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def long_functions(folder):
-    """[(file:line, function name, lines)] of functions longer than MAX_FUNCTION_LINES under `folder`."""
+def long_definitions(folder, kinds=(ast.FunctionDef, ast.AsyncFunctionDef), limit=None):
+    """[(file:line, name, lines)] of definitions of `kinds` longer than `limit` (default MAX_FUNCTION_LINES)."""
+    limit = MAX_FUNCTION_LINES if limit is None else limit
     found = []
     for path in sorted(Path(folder).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if isinstance(node, kinds):
                 lines = node.end_lineno - node.lineno + 1
-                if lines > MAX_FUNCTION_LINES:
+                if lines > limit:
                     found.append((f"{path.relative_to(ROOT)}:{node.lineno}", node.name, lines))
     return found
 
 
 def test_no_function_in_slimkit_is_longer_than_60_lines():
-    assert long_functions(ROOT / "slimkit") == []
+    assert long_definitions(ROOT / "slimkit") == []
 
 
-def test_the_length_check_finds_a_long_function(tmp_path, monkeypatch):
+def test_no_class_in_slimkit_is_longer_than_300_lines():
+    assert long_definitions(ROOT / "slimkit", (ast.ClassDef,), MAX_CLASS_LINES) == []
+
+
+def test_the_length_checks_find_a_long_function_and_a_long_class(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     (tmp_path / "long.py").write_text("def f():\n" + "    x = 1\n" * MAX_FUNCTION_LINES + "\n\ndef g():\n    pass\n")
-    assert long_functions(tmp_path) == [("long.py:1", "f", MAX_FUNCTION_LINES + 1)]
+    assert long_definitions(tmp_path) == [("long.py:1", "f", MAX_FUNCTION_LINES + 1)]
+    (tmp_path / "big.py").write_text("class C:\n" + "    x = 1\n" * MAX_CLASS_LINES + "\n\nclass D:\n    pass\n")
+    assert long_definitions(tmp_path, (ast.ClassDef,), MAX_CLASS_LINES) == [("big.py:1", "C", MAX_CLASS_LINES + 1)]

@@ -119,3 +119,58 @@ def group_weights(model, group):
             w = layers[s.layer].weight.numpy()
             out.append(np.moveaxis(w, s.axis, 0))
     return out
+
+
+def build_graph(walk, input_shape, output_shapes):
+    """The DependencyGraph of what `walk` (a ChannelWalk) saw: one Group per class of coupled layer outputs."""
+    classes = {}
+    for node in walk.nodes:
+        classes.setdefault(walk.class_of(node.index), []).append(node)
+    slices_by_class = {}
+    for node_index, s in walk.slices:
+        slices_by_class.setdefault(walk.class_of(node_index), []).append(s)
+    shapes = {(layer, tensor): shape for layer, tensor, shape in walk.param_owner.values()}
+    tensor_shapes = {(s.layer, s.tensor): shapes[(s.layer, s.tensor)] for _, s in walk.slices}
+    groups = [_group(walk, nodes, slices_by_class.get(root, [])) for root, nodes in sorted(classes.items())
+              if any(n.layer for n in nodes)]
+    return DependencyGraph(groups, input_shape, output_shapes, tensor_shapes, _unused(walk, groups, input_shape),
+                           _followers(walk, groups))
+
+
+def _group(walk, nodes, slices):
+    layered = [n for n in nodes if n.layer]
+    reasons = []
+    for n in nodes:
+        reasons += [r for r in n.reasons if r not in reasons]
+    if any(n.reasons == ["model input"] for n in nodes):
+        reasons = [r if r != "model input" else "coupled with the model input (e.g. an identity shortcut)"
+                   for r in reasons]
+    # Every node of a class has the same channel indices; slices refer to class channels.
+    members = list(dict.fromkeys((s.layer, s.tensor, s.axis) for s in slices))
+    roots = [n.layer for n in layered]
+    found = {c for n in nodes for c in walk.constraints.get(n.index, [])}
+    blocks = sorted({b for b, _ in found})
+    if len(blocks) > 1:
+        reasons.append(f"its channels pass grouped convolutions with different group counts {blocks}")
+    group_blocks = blocks[0] if len(blocks) == 1 else 1
+    return Group(name=roots[0], roots=roots, channels=layered[0].channels, members=members,
+                 prunable=not reasons, reason="; ".join(reasons[:3]), slices=list(slices),
+                 channel_multiple=group_blocks, blocks=group_blocks,
+                 aligned=any(aligned for _, aligned in found))
+
+
+def _followers(walk, groups):
+    class_group = {walk.class_of(walk.layer_node[g.roots[0]]): g for g in groups}
+    followers = {}
+    for layer, nodes in walk.followers.items():
+        owners = [class_group.get(walk.class_of(n)) for n in nodes]
+        followers[layer] = owners[0] if all(o is owners[0] for o in owners) else None
+    return followers
+
+
+def _unused(walk, groups, input_shape):
+    seen = {r for g in groups for r in g.roots} | set(walk.followers)
+    why = f" (the training forward, which might, cannot be traced: {walk.training_failed})" \
+        if walk.training_failed else ""
+    return {name: f"{kind} not called by forward on input_shape {list(input_shape)}{why}"
+            for name, kind in walk.weighted_layers.items() if name not in seen}

@@ -26,7 +26,7 @@ import paddle
 
 from .. import ops
 from . import layer_rules, shape_rules  # noqa: F401  (importing them registers the structural rules)
-from .graph import ChannelSlice, DependencyGraph, Group
+from .graph import ChannelSlice, build_graph
 from .segments import Node, Seg, covers_whole_nodes, present
 from .trace import PARAM_VIEWS
 
@@ -65,6 +65,10 @@ class ChannelWalk:
         self.nodes.append(node)
         self.parent.append(node.index)
         return node.index
+
+    def class_of(self, node):
+        """The representative node of `node`'s class (nodes of one class are pruned with the same indices)."""
+        return self._find(node)
 
     def _find(self, i):
         while self.parent[i] != i:
@@ -302,52 +306,4 @@ class ChannelWalk:
 
     def graph(self, input_shape, output_shapes):
         """The DependencyGraph of everything the walk saw: one Group per class of coupled layer outputs."""
-        classes = {}
-        for node in self.nodes:
-            classes.setdefault(self._find(node.index), []).append(node)
-        slices_by_class = {}
-        for node_index, s in self.slices:
-            slices_by_class.setdefault(self._find(node_index), []).append(s)
-        shapes = {(layer, tensor): shape for layer, tensor, shape in self.param_owner.values()}
-        tensor_shapes = {(s.layer, s.tensor): shapes[(s.layer, s.tensor)] for _, s in self.slices}
-        groups = [self._group(nodes, slices_by_class.get(root, [])) for root, nodes in sorted(classes.items())
-                  if any(n.layer for n in nodes)]
-        return DependencyGraph(groups, input_shape, output_shapes, tensor_shapes, self._unused(groups, input_shape),
-                               self._followers(groups))
-
-    def _group(self, nodes, slices):
-        layered = [n for n in nodes if n.layer]
-        reasons = []
-        for n in nodes:
-            reasons += [r for r in n.reasons if r not in reasons]
-        if any(n.reasons == ["model input"] for n in nodes):
-            reasons = [r if r != "model input" else "coupled with the model input (e.g. an identity shortcut)"
-                       for r in reasons]
-        # Every node of a class has the same channel indices; slices refer to class channels.
-        members = list(dict.fromkeys((s.layer, s.tensor, s.axis) for s in slices))
-        roots = [n.layer for n in layered]
-        found = {c for n in nodes for c in self.constraints.get(n.index, [])}
-        blocks = sorted({b for b, _ in found})
-        if len(blocks) > 1:
-            reasons.append(f"its channels pass grouped convolutions with different group counts {blocks}")
-        group_blocks = blocks[0] if len(blocks) == 1 else 1
-        return Group(name=roots[0], roots=roots, channels=layered[0].channels, members=members,
-                     prunable=not reasons, reason="; ".join(reasons[:3]), slices=list(slices),
-                     channel_multiple=group_blocks, blocks=group_blocks,
-                     aligned=any(aligned for _, aligned in found))
-
-    def _followers(self, groups):
-        class_group = {self._find(self.layer_node[g.roots[0]]): g for g in groups}
-        followers = {}
-        for layer, nodes in self.followers.items():
-            owners = [class_group.get(self._find(n)) for n in nodes]
-            followers[layer] = owners[0] if all(o is owners[0] for o in owners) else None
-        return followers
-
-    def _unused(self, groups, input_shape):
-        seen = {r for g in groups for r in g.roots} | set(self.followers)
-        why = f" (the training forward, which might, cannot be traced: {self.training_failed})" \
-            if self.training_failed else ""
-        return {name: f"{kind} not called by forward on input_shape {list(input_shape)}{why}"
-                for name, kind in self.weighted_layers.items() if name not in seen}
-
+        return build_graph(self, input_shape, output_shapes)
