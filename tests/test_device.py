@@ -113,13 +113,13 @@ def test_tensorrt_needs_a_gpu_and_a_build_with_it(monkeypatch):
     devices.check_tensorrt("gpu:0")
 
 
-def test_using_restores_the_callers_device_even_on_error(set_device_calls):
+def test_using_restores_the_callers_device_even_on_error():
     before = paddle.get_device()
     with pytest.raises(RuntimeError):
         with devices.using("cpu") as used:
             assert used == "cpu" and paddle.get_device() == "cpu"
             raise RuntimeError("stop")
-    assert set_device_calls == ["cpu", before] and paddle.get_device() == before
+    assert paddle.get_device() == before
 
 
 # --- before any work: YAML (run and check) and Python -------------------------------------------
@@ -184,9 +184,9 @@ def test_latency_methods_name_the_device_and_cpu_flags_only_on_the_cpu(monkeypat
     monkeypatch.setattr(devices, "describe", lambda d: "GPU 0 (Fake card, CUDA 12.6)" if d != "cpu" else "CPU x")
     cfg = ReportConfig(**REPORT)
     gpu = latency_method(cfg, SHAPE, device="gpu:0")
-    assert gpu == ("Paddle Inference predictor of the stage's export (gpu:0, Paddle's GPU kernels), input "
-                   "[1, 1, 8, 8]; median of 2 runs after 0 warm-up runs, timed right after the stage; "
-                   "GPU 0 (Fake card, CUDA 12.6)")
+    for fact in ("gpu:0", "Paddle's GPU kernels", "[1, 1, 8, 8]", "GPU 0 (Fake card, CUDA 12.6)"):
+        assert fact in gpu
+    assert "oneDNN" not in gpu and "CPU" not in gpu
     assert latency_method(ReportConfig(**REPORT, tensorrt=True), SHAPE, device="gpu:1").startswith(
         "Paddle Inference predictor of the stage's export (gpu:1, TensorRT)")
     assert latency_method(cfg, SHAPE, device="cpu").startswith(
@@ -215,11 +215,14 @@ def test_bench_on_an_unavailable_gpu_exits_2(run, capsys, monkeypatch):
 
 
 # --- the one-call functions ---------------------------------------------------------------------------
-def test_prune_and_sensitive_run_where_the_model_is_and_refuse_a_missing_gpu(monkeypatch, set_device_calls):
+def test_prune_and_sensitive_run_where_the_model_is_and_refuse_a_missing_gpu(monkeypatch):
     before = paddle.get_device()
     model = small_cnn()
+    seen = []  # the session's device while prune runs the model
+    hook = model.register_forward_pre_hook(lambda layer, inputs: seen.append(paddle.get_device()))
     result = slimkit.prune(model, SHAPE, ratios={"features.0": 0.5})
-    assert result.layers == [("features.0", 16, 8)] and set_device_calls == ["cpu", before]
+    hook.remove()
+    assert result.layers == [("features.0", 16, 8)] and seen and set(seen) == {"cpu"}
     monkeypatch.setattr(devices, "cuda", lambda: CPU_ONLY)
     weights = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     with pytest.raises(ConfigError, match="compiled without CUDA"):

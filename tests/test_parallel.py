@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +46,8 @@ def config(go_file):
 
 def launch(cfg, out, *flags):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1"}
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "slimkit", "run", str(cfg), "--out", str(out), "--nproc", "2",
+    return subprocess.run([sys.executable, "-m", "slimkit", "run", str(cfg), "--out", str(out), "--nproc", "2",
                              *flags], capture_output=True, text=True, env=env, cwd=out.parent, timeout=TIMEOUT)
-    return result, time.perf_counter() - start
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +57,15 @@ def runs(tmp_path_factory):
     go = tmp / "go"
     cfg = tmp / "run.yaml"
     cfg.write_text(yaml.safe_dump(config(go)))
-    failed, failed_seconds = launch(cfg, tmp / "dp")
+    failed = launch(cfg, tmp / "dp")
     done_before = {p.parent.name: p.read_text() for p in (tmp / "dp").glob("*/stage.json")}
     weights = {p.parent.name: p.stat().st_mtime_ns for p in (tmp / "dp").glob("*/model.pdparams")}
     go.write_text("")
-    resumed, _ = launch(cfg, tmp / "dp", "--resume")
+    resumed = launch(cfg, tmp / "dp", "--resume")
     single = build_pipeline(load_config(cfg, [f"train.batch_size={2 * PER_RANK_BATCH}"]), tmp / "single",
                             verbose=False)
     single.run()
-    return {"dp": tmp / "dp", "single": tmp / "single", "failed": failed, "failed_seconds": failed_seconds,
+    return {"dp": tmp / "dp", "single": tmp / "single", "failed": failed,
             "done_before": done_before, "weights_before": weights, "resumed": resumed}
 
 
@@ -77,7 +74,6 @@ def test_a_failure_on_rank_1_ends_every_rank_with_one_message(runs):
     assert failed.returncode == 1, failed.stderr
     errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
     assert errors == ["error: rank 1 of 2: RuntimeError: deliberate failure on rank 1"], failed.stderr
-    assert runs["failed_seconds"] < TIMEOUT
     assert "error:" not in failed.stdout and "FLAGS" not in failed.stdout  # rank 0's output, up to the failure
     lines = failed.stdout.splitlines()
     assert [line.split()[0] for line in lines if line.startswith("stage ")] == ["stage"]  # one table header

@@ -8,7 +8,7 @@ import pytest
 
 import slimkit
 from slimkit import Finetune, Pipeline, SparsePruning
-from slimkit.report.rows import (COLUMNS, Column, ConsoleTable, StageReport, add_column, compact, compact_bytes,
+from slimkit.report.rows import (COLUMNS, Column, ConsoleTable, Note, StageReport, add_column, compact, compact_bytes,
                                  to_markdown)
 from slimkit.run.cli import main
 
@@ -95,3 +95,12 @@ def test_report_marks_an_incomplete_run(digits, tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "incomplete run: 2 stage(s) not finished: b, c" in out and "--resume" in out
+
+
+def test_notes_read_as_their_text_but_differ_by_stage_and_kind():
+    slower = Note("int8 is slower", "qat", "slower")
+    assert slower == "int8 is slower" and "int8 is slower" in [slower]
+    assert slower == Note("int8 is slower", "qat", "slower")
+    assert slower != Note("int8 is slower", "qat", "info") and slower != Note("int8 is slower", "ptq", "slower")
+    assert len({slower, Note("int8 is slower", "qat", "slower")}) == 1
+    assert Note.from_value(slower.to_dict()) == slower

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 import slimkit
@@ -35,10 +36,17 @@ def test_report_json_holds_every_epoch_of_every_training_stage(run):
     assert not stages["filter_pruning"]["extra"]["history"] and "history" not in stages["baseline"]["extra"]
 
 
-def test_the_run_folder_has_a_png_of_the_curves(run):
+def test_the_run_folder_has_a_png_with_a_curve_per_training_stage(run):
+    from matplotlib.image import imread
+
     _, out = run
-    png = (out / CURVES).read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    image = imread(str(out / CURVES))[..., :3]
+    assert image.shape[:2] == (340, 1000)  # three panels, figsize (10, 3.4) at 100 dpi
+    # matplotlib's first two line colours: the two training stages (train, recover), in every panel.
+    for colour in ((0.122, 0.467, 0.706), (1.0, 0.498, 0.055)):
+        drawn = np.abs(image - np.array(colour)).max(axis=-1) < 0.05
+        columns = np.flatnonzero(drawn.any(axis=0))
+        assert [(columns // 333 == panel).any() for panel in range(3)] == [True, True, True], colour
 
 
 def test_not_a_terminal_prints_one_line_per_epoch(digits, capsys):

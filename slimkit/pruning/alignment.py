@@ -3,13 +3,9 @@
 oneDNN (Paddle Inference's CPU backend) computes convolutions in blocked layouts of 8
 channels on AVX2 and 16 on AVX-512: a layer left with 45 channels pays for 48 and adds
 reorders, so odd counts give back part of what pruning removed. `benchmarks/deploy_latency.py`
-compares multiples 1, 8 and 16 on the predictor (docs/benchmarks.md). On an AVX-512/VNNI CPU
-16 was as fast as 8 for resnet50 (1.83x vs 1.82x at 0.5x FLOPs) and faster for mobilenet_v2
-(1.52x vs 1.40x); on an AVX2 CPU 8 and 16 were within the timing noise of each other
-(resnet50 1.95x vs 1.91x, mobilenet_v2 1.51x vs 1.53x; in another run 1.95x vs 1.77x and
-1.37x vs 1.44x) and both ahead of no alignment (1.74x, 1.49x).
-The default is therefore the block of the CPU slimkit runs on (16 with AVX-512, else 8);
-prune on the kind of CPU you deploy to, or set `round_to`.
+compares multiples 1, 8 and 16 on the predictor; its measurements on AVX2 and AVX-512 CPUs
+are in docs/benchmarks.md. The default is the block of the CPU slimkit runs on (16 with
+AVX-512, else 8); prune on the kind of CPU you deploy to, or set `round_to`.
 
 Small layers: rounding to a multiple moves a layer's count by up to half the multiple,
 so for a layer with fewer than 4x the multiple channels the multiple is halved until it

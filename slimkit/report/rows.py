@@ -54,6 +54,17 @@ class Note(str):
     def message(self):
         return str(self)
 
+    def __eq__(self, other):
+        # Equal to its text; to another note only with the same stage and kind (a `slower` note is not an `info`).
+        if isinstance(other, Note):
+            return str.__eq__(self, other) and (self.stage, self.kind) == (other.stage, other.kind)
+        return str.__eq__(self, other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = str.__hash__
+
     def to_dict(self):
         return {"stage": self.stage, "kind": self.kind, "message": self.message}
 

@@ -9,7 +9,7 @@ from .base import Strategy
 
 @dataclasses.dataclass
 class Finetune(Strategy, type_name="finetune"):
-    """Train the current model with the pipeline's engine (cross-entropy)."""
+    """Train the current model with the pipeline's engine, on the task's loss (`task.loss`)."""
 
     compresses = False
 

@@ -57,7 +57,8 @@ class EngineProtocol(Protocol):
         """Train `model` in place; one dict per epoch (at least `loss`)."""
 
     def evaluate(self, model, split="test", max_batches=None) -> dict:
-        """`top1`, `top5` (fractions; top5 None with 5 classes or fewer) of `model` on a split."""
+        """The task's metrics of `model` on a split: {metric name: value} (slimkit.train.tasks; e.g. `top1`, `top5`
+        for classification, `miou`, `pixel_acc` for segmentation), plus `loss` where the engine computes it."""
 
     def batches(self, split, batch_size=None, shuffle=False, seed=0, max_batches=None) -> Iterator:
         """(images, labels) paddle tensors of a split, no augmentation."""
