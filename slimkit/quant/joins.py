@@ -28,19 +28,15 @@ POOLING = (paddle.nn.AdaptiveAvgPool2D, paddle.nn.AdaptiveMaxPool2D, paddle.nn.A
 
 def join_layers(model, input_shape):
     """Structured names of the BatchNorm/conv layers whose outputs are operands of activation adds."""
-    from ..pruning.dependency import PARAM_VIEWS, trace_program
+    from ..pruning.dependency import parameter_values, trace_program
 
     program, _ = trace_program(model, input_shape)
     owner = {p.name: prefix for prefix, layer in model.named_sublayers()
              for p in layer._parameters.values() if p is not None}
-    params, found = {}, []
+    params, found = parameter_values(program), []
     for op in program.global_block().ops:
         name = op.name()
-        if name == "builtin.parameter":
-            params[op.result(0).id] = op.attrs()["parameter_name"]
-        elif name.removeprefix("pd_op.") in PARAM_VIEWS and op.operand_source(0).id in params:
-            params[op.result(0).id] = params[op.operand_source(0).id]
-        elif name in _ADDS and not any(op.operand_source(i).id in params for i in range(op.num_operands())):
+        if name in _ADDS and not any(op.operand_source(i).id in params for i in range(op.num_operands())):
             for i in range(op.num_operands()):
                 layer = _producing_layer(op.operand_source(i), params, owner)
                 if layer is not None and layer not in found:

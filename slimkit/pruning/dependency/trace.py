@@ -12,6 +12,22 @@ from ...core.surgery import eval_mode, train_mode
 PARAM_VIEWS = {"reshape", "reshape_", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "cast", "assign", "flatten"}
 
 
+def parameter_values(program):
+    """{value id: parameter name} of a traced program's parameters and the views of them (PARAM_VIEWS)."""
+    names = {}
+    for op in program.global_block().ops:
+        if op.name() == "builtin.parameter":
+            names[op.result(0).id] = op.attrs()["parameter_name"]
+        elif (op.name().removeprefix("pd_op.") in PARAM_VIEWS and op.num_operands()
+              and _initialized(op.operand_source(0)) and op.operand_source(0).id in names):
+            names[op.result(0).id] = names[op.operand_source(0).id]
+    return names
+
+
+def _initialized(value):
+    return value is not None and value.initialized()
+
+
 def flat_outputs(out):
     """The tensors (or traced values) of a model output of any nesting of tuples, lists and dicts, in order."""
     if isinstance(out, dict):

@@ -28,7 +28,7 @@ from .. import ops
 from . import layer_rules, shape_rules  # noqa: F401  (importing them registers the structural rules)
 from .graph import ChannelSlice, build_graph
 from .segments import Node, Seg, covers_whole_nodes, present
-from .trace import PARAM_VIEWS
+from .trace import parameter_values
 
 
 
@@ -84,7 +84,8 @@ class ChannelWalk:
     # -- walking the program
     def run(self, program, outputs):
         """Follow one traced program; a second one (the training forward) adds to the same layers' nodes."""
-        self.info, self.axes, self.param_of, self.notes = {}, {}, {}, {}  # values belong to one program
+        self.info, self.axes, self.notes = {}, {}, {}  # values belong to one program
+        self.param_of = parameter_values(program)
         for op in program.global_block().ops:
             self._visit(op)
         for v in outputs:
@@ -99,14 +100,12 @@ class ChannelWalk:
 
     def _visit(self, op):
         kind = op.name().split(".", 1)[1] if op.name().startswith("pd_op.") else op.name()
-        if kind == "builtin.parameter":
-            self.param_of[op.result(0).id] = op.attrs()["parameter_name"]
-        elif kind == "data":
+        if op.num_results() and op.result(0).id in self.param_of:
+            return None  # a parameter or a view of one: it names the parameter, its consumers read that
+        if kind == "data":
             shape = list(op.result(0).shape)
             if len(shape) >= 2 and shape[1] > 0:
                 self.info[op.result(0).id] = [Seg(self._new_node(shape[1], reason="model input"), 0, shape[1])]
-        elif kind in PARAM_VIEWS and present(op.operand_source(0)) and op.operand_source(0).id in self.param_of:
-            self.param_of[op.result(0).id] = self.param_of[op.operand_source(0).id]
         else:
             handler = self.handler(kind)
             if handler is None:
