@@ -169,9 +169,10 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
             graph.group(name)
         if not self._groups(graph):
             reasons = [f"{name}: {why}" for name, why in graph.skipped().items()]
+            reasons += [f"{name}: in `skip`" for name in self.skip]
             more = f"; ... ({len(reasons) - 4} more)" if len(reasons) > 4 else ""
-            raise ModelError(f"{self.display_name}: no layer of the model can be pruned ("
-                             + "; ".join(reasons[:4]) + more + ")",
+            raise ModelError(f"{self.display_name}: no prunable layer in the model, nothing could be traced as "
+                             "prunable (" + "; ".join(reasons[:4]) + more + ")",
                              "a forward that branches on tensor values (if x.mean() > 0) traces one branch: write "
                              "it with tensor ops (paddle.where), or use sparse_pruning, which needs no trace; "
                              "layers named in `skip` are left out")
