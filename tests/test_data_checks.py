@@ -46,7 +46,7 @@ def test_nan_in_one_image_of_seven_is_refused_naming_it(source):
         to_bundle(data)
     x[1, 0, 0, 0] = np.inf
     with pytest.raises(DataError, match=r"data\['train'\]: 2 of 7 samples hold NaN or inf values \(samples 1, 4\)"):
-        to_bundle({"train": (x, y), "test": (x[:2] * 0, y[:2])})
+        to_bundle({"train": (x, y), "test": (np.zeros_like(x[:2]), y[:2])})
 
 
 def test_a_diverging_stage_stops_naming_the_stage_and_the_step(digits, trained_cnn, tmp_path):
