@@ -300,3 +300,57 @@ def pixel_cross_entropy(scores, labels, ignore_index=255, label_smoothing=0.0):
     loss = -picked if not label_smoothing else -(1 - label_smoothing) * picked - label_smoothing * log_p.mean(axis=1)
     weight = valid.astype(loss.dtype)
     return (loss * weight).sum() / paddle.clip(weight.sum(), min=1.0)
+
+
+# --- ONNX export (paddle2onnx) ------------------------------------------------------------
+
+INTERP_OPS = ("nearest_interp_v2", "bilinear_interp_v2", "bicubic_interp_v2", "linear_interp_v2",
+              "trilinear_interp_v2")
+
+
+def onnx_ready_program(prefix, target):
+    """The prefix of a copy of the saved program `prefix` that paddle2onnx converts (or `prefix` itself).
+
+    paddle2onnx 2.1 stops on every `F.interpolate(x, scale_factor=s)` of a saved legacy
+    program ("(Unimplemented) the 0th elementwise MUST be ir::FloatAttribute": it cannot read
+    the `scale` attribute), which is how segmentation networks upsample, slimkit's own
+    small_unet included. Where the input's spatial size is fixed in the program (the export's
+    input shape) and `size * scale` is a whole number, the op is given that output size
+    instead (`out_h`/`out_w`, `scale` emptied): Paddle then samples at in/out = 1/scale, the
+    very positions the scale gave, so the program computes the same values (the ONNX
+    verification compares them). Ops with a tensor-valued size or scale, or a fractional
+    output size, are left as they are. The original files are never changed.
+    """
+    import pathlib
+    import shutil
+
+    prefix, target = str(prefix), pathlib.Path(target)
+    with legacy_ir():
+        program = paddle.static.Program.parse_from_string(pathlib.Path(prefix + ".pdmodel").read_bytes())
+        changed = sum(_fixed_size_interp(block, op) for block in program.blocks for op in block.ops)
+        if not changed:
+            return prefix
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pathlib.Path(str(target) + ".pdmodel").write_bytes(program.desc.serialize_to_string())
+    shutil.copy(prefix + ".pdiparams", str(target) + ".pdiparams")
+    FOUND["interp_scale_rewritten"] = FOUND.get("interp_scale_rewritten", 0) + changed
+    return str(target)
+
+
+def _fixed_size_interp(block, op):
+    """Give one interpolate op with a `scale` attribute the equal fixed output size; whether it changed."""
+    if op.type not in INTERP_OPS or any(op.input(name) for name in ("OutSize", "SizeTensor", "Scale")
+                                        if name in op.input_names):
+        return False
+    scale = list(op.attr("scale") or [])
+    if not scale or op.attr("data_layout") not in ("NCHW", "NCDHW", "NCW"):
+        return False
+    spatial = list(block._var_recursive(op.input("X")[0]).shape)[2:]
+    scale = scale * len(spatial) if len(scale) == 1 else scale
+    sizes = [dim * s for dim, s in zip(spatial, scale)]
+    if len(scale) != len(spatial) or any(d <= 0 for d in spatial) or any(abs(v - round(v)) > 1e-6 for v in sizes):
+        return False
+    for name, value in zip(("out_d", "out_h", "out_w")[-len(sizes):], sizes):
+        op._set_attr(name, int(round(value)))
+    op._set_attr("scale", [])
+    return True

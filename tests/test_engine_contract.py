@@ -8,7 +8,7 @@ import pytest
 import slimkit
 from slimkit.core.errors import ConfigError
 from slimkit.run.config import build_pipeline, load_config
-from slimkit.train.engine import EngineProtocol
+from slimkit.train.engine import OPTIONAL, REQUIRED, EngineProtocol, check_engine
 
 
 class ArrayLoopEngine:
@@ -72,10 +72,49 @@ def _model():
     return slimkit.build_model("small_cnn", num_classes=10, in_channels=1, input_size=8)
 
 
+class Recording:
+    """The user's engine as slimkit sees it, every attribute slimkit reads from it recorded."""
+
+    def __init__(self, engine):
+        object.__setattr__(self, "_engine", engine)
+        object.__setattr__(self, "read", set())
+
+    def __getattr__(self, name):
+        self.read.add(name)
+        return getattr(self._engine, name)
+
+
 def test_the_user_engine_implements_only_the_protocol(digits):
     engine = ArrayLoopEngine(digits)
     assert isinstance(engine, EngineProtocol)
     assert not isinstance(engine, slimkit.Engine) and not hasattr(engine, "config")
+    assert check_engine(engine) is engine  # slimkit's own check of the contract accepts it
+    assert set(REQUIRED) == {name for name in dir(EngineProtocol) if not name.startswith("_")}
+
+
+def test_stages_and_every_export_format_read_only_the_declared_contract(digits, tmp_path):
+    from slimkit import PTQ, FilterPruning, Finetune
+
+    engine = Recording(ArrayLoopEngine(digits))
+    stages = [Finetune(name="train", epochs=1), FilterPruning(criterion="taylor", ratios=0.3), PTQ(runtime="cpu")]
+    reports = slimkit.Pipeline(_model(), digits, stages, train=TRAIN, engine=engine, report=REPORT,
+                               export={"formats": ["paddle", "onnx"]}, out_dir=tmp_path, verbose=False).run()
+    for report in reports:
+        record = report.extra["export"]
+        assert record["paddle"] and record["onnx"]["ok"], (report.stage, record["onnx"])
+    assert reports[-1].extra["export"]["onnx"]["int8"]
+    assert engine.read <= set(REQUIRED) | set(OPTIONAL), engine.read - set(REQUIRED) - set(OPTIONAL)
+    assert {"train", "evaluate", "batches"} <= engine.read
+
+
+def test_an_engine_slimkit_cannot_call_is_refused_up_front(digits):
+    class NoMaxBatches(ArrayLoopEngine):
+        def batches(self, split, batch_size=None, shuffle=False, seed=0):
+            return super().batches(split, batch_size, shuffle, seed)
+
+    with pytest.raises(ConfigError, match=r"engine: NoMaxBatches.batches cannot be called as slimkit calls it") as err:
+        slimkit.Pipeline(_model(), digits, [slimkit.Finetune()], engine=NoMaxBatches(digits), verbose=False)
+    assert "batches(split, batch_size=None, shuffle=False, seed=0, max_batches=None)" in err.value.hint
 
 
 def test_every_built_in_strategy_runs_with_a_user_engine(digits, tmp_path):

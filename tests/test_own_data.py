@@ -142,9 +142,10 @@ def test_bad_arrays_name_the_fix(arrays):
     X, y = arrays
     with pytest.raises(DataError, match="1797 inputs but 10 labels|inputs but 10 labels"):
         to_bundle((X, y[:10]))
-    with pytest.raises(DataError, match="class indices"):
-        to_bundle((X, y.astype("float32")))
-    with pytest.raises(ConfigError, match="expected \\(X, y\\) arrays or a paddle.io.Dataset"):
+    with pytest.raises(DataError, match="the labels are floats, and the classification task.loss and task.metric "
+                                        "takes integer class indices"):
+        Pipeline(small_model(), (X, y.astype("float32")), [Finetune(epochs=1)], verbose=False)
+    with pytest.raises(ConfigError, match="expected \\(X, y\\) arrays, inputs X, or a paddle.io.Dataset"):
         to_bundle([X])
 
 

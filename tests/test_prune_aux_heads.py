@@ -15,7 +15,7 @@ from prune_checks import _randomize_bn, check_attributes, check_jit_roundtrip, m
 from slimkit.core.surgery import capture, train_mode
 from slimkit.pruning import analyze, prune
 from slimkit.pruning.dependency import flat_outputs
-from slimkit.train.tasks import build_task
+from slimkit.train.objective import build_task
 
 SHAPE = [2, 3, 16, 16]
 

@@ -11,7 +11,8 @@ import slimkit
 from slimkit.core.errors import ConfigError, ModelError
 from slimkit.train.engine import Engine
 from slimkit.train.metrics import SegmentationMetric, TopK
-from slimkit.train.tasks import TaskConfig, build_task
+from slimkit.train.objective import build_task
+from slimkit.train.tasks import TaskConfig
 
 RNG = np.random.RandomState(0)
 
@@ -189,7 +190,7 @@ def test_user_loss_and_metric_functions_and_accumulator_classes(user_module):
 @pytest.mark.parametrize("options, message", [
     ({"loss": "segmentaton"}, r"(?s)task.loss: unknown loss 'segmentaton'.*did you mean 'segmentation'"),
     ({"metric": "no_such_module_xyz:f"}, r"metric: cannot import 'no_such_module_xyz'"),
-    ({"metric": "numpy:no_such_fn"}, r"metric: numpy has no callable 'no_such_fn'"),
+    ({"metric": "numpy:no_such_fn"}, r"metric: numpy has no 'no_such_fn'"),
     ({"output": 1, "aux_weights": {1: 0.5}}, r"aux_weights.1: is the main output"),
     ({"aux_weights": {1: -1}}, r"aux_weights.1: expected a weight >= 0"),
     ({"aux_weights": [0.4, -1]}, r"aux_weights\[1\]: expected a weight >= 0"),

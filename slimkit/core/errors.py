@@ -31,6 +31,10 @@ class ModelError(SlimkitError, ValueError):
     """A model cannot be built, loaded, traced or changed as asked; it is left as it was."""
 
 
+class TrainingError(SlimkitError):
+    """Training diverged: the loss or the weights became NaN or inf; the stage stops, the user's model is unchanged."""
+
+
 class ResumeError(SlimkitError):
     """A run folder does not match the pipeline asked to resume in it."""
 

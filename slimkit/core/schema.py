@@ -5,6 +5,7 @@ Every config block (data, model, train, report) and every strategy is a dataclas
 writes the config reference in docs/, so the three cannot drift apart.
 """
 
+import collections.abc
 import dataclasses
 import difflib
 import typing
@@ -80,6 +81,10 @@ def _coerce(value, hint, path):
     """Check `value` against `hint`; convert ints to floats and dicts to Options."""
     origin, args = get_origin(hint), get_args(hint)
     if hint is Any:
+        return value
+    if origin is collections.abc.Callable:  # Python only: YAML gives `package.module:function` strings instead
+        if not callable(value):
+            raise ConfigError(path, f"expected a function, got {_type_name(value)} {value!r}")
         return value
     if origin is Union:
         return _coerce_union(value, hint, path)
@@ -195,6 +200,8 @@ def describe(hint):
         return f"mapping of {describe(args[1])}" if args else "mapping"
     if isinstance(hint, type) and issubclass(hint, Options):
         return "mapping"
+    if origin is collections.abc.Callable:
+        return "function (Python)"
     return {int: "integer", float: "number", str: "string", bool: "true/false", dict: "mapping",
             list: "list"}.get(hint, getattr(hint, "__name__", str(hint)))
 

@@ -13,13 +13,14 @@ import pickle
 import struct
 import tarfile
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Callable, List, Literal, Optional, Union
 
 import numpy as np
 import paddle
 
 from ..core.errors import ConfigError, DataError
 from ..core.schema import Options, option
+from .labels import DataSummary, as_labels, map_labels, squeeze_class_column
 
 FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = {
@@ -57,39 +58,82 @@ class DataConfig(Options):
                                           "paddle.io.Dataset or a dict of splits (docs/own-project.md); "
                                           "`name` is then not used")
     args: dict = option(default_factory=dict, doc="keyword arguments of `factory`")
-    num_classes: Optional[int] = option(None, "number of classes of `factory`'s data; default: largest label + 1",
-                                        gt=0)
+    num_classes: Optional[int] = option(None, "number of classes of your own data (`factory`, `inputs`, `images`); "
+                                              "default: largest label + 1", gt=0)
+    inputs: Optional[str] = option(None, "your own inputs as a `.npy` file [N, C, H, W] (numpy.save); without "
+                                         "`labels` the original model's outputs are the reference; `name` is then "
+                                         "not used")
+    labels: Optional[str] = option(None, "labels of `inputs` as a `.npy` file, one per input along the first axis "
+                                         "(class indices, masks, targets)")
+    images: Optional[str] = option(None, "a folder of images (png, jpg, bmp, ...; sub-folders included) as inputs "
+                                         "without labels: the original model's outputs are the reference; `name` "
+                                         "is then not used")
+    preprocess: Optional[Union[str, Callable]] = option(
+        None, "`package.module:function` turning one image (height x width x channels uint8 numpy, RGB) into the "
+              "model's input (e.g. [C, H, W] float32); in Python also the function; replaces size/mean/std")
+    size: Optional[List[int]] = option(None, "built-in preprocessing of `images`: resize to [height, width] "
+                                             "(bilinear); null = keep the files' size", gt=0)
+    mean: Optional[List[float]] = option(None, "built-in preprocessing of `images`: subtract this per channel "
+                                               "from pixels scaled to [0, 1]")
+    std: Optional[List[float]] = option(None, "built-in preprocessing of `images`: then divide by this per "
+                                              "channel", gt=0)
+    color: Literal["rgb", "gray"] = option("rgb", "channels `images` are read with: rgb (3) or gray (1)")
 
     def check(self):
         if self.name == "shapes" and self.augment:
             raise ConfigError("augment", "the shapes dataset has per-pixel labels, which crop augmentation "
                                          "would leave behind", "leave augment null or false for shapes")
+        sources = [key for key in ("factory", "inputs", "images") if getattr(self, key) is not None]
+        if len(sources) > 1:
+            raise ConfigError(sources[1], f"`{sources[0]}` and `{sources[1]}` are two sources of data",
+                              "keep one of them")
+        if self.labels is not None and self.inputs is None:
+            raise ConfigError("labels", "labels without `inputs`", "give inputs: x.npy beside labels: y.npy")
+        image_steps = [key for key in ("preprocess", "size", "mean", "std") if getattr(self, key) is not None]
+        if image_steps and self.images is None:
+            raise ConfigError(image_steps[0], "preprocesses `images`, and none are given",
+                              "give images: FOLDER, or remove it")
+        if self.preprocess is not None and len(image_steps) > 1:
+            raise ConfigError(image_steps[1], "the preprocess function replaces the built-in steps",
+                              "do the resizing and normalising in the function, or drop `preprocess`")
+        if self.size is not None and len(self.size) != 2:
+            raise ConfigError("size", f"expected [height, width], got {self.size}")
+
+    def to_dict(self):
+        out = super().to_dict()
+        if callable(self.preprocess):  # recorded by name: report.json and a resumed run compare it
+            out["preprocess"] = f"{self.preprocess.__module__}:{self.preprocess.__qualname__}"
+        return out
 
 
 class ArrayDataset(paddle.io.Dataset):
-    """An in-memory image dataset (N, C, H, W float32, normalised) usable with paddle's DataLoader.
+    """An in-memory dataset (inputs [N, ...] float32) usable with paddle's DataLoader.
 
-    `batches()` is the fast path the engine uses: whole numpy batches with vectorised
-    augmentation instead of one Python call per sample.
+    `labels` is None (inputs only), an array with one label per input along its first
+    axis (class indices, masks, targets), or a tuple/list/dict of such arrays (several
+    targets); see slimkit.data.labels. `batches()` is the fast path the engine uses: whole
+    numpy batches with vectorised augmentation instead of one Python call per sample.
     """
 
-    def __init__(self, images, labels, augment=None):
+    def __init__(self, images, labels=None, augment=None):
         super().__init__()
         self.images = np.ascontiguousarray(images, dtype=np.float32)
-        self.labels = np.asarray(labels, dtype=np.int64)
+        self.labels = squeeze_class_column(as_labels(labels))
         self.augment = augment
 
     def __len__(self):
-        return len(self.labels)
+        return len(self.images)
 
     def __getitem__(self, index):
         image = self.images[index]
         if self.augment:
             image = _augment(image[None], self.augment, np.random)[0]
-        return image, self.labels[index]
+        if self.labels is None:
+            return (image,)
+        return image, map_labels(lambda leaf: leaf[index], self.labels)
 
     def batches(self, batch_size, shuffle=False, seed=0, augment=False, drop_last=False):
-        """Yield (images, labels) numpy batches."""
+        """Yield (images, labels) numpy batches; labels None for inputs only."""
         rng = np.random.RandomState(seed)
         order = rng.permutation(len(self)) if shuffle else np.arange(len(self))
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
@@ -98,15 +142,23 @@ class ArrayDataset(paddle.io.Dataset):
             images = self.images[idx]
             if augment and self.augment:
                 images = _augment(images, self.augment, rng)
-            yield images, self.labels[idx]
+            yield images, self.take_labels(idx)
+
+    def take_labels(self, index):
+        """The labels of the samples `index` (an index array or a slice), the structure kept."""
+        return map_labels(lambda leaf: leaf[index], self.labels)
 
     def rows(self, start, stop):
         """The samples `start` ... `stop - 1` in their order, no copy (a process's share of an evaluation)."""
-        return ArrayDataset(self.images[start:stop], self.labels[start:stop], self.augment)
+        return ArrayDataset(self.images[start:stop], self.take_labels(slice(start, stop)), self.augment)
 
     def subset(self, count, seed=0):
         idx = np.sort(np.random.RandomState(seed).permutation(len(self))[:count])
-        return ArrayDataset(self.images[idx], self.labels[idx], self.augment)
+        return self.take(idx)
+
+    def take(self, indices):
+        """The samples `indices`, in that order."""
+        return ArrayDataset(self.images[indices], self.take_labels(indices), self.augment)
 
 
 @dataclasses.dataclass
@@ -117,11 +169,21 @@ class DataBundle:
     train: ArrayDataset
     val: ArrayDataset
     test: ArrayDataset
-    num_classes: int
-    input_shape: tuple  # (C, H, W)
+    num_classes: Optional[int]  # None when the labels are not class indices (or there are none)
+    input_shape: tuple  # one sample's input shape, e.g. (C, H, W)
     class_names: list
     description: Optional[dict] = None  # what was used, for report.json
-    task: str = "classification"  # what the labels are: a class per image, or per pixel ("segmentation")
+    # What the labels are: a class per image, or per pixel ("segmentation"); a task's loss/metric override it.
+    task: str = "classification"
+    summary: Optional[DataSummary] = None  # what the samples hold (slimkit.data.labels), read before any work
+    classes_inferred: bool = False  # num_classes is the largest label + 1, not given
+
+    @property
+    def labelled(self):
+        """False for inputs only: the original model's outputs are then the reference."""
+        if self.summary is not None:
+            return self.summary.labels != "none"
+        return getattr(self.train, "labels", True) is not None
 
 
 def load_named(config):
@@ -161,8 +223,11 @@ def load_named(config):
         description={"name": config.name, "splits": {"train": len(train_idx), "val": len(val_idx),
                                                      "test": len(test_y)},
                      "num_classes": len(classes), "input_shape": list(train_x.shape[1:]),
-                     "normalisation": "per channel, mean and std of the training split"},
+                     "normalisation": "per channel, mean and std of the training split",
+                     "mean": mean.ravel().tolist(), "std": std.ravel().tolist()},
         task="segmentation" if train_y.ndim == 3 else "classification",
+        summary=DataSummary(len(train_idx) + len(val_idx) + len(test_y), "int", tuple(train_y.shape[1:]),
+                            list(range(len(classes))), tuple(train_x.shape[1:])),
     )
 
 

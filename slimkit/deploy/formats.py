@@ -5,7 +5,9 @@
 `export_formats` runs after each stage is measured: `paddle` is the stage's Paddle Inference
 export (`<stage>/inference/model.pdmodel` + `.pdiparams`, int8 for QAT/PTQ stages), `onnx`
 converts that export to `<stage>/onnx/model.onnx` and verifies it in ONNX Runtime against
-Paddle's predictor (`<stage>/onnx/verification.json`, also in the report's `extra`).
+Paddle's predictor on the batches it is given (`<stage>/onnx/verification.json`, also in
+the report's `extra`). A model paddle2onnx cannot convert is refused before any work
+(`check_onnx`, called by the pipeline's checks).
 `slimkit export` (slimkit.run.ship) copies these files out of a finished run.
 """
 
@@ -15,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import List, Literal
 
-from ..core.errors import ModelError
+from ..core.errors import ConfigError, ModelError
 from ..core.schema import Options, option
 from . import onnx as onnx_export
 from .paddle_inference import export_stage, native_output_captured, stage_export_prefix
@@ -35,10 +37,10 @@ class ExportConfig(Options):
             "verified in ONNX Runtime (needs `pip install -e \".[onnx]\"`)")
     opset: int = option(13, "ONNX opset of the onnx files (13 or later: per-channel int8 QDQ needs it)",
                         ge=13, le=19)
-    tolerance: float = option(1e-4, "largest |ONNX Runtime - Paddle| logit difference accepted on the test "
+    tolerance: float = option(1e-4, "largest |ONNX Runtime - Paddle| output difference accepted on the evaluated "
                                     "split (for int8: of the QDQ arithmetic, without ORT's int8 kernels)", gt=0)
-    min_top1_agreement: float = option(0.99, "smallest fraction of test samples on which ONNX Runtime and Paddle "
-                                             "must pick the same class", ge=0, le=1)
+    min_top1_agreement: float = option(0.99, "smallest fraction of samples (pixels, for dense outputs) on which "
+                                             "ONNX Runtime and Paddle must pick the same class", ge=0, le=1)
 
     def check(self):
         self.formats = list(dict.fromkeys(self.formats))
@@ -61,8 +63,12 @@ def export_paddle(model, folder, input_shape):
             raise
 
 
-def export_formats(model, folder, input_shape, engine, config, report):
-    """Write the stage's deployable files; record them in `report.extra['export']`, a mismatch in its notes."""
+def export_formats(model, folder, input_shape, config, report, inputs, output=None):
+    """Write the stage's deployable files; record them in `report.extra['export']`, a mismatch in its notes.
+
+    `inputs()` gives the batches the ONNX file is verified on (images, or (images, labels));
+    `output` is the model output its agreement reads (task.output).
+    """
     if not config.formats:
         return
     prefix = stage_export_prefix(folder)
@@ -75,7 +81,7 @@ def export_formats(model, folder, input_shape, engine, config, report):
     if "onnx" in config.formats:
         target = Path(folder) / onnx_export.ONNX_DIR
         try:
-            onnx = onnx_export.export_onnx(prefix, target, engine, config.opset, config.tolerance,
+            onnx = onnx_export.export_onnx(prefix, target, inputs, output, config.opset, config.tolerance,
                                            config.min_top1_agreement)
         except ModelError as err:  # the stage is done and saved: the run goes on, the failure is on record
             onnx = {"ok": False, "error": err.message, "file": None}
@@ -86,10 +92,21 @@ def export_formats(model, folder, input_shape, engine, config, report):
     report.extra["export"] = record
 
 
+def check_onnx(config, model, input_shape):
+    """ConfigError, before any work, when the onnx format is asked and paddle2onnx cannot convert `model`."""
+    if "onnx" not in config.formats:
+        return
+    reason = onnx_export.check_convertible(model, input_shape, config.opset)
+    if reason:
+        raise ConfigError("export.formats", f"the model cannot be converted to ONNX: {reason}",
+                          "drop onnx from export.formats (the Paddle Inference files in <stage>/inference/ are "
+                          "written either way); docs/deployment.md lists what converts")
+
+
 def _onnx_note(record):
     if not record["ok"]:
         return "WARNING: " + onnx_export.mismatch_text(record)
     kind = "int8 QDQ" if record["int8"] else "float"
-    return (f"ONNX export ({kind}, opset {record['opset']}) verified in ONNX Runtime: max abs logit difference "
+    return (f"ONNX export ({kind}, opset {record['opset']}) verified in ONNX Runtime: max abs output difference "
             f"{record['max_abs_diff']:.2g}, top-1 agreement {record['top1_agreement']:.2%} on "
-            f"{record['samples']} test samples ({record['file']})")
+            f"{record['samples']} samples of {record.get('inputs', 'the test split')} ({record['file']})")

@@ -5,14 +5,18 @@ a child process: paddle2onnx prints a screen of logs from C++, leaves temporary 
 behind and aborts the whole process on an operator it cannot map, none of which may reach
 the user's session. `OnnxModel` is the ONNX Runtime twin of Paddle's predictor wrapper
 (`run(numpy) -> numpy`, `evaluate(engine, split)`), so the same timer and the same
-evaluation serve both. `verify` compares the two on the test split and says whether the
-ONNX file may be shipped.
+evaluation serve both. `verify` compares the two on batches of inputs (the run's evaluated
+split, through the engine's `batches`, or seeded random inputs when the data is not at hand:
+no labels are needed) and says whether the ONNX file may be shipped. What paddle2onnx
+cannot convert as Paddle saves it is rewritten first (slimkit.compat.onnx_ready_program);
+`check_convertible` tries the whole conversion on a model before any work.
 """
 
 import collections
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -83,6 +87,7 @@ def convert(prefix, target, opset=13, int8=None):
 
 
 def _paddle2onnx(prefix, target, opset, tmp):
+    prefix = compat.onnx_ready_program(prefix, Path(tmp) / "rewritten" / "model")
     env = {**os.environ, "TMPDIR": tmp, "GLOG_minloglevel": "2", "PYTHONWARNINGS": "ignore"}
     done = subprocess.run([sys.executable, "-c", _CONVERT, prefix + ".pdmodel", prefix + ".pdiparams", str(target),
                            str(opset)], capture_output=True, text=True, env=env, cwd=tmp)
@@ -91,9 +96,14 @@ def _paddle2onnx(prefix, target, opset, tmp):
                          "see docs/deployment.md for what converts to ONNX; --format paddle ships it as it is")
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
 def _last_error(done):
-    # paddle2onnx names the cause in its first "[ERROR]" line; an abort's summary follows it.
-    lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    # paddle2onnx names the cause in its first "[ERROR]" line; an abort's summary follows it. It colours its
+    # lines for a terminal: the codes would reach report.md and the notes as raw bytes.
+    text = ANSI_ESCAPE.sub("", done.stderr + done.stdout)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     flagged = [line for line in lines if "[ERROR]" in line] or [line for line in lines if "error" in line.lower()][-1:]
     return (flagged or lines[-1:] or [f"exit code {done.returncode}"])[0][:300]
 
@@ -176,32 +186,37 @@ class OnnxModel:
                 f"median of {runs} runs after {warmup} warm-up runs")
 
 
-def compare(onnx_model, paddle_model, engine, split="test"):
-    """ONNX Runtime vs Paddle's predictor on `split`: max abs difference of every output, top-1 agreement and
-    ONNX top-1 of the output the task reads."""
-    from ..train.tasks import output_key
-
-    key = output_key(engine)
-    diff, agree, correct, counted, total = 0.0, 0, 0, 0, 0
-    for images, labels in engine.batches(split, engine.config.eval_batch_size):
-        x = images.numpy()
+def compare(onnx_model, paddle_model, inputs, output=None):
+    """ONNX Runtime vs Paddle's predictor on `inputs()` (batches of images, or of (images, labels)): the max abs
+    difference of every output, and the top-1 agreement (argmax over axis 1) of the output `output` names."""
+    diff, agree, counted, total = 0.0, 0, 0, 0
+    for batch in inputs():
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = x.numpy() if isinstance(x, paddle.Tensor) else np.asarray(x, dtype=np.float32)
         every_ours, every_theirs = onnx_model.run_all(x), paddle_model.run_all(x)
         diff = max([diff] + [float(np.abs(a - b).max()) for a, b in zip(every_ours, every_theirs)])
-        ours, theirs = every_ours[onnx_model.position(key)], every_theirs[paddle_model.position(key)]
-        picked = ours.argmax(axis=1)  # a class per sample, or per pixel for a segmenter
-        agree += int((picked == theirs.argmax(axis=1)).sum())
-        correct += int((picked == labels.numpy()).sum())
-        counted += picked.size
+        ours, theirs = every_ours[onnx_model.position(output)], every_theirs[paddle_model.position(output)]
+        if ours.ndim >= 2:  # a class per sample, or per pixel for a segmenter
+            same = ours.argmax(axis=1) == theirs.argmax(axis=1)
+        else:  # one number per sample: the same value
+            same = np.abs(ours - theirs) <= 1e-4
+        agree += int(same.sum())
+        counted += same.size
         total += len(x)
-    return {"split": split, "samples": total, "max_abs_diff": diff, "top1_agreement": agree / max(counted, 1),
-            "onnx_top1": correct / max(counted, 1)}
+    return {"samples": total, "max_abs_diff": diff, "top1_agreement": agree / max(counted, 1)}
 
 
-def verify(path, prefix, engine, int8, tolerance=1e-4, min_agreement=0.99):
-    """The verification record of `path` against the Paddle files `prefix`; `ok` says whether it may ship.
+def random_inputs(input_shape, samples=64, batch_size=32, seed=0):
+    """A zero-argument callable giving seeded N(0, 1) input batches of `input_shape` (for data not at hand)."""
+    x = np.random.RandomState(seed).randn(samples, *list(input_shape)[1:]).astype(np.float32)
+    return lambda: (x[i:i + batch_size] for i in range(0, samples, batch_size))
 
-    Float: the logits must agree within `tolerance` and the top-1 classes on at least
-    `min_agreement` of the samples. Int8: the logits cannot agree to `tolerance` (an
+
+def verify(path, prefix, inputs, int8, tolerance=1e-4, min_agreement=0.99, output=None):
+    """The verification record of `path` against the Paddle files `prefix` on `inputs()`; `ok`: may it ship.
+
+    Float: the outputs must agree within `tolerance` and the top-1 classes on at least
+    `min_agreement` of the samples. Int8: the outputs cannot agree to `tolerance` (an
     activation on a rounding boundary moves one step either way), so the top-1 classes must
     agree, both for the QDQ arithmetic itself (ORT without its int8 kernels) and for the
     int8 kernels ORT picks on this CPU; both differences are recorded.
@@ -209,11 +224,11 @@ def verify(path, prefix, engine, int8, tolerance=1e-4, min_agreement=0.99):
     # Paddle's own arithmetic of the same scales, on the CPU like the ONNX Runtime session it is compared with
     reference = InferenceModel(prefix, runtime="cpu", device="cpu")
     runtime = OnnxModel(path)
-    record = {**compare(runtime, reference, engine), "tolerance": tolerance, "min_top1_agreement": min_agreement,
-              "int8": int8}
+    record = {**compare(runtime, reference, inputs, output), "tolerance": tolerance,
+              "min_top1_agreement": min_agreement, "int8": int8}
     checks = [record["top1_agreement"] >= min_agreement]
     if int8:
-        exact = record["qdq_arithmetic"] = compare(OnnxModel(path, optimize=False), reference, engine)
+        exact = record["qdq_arithmetic"] = compare(OnnxModel(path, optimize=False), reference, inputs, output)
         record["ort_ops"] = runtime.optimized_ops()
         checks.append(exact["top1_agreement"] >= min_agreement)
     else:
@@ -228,8 +243,10 @@ def versions():
     return {name: version(name) for name in REQUIRED}
 
 
-def export_onnx(prefix, folder, engine, opset=13, tolerance=1e-4, min_agreement=0.99):
-    """Convert, reload and verify; writes `folder/model.onnx` + `verification.json`, returns the record."""
+def export_onnx(prefix, folder, inputs, output=None, opset=13, tolerance=1e-4, min_agreement=0.99,
+                inputs_text="the evaluated split"):
+    """Convert, reload and verify on `inputs()` (see `compare`); writes `folder/model.onnx` + `verification.json`,
+    returns the record. `output` is the model output the agreement reads (task.output)."""
     require_onnx()
     folder = Path(folder)
     int8 = bool(quantize_ops(prefix))
@@ -237,9 +254,34 @@ def export_onnx(prefix, folder, engine, opset=13, tolerance=1e-4, min_agreement=
     if Path(prefix).parent.joinpath(OUTPUTS_FILE).is_file():
         shutil.copy(Path(prefix).parent / OUTPUTS_FILE, folder / OUTPUTS_FILE)
     record = {"file": str(folder / ONNX_FILE), "source": f"{prefix}.pdmodel", "opset": opset, **versions(),
-              **verify(folder / ONNX_FILE, prefix, engine, int8, tolerance, min_agreement)}
+              "inputs": inputs_text,
+              **verify(folder / ONNX_FILE, prefix, inputs, int8, tolerance, min_agreement, output)}
     (folder / RECORD_FILE).write_text(json.dumps(record, indent=2))
     return record
+
+
+def check_convertible(model, input_shape, opset=13):
+    """None if paddle2onnx converts `model` (exported for Paddle Inference), else why not (one line).
+
+    Run before any work when the onnx format is asked: a model it cannot convert is refused
+    then, not found out after training.
+    """
+    import copy
+
+    from .paddle_inference import export_float
+
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = copy.deepcopy(model)
+        probe.eval()
+        try:
+            prefix = export_float(probe, Path(tmp) / "inference", input_shape)
+        except Exception:  # no Paddle Inference export at all: the stage notes say so; nothing to convert
+            return None
+        try:
+            convert(prefix, Path(tmp) / ONNX_FILE, opset, int8=False)
+        except ModelError as err:
+            return err.message.partition(".pdmodel: ")[2] or err.message  # the temporary folder says nothing
+    return None
 
 
 def mismatch_text(record):

@@ -308,19 +308,23 @@ class InferenceModel:
             devices.synchronize(self.device)
         return run
 
-    def evaluate(self, engine, split="test", max_batches=None):
-        """The task's metrics (e.g. top-1/top-5) of the exported model on a split, like `Engine.evaluate`."""
-        from ..train.tasks import metric_of, output_key
+    def evaluate(self, engine, split="test", max_batches=None, task=None):
+        """The task's metrics (e.g. top-1/top-5) of the exported model on a split, like `Engine.evaluate`.
 
-        metric = metric_of(engine, engine.data.num_classes)
-        return self.evaluate_batches(engine.batches(split, max_batches=max_batches), metric, output_key(engine))
+        `task` is the objective measured (default: the engine's, a slimkit.Engine's `task`); the
+        batches come from the engine's `batches`.
+        """
+        task = task if task is not None else engine.task
+        return self.evaluate_batches(engine.batches(split, max_batches=max_batches), task.metric(), task.config.output)
 
     def evaluate_batches(self, batches, metric, output=None):
         """`metric` (an accumulator of slimkit.train.metrics) of the exported model's `output` over (images, labels)."""
+        from ..data.labels import map_labels
+
         total = 0
         for images, labels in batches:
-            metric.update(self.run(images.numpy(), output), labels.numpy())
-            total += int(labels.shape[0])
+            metric.update(self.run(images.numpy(), output), map_labels(lambda t: t.numpy(), labels))
+            total += int(images.shape[0])
         return {**metric.result(), "samples": total}
 
     def latency(self, input_shape, warmup=10, runs=50):

@@ -18,10 +18,11 @@ def softmax_with_temperature(logits, temperature=1.0):
     return F.softmax(logits / temperature, axis=-1)
 
 
-def kd_loss(student_logits, teacher_logits, temperature=4.0, kind="kl"):
-    """The soft-target term alone, averaged over the batch.
+def kd_loss(student_logits, teacher_logits, temperature=4.0, kind="kl", axis=-1):
+    """The soft-target term alone, averaged over the batch (and, for dense scores, over the positions).
 
-    `kl`: T^2 * KL(p_teacher || p_student) with p = softmax(logits / T);
+    `kl`: T^2 * KL(p_teacher || p_student) with p = softmax(logits / T) over `axis` (the
+    class axis: -1 for [N, classes], 1 for [N, classes, H, W] scores, per pixel);
     `soft_ce`: T^2 * cross-entropy of p_student against p_teacher (KL plus the teacher's
     entropy, a constant: same gradients, different value);
     `mse`: mean squared difference of the raw logits (the temperature is not used).
@@ -31,12 +32,12 @@ def kd_loss(student_logits, teacher_logits, temperature=4.0, kind="kl"):
     if kind == "mse":
         return F.mse_loss(student_logits, teacher_logits)
     # log_softmax on both sides: no exp/log of tiny probabilities, finite for huge logits.
-    log_student = F.log_softmax(student_logits / temperature, axis=-1)
-    log_teacher = F.log_softmax(teacher_logits / temperature, axis=-1)
+    log_student = F.log_softmax(student_logits / temperature, axis=axis)
+    log_teacher = F.log_softmax(teacher_logits / temperature, axis=axis)
     if kind == "kl":
-        soft = F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
+        soft = (paddle.exp(log_teacher) * (log_teacher - log_student)).sum(axis=axis).mean()
     else:
-        soft = -(paddle.exp(log_teacher) * log_student).sum(axis=-1).mean()
+        soft = -(paddle.exp(log_teacher) * log_student).sum(axis=axis).mean()
     return soft * (temperature ** 2)
 
 

@@ -111,16 +111,17 @@ def _prune(model, input_shape, criterion, ratios, skip, round_to, min_channels, 
     return PruneResult(layers, flops_before, flops_after, skipped, keep, pruned_graph)
 
 
-def prune_to_counts(model, graph, counts, criterion, engine=None, batches=None):
+def prune_to_counts(model, graph, counts, criterion, engine=None, batches=None, loss_fn=None):
     """Keep `counts[group]` channels of each group (its highest-scoring ones), removing the rest in place.
 
     The one removal path: `prune`, the filter_pruning stage and its rounds all come here.
+    `loss_fn` is the loss a data criterion (taylor) differentiates (see `score_groups`).
     Returns (keep: {group: indices kept}, the pruned model's graph, undo()).
     """
     cut = [graph.group(name) for name, n in counts.items() if n < graph.group(name).channels]
     if not cut:
         return {}, graph, lambda: None
-    scores = score_groups(model, cut, criterion, engine, batches)
+    scores = score_groups(model, cut, criterion, engine, batches, loss_fn)
     keep = {g.name: keep_indices(scores[g.name], counts[g.name], g) for g in cut}
     pruned_graph, undo = remove_with_undo(model, graph, keep)
     return keep, pruned_graph, undo

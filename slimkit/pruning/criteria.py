@@ -253,15 +253,17 @@ def get_criterion(criterion="l1"):
 
 # --- scoring the groups of a model ----------------------------------------------------------
 
-def score_groups(model, groups, criterion, engine=None, batches=None):
+def score_groups(model, groups, criterion, engine=None, batches=None, loss_fn=None):
     """{group name: per-channel scores} of `groups` under `criterion`.
 
     A criterion that `needs_data` gets the roots' activations and gradients over
     `batches` (an iterable of (images, labels)) or, without them, over the criterion's
-    number of shuffled training batches from `engine` (any EngineProtocol).
+    number of shuffled training batches from `engine` (any EngineProtocol); the gradients
+    are those of `loss_fn(model, images, labels) -> (loss, outputs)` (default: the task loss
+    of a slimkit.Engine, else cross-entropy).
     """
     criterion = get_criterion(criterion)
-    data = _activations_and_grads(model, groups, criterion, engine, batches)
+    data = _activations_and_grads(model, groups, criterion, engine, batches, loss_fn)
     out = {}
     for g in groups:
         acts, grads = ([data[r][0] for r in g.roots], [data[r][1] for r in g.roots]) if data else (None, None)
@@ -283,7 +285,7 @@ def _scores_of(criterion, group):
     return criterion.scores(group.weights, grads=group.grads, activations=group.activations)
 
 
-def _activations_and_grads(model, groups, criterion, engine, batches):
+def _activations_and_grads(model, groups, criterion, engine, batches, loss_fn=None):
     if not getattr(criterion, "needs_data", False):
         return {}
     if batches is None:
@@ -292,8 +294,10 @@ def _activations_and_grads(model, groups, criterion, engine, batches):
                              "pass engine= (slimkit.Engine), or use a weight-based criterion (l1, l2, fpgm)")
         batches = engine.batches("train", criterion.batch_size, shuffle=True, seed=0, max_batches=criterion.batches)
     roots = sorted({r for g in groups for r in g.roots})
-    task = getattr(engine, "task", None)  # the task's own loss (pixel cross-entropy for segmenters)
-    return collect_taylor_data(model, roots, batches, task.eval_loss_fn if task is not None else None)
+    if loss_fn is None:
+        task = getattr(engine, "task", None)  # a slimkit.Engine's task loss (pixel cross-entropy for segmenters)
+        loss_fn = task.eval_loss_fn if task is not None else None
+    return collect_taylor_data(model, roots, batches, loss_fn)
 
 
 def collect_taylor_data(model, layer_names, batches, loss_fn=None):

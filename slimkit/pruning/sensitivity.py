@@ -50,7 +50,7 @@ def _key(ratio):
 
 def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=None, layers=None, skip=(),
               graph=None, engine=None, round_to=None, min_channels=1, plot=None, progress=True, verbose=False,
-              cache_mb=1024, device=None):
+              cache_mb=1024, device=None, loss_fn=None):
     """Relative accuracy loss of every prunable group at every ratio: {group: {ratio: loss}}.
 
     eval_fn(model) -> accuracy (higher is better) on a fixed evaluation subset.
@@ -64,14 +64,15 @@ def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=Non
     layers (`PrefixCache`); 0 computes every evaluation in full.
     device: where the scan (and `eval_fn`) runs, "cpu", "gpu" or "gpu:N"; default: where the
     model's parameters are. The model is moved there; the session's device comes back after.
+    loss_fn: the loss taylor differentiates (see `score_groups`).
     """
     with devices.model_on(model, device):
         return _sensitive(model, input_shape, eval_fn, ratios, criterion, file, layers, skip, graph, engine,
-                          round_to, min_channels, plot, progress, verbose, cache_mb)
+                          round_to, min_channels, plot, progress, verbose, cache_mb, loss_fn)
 
 
 def _sensitive(model, input_shape, eval_fn, ratios, criterion, file, layers, skip, graph, engine, round_to,
-               min_channels, plot, progress, verbose, cache_mb):
+               min_channels, plot, progress, verbose, cache_mb, loss_fn=None):
     from .analysis import analyze
 
     ratios = sorted({check_ratio("", r, "ratios") for r in (DEFAULT_RATIOS if ratios is None else ratios)})
@@ -98,7 +99,7 @@ def _sensitive(model, input_shape, eval_fn, ratios, criterion, file, layers, ski
         todo = [g for g in groups if any(_key(r) not in state["layers"].get(g.name, {}).get("losses", {})
                                          for r in ratios)]
         # Every rank scores every group in the same order: a seeded criterion (random) gives what one process would.
-        scores = score_groups(model, todo, criterion, engine) if todo else {}
+        scores = score_groups(model, todo, criterion, engine, loss_fn=loss_fn) if todo else {}
         bar.update(len(ratios) * (len(groups) - len(todo)))
         _scan_groups(scan, todo, scores, state, ratios, (round_to, min_channels), bar, file)
     finally:

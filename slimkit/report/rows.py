@@ -197,8 +197,9 @@ def fitting_columns(width, columns=None):
 
 
 # Column titles of known metrics; a user metric's column is titled with its own name.
-METRIC_TITLES = {"top1": "top-1 %", "top5": "top-5 %", "miou": "mIoU %", "pixel_acc": "pixel acc %"}
-PERCENT_METRICS = {"top1", "top5", "miou", "pixel_acc"}
+METRIC_TITLES = {"top1": "top-1 %", "top5": "top-5 %", "miou": "mIoU %", "pixel_acc": "pixel acc %",
+                 "top1_agreement": "top-1 agree %", "pixel_agreement": "pixel agree %"}
+PERCENT_METRICS = {"top1", "top5", "miou", "pixel_acc", "top1_agreement", "pixel_agreement"}
 
 
 def _metric_value(name):

@@ -143,9 +143,10 @@ def build_pipeline(config, out_dir, verbose=True):
     """Load the data, build the model and return the Pipeline a RunConfig describes."""
     from .pipeline import Pipeline
 
-    data = load_dataset(config.data)
-    spec = {"name": config.model.name, "num_classes": data.num_classes, "in_channels": data.input_shape[0],
-            "input_size": data.input_shape[-1], **config.model.args}
+    data = load_dataset(config.data, config.task)
+    known = {"num_classes": data.num_classes, "in_channels": data.input_shape[0], "input_size": data.input_shape[-1]}
+    # Data without class labels does not know num_classes: the model's own default (or args) then holds.
+    spec = {"name": config.model.name, **{k: v for k, v in known.items() if v is not None}, **config.model.args}
     model = build_model(checkpoint=config.model.checkpoint, seed=config.train.seed, **spec)
     return Pipeline(model, data, stages=config.stages, input_shape=config.input_shape, train=config.train,
                     out_dir=out_dir, report=config.report, model_spec=spec, verbose=verbose, export=config.export,

@@ -36,7 +36,8 @@ from ..report.measure import count_flops, count_params, saved_size, weight_spars
 from ..report.rows import ConsoleTable, Note, ReportConfig, StageReport, write_reports
 from ..sparsity.masks import holding_masks
 from ..strategies.base import Context, Strategy
-from ..train.engine import Engine, check_engine, resolve_train_config
+from ..train.engine import Engine, check_engine, check_finite_weights, resolve_train_config
+from ..train.objective import build_task
 from ..train.tasks import check_stages
 from . import preflight, rundir
 
@@ -51,7 +52,7 @@ class Pipeline:
                  export=None, task=None, device="auto"):
         # No default data: without data the engine's own is used, and without either it is an error.
         self.data = to_bundle(data if data is not None else getattr(engine, "data", None), num_classes,
-                              input_shape[1:] if input_shape else None)
+                              input_shape[1:] if input_shape else None, task=task)
         self.input_model = model  # never changed: stages work on a copy
         self.model = model        # the result after run()
         self.stages = list(stages)
@@ -63,9 +64,13 @@ class Pipeline:
         if len(set(names)) != len(names):
             raise ConfigError("stages", f"stage names repeat: {names}", "give stages distinct `name`s")
         self.train_config = resolve_train_config(train, engine)  # the hyperparameters every stage's Context gets
-        self.engine = check_engine(engine) if engine is not None else Engine(self.data, self.train_config, task)
-        check_stages(getattr(self.engine, "task", None), self.stages)
         self.input_shape = list(input_shape) if input_shape else [1, *self.data.input_shape]
+        # The run's loss and metric, for the built-in engine and for stages and exports whatever the engine;
+        # for data without labels the original model (`model`, never changed) is the reference.
+        self.task = engine.task if isinstance(engine, Engine) else build_task(
+            task, self.data, self.train_config.label_smoothing, reference=model, input_shape=self.input_shape)
+        self.engine = check_engine(engine) if engine is not None else Engine(self.data, self.train_config, self.task)
+        check_stages(self.task, self.stages)
         self.report_config = report if isinstance(report, ReportConfig) else ReportConfig(**(report or {}))
         self.export = export if isinstance(export, ExportConfig) else ExportConfig.from_dict(export, "export")
         self.out_dir = Path(out_dir)
@@ -120,18 +125,19 @@ class Pipeline:
 
     def _prepare(self, resume, overwrite):
         """Every check before work, then the output folder claimed; returns the console table (or None)."""
-        task = getattr(self.engine, "task", None)
+        task = self.task
 
         def claim():  # rank 0 checks and claims the folder; every rank learns the run id (or the error)
-            if task is not None:  # a bad task.output stops here, before any work or file change
-                task.check_outputs(self.input_model, self.input_shape)
-            preflight.check_pipeline(self, resume=resume, overwrite=overwrite)
-            return rundir.claim(self.out_dir, self.identity(),
-                                ["00-baseline", *(self.stage_dir(i).name for i in range(len(self.stages)))],
-                                resume=resume, overwrite=overwrite)
+            preflight.check_pipeline(self, resume=resume, overwrite=overwrite)  # the task's checks too
+            run_id = rundir.claim(self.out_dir, self.identity(),
+                                  ["00-baseline", *(self.stage_dir(i).name for i in range(len(self.stages)))],
+                                  resume=resume, overwrite=overwrite)
+            return run_id, task.num_classes  # the class count the checks settled (the model's, it may be)
 
-        self.run_id = parallel.on_main(claim, share=str)
-        names = (task.metric_names or None) if task is not None else ("top1", "top5")  # None: a user metric's
+        self.run_id, classes = parallel.on_main(claim, share=list, receive=tuple)
+        if classes != task.num_classes:
+            task.set_classes(classes)
+        names = task.metric_names or None  # None: a user metric's, known from the first row
         table = ConsoleTable(metric_names=names) if self.verbose and parallel.is_main() else None
         if table:
             table.header()
@@ -175,7 +181,8 @@ class Pipeline:
         folder = self.stage_dir(i)
         ctx = Context(data=self.data, engine=holding_masks(self.engine, model), input_shape=self.input_shape,
                       out_dir=self._work_dir(folder), teacher=teacher, original=original,
-                      stage_name=self.stage_name(i), train=self.train_config, report=self.report_config)
+                      stage_name=self.stage_name(i), train=self.train_config, report=self.report_config,
+                      task=self.task)
         done = self._load_done(folder, stage.to_config()) if resuming else None
         if done is not None:
             model = stage.restore(model, folder, ctx)
@@ -187,11 +194,12 @@ class Pipeline:
         start = time.perf_counter()
         try:
             model = stage.apply(model, ctx)
+            if model is None:
+                raise TypeError(f"{type(stage).__name__}.apply returned None; it must return the model")
+            check_finite_weights(model, f"stage {ctx.stage_name}", "after the stage")  # whatever engine trained it
         except SlimkitError as err:
             _resume_hint(err, self.out_dir, ctx.stage_name)
             raise
-        if model is None:
-            raise TypeError(f"{type(stage).__name__}.apply returned None; it must return the model")
         parallel.check_equal(f"the model after stage {ctx.stage_name}", lambda: model_digest(model))
         parallel.on_main(lambda: self._save_stage(stage, model, folder, ctx))
         ctx.metrics["history"] = _take_history(self.engine)
@@ -255,7 +263,8 @@ class Pipeline:
             metrics={k: v for k, v in metrics.items() if k not in ("loss", "samples")})
         if stage is not None:
             stage.measure(model, ctx, report)
-        export_formats(model, folder, self.input_shape, self.engine, self.export, report)
+        export_formats(model, folder, self.input_shape, self.export, report, self._verification_batches,
+                       self.task.config.output)
         report.seconds = round(time.perf_counter() - start, 2)
         return report
 
@@ -271,6 +280,10 @@ class Pipeline:
             shutil.rmtree(Path(folder) / INFERENCE_DIR, ignore_errors=True)
             return f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
         return None
+
+    def _verification_batches(self):
+        """The batches an export is verified on: the evaluated split, through the engine's `batches`."""
+        return self.engine.batches(self.report_config.eval_split, self.train_config.eval_batch_size)
 
     def write(self):
         """Write report.json / report.md of the stages run so far."""
@@ -290,7 +303,7 @@ class Pipeline:
         return {"data": self.data.description or self.data.name, "input_shape": self.input_shape,
                 "model_spec": self.model_spec, "seed": self.seed, **processes,
                 "engine": "slimkit.Engine" if engine is Engine else f"{engine.__module__}.{engine.__qualname__}",
-                "train": self.train_config.to_dict() if self._train_given else None, "task": _task_options(self.engine),
+                "train": self.train_config.to_dict() if self._train_given else None, "task": self.task.config.to_dict(),
                 "stages": [s.to_config() for s in self.stages]}
 
     def identity(self):
@@ -339,8 +352,3 @@ def _take_history(engine):
     take = getattr(engine, "take_history", None)
     return take() if callable(take) else []
 
-
-def _task_options(engine):
-    # A run measured with another loss or metric is another run: resume must not mix them.
-    task = getattr(engine, "task", None)
-    return task.config.to_dict() if task is not None else None

@@ -7,13 +7,17 @@ when asked for), the model and one forward pass at the
 input shape on that device, the stage order (nothing traces or prunes a quantized model;
 distillation has a teacher; no training stage silently refills zeroed weights),
 layer names against the built model (with the closest name), a FLOPs target against what
-the untrained model's channel groups can give, and the output folder.
+the untrained model's channel groups can give, the task against the model's output and the
+data's labels (slimkit.train.checks), that paddle2onnx converts the model when the onnx
+format is asked, and the output folder.
 """
 
 import copy
 
 from ..core import device as devices
 from ..core.errors import ConfigError, SlimkitError, raise_all
+from ..data.sources import first_samples
+from ..deploy.formats import check_onnx
 from ..pruning.dependency import check_forward_runs  # the one eager forward check, as analyze() runs it
 from . import rundir
 
@@ -44,9 +48,15 @@ def _check_on_device(pipeline, resume, overwrite):
     errors = []
     model = copy.deepcopy(pipeline.input_model)  # the checks trace and probe: never the user's model
     devices.move(model, devices.current())
+    # The task's output, the labels against it, the loss and metric on a few samples (names a missing channel axis).
+    pipeline.task.check_outputs(model, pipeline.input_shape, first_samples(pipeline.data.train))
     check_forward_runs(model, pipeline.input_shape)  # nothing below can be checked on a model that does not run
     errors += stage_order_errors(pipeline.stages)
     errors += layer_name_errors(pipeline.stages, model, pipeline.input_shape)
+    try:
+        check_onnx(pipeline.export, model, pipeline.input_shape)
+    except SlimkitError as err:
+        errors.append(err)
     try:
         folders = ["00-baseline", *(pipeline.stage_dir(i).name for i in range(len(pipeline.stages)))]
         rundir.writable_without_writing(pipeline.out_dir)

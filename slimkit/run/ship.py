@@ -11,7 +11,6 @@ from ..data import DataConfig, load_dataset
 from ..deploy import onnx as onnx_export
 from ..deploy.formats import FORMATS, ONNX_FILES, PADDLE_FILES, export_paddle, has_paddle_files
 from ..deploy.paddle_inference import OUTPUTS_FILE, stage_export_prefix
-from ..train.engine import Engine
 from .loading import load_model
 
 
@@ -63,7 +62,8 @@ def _onnx_files(folder, run_dir):
     source = folder / onnx_export.ONNX_DIR
     record_path = source / onnx_export.RECORD_FILE
     if not record_path.is_file():
-        record = onnx_export.export_onnx(_paddle_files(folder) / "model", source, _run_engine(run_dir))
+        inputs, text, output = _verification_inputs(run_dir)
+        record = onnx_export.export_onnx(_paddle_files(folder) / "model", source, inputs, output, inputs_text=text)
     else:
         record = json.loads(record_path.read_text())
     if not record["ok"]:
@@ -76,12 +76,18 @@ def _builtin_datasets():
     return typing.get_args(typing.get_type_hints(DataConfig)["name"])
 
 
-def _run_engine(run_dir):
+def _verification_inputs(run_dir):
+    """(inputs(), what they are, task.output) to verify an ONNX file of the run on.
+
+    A built-in dataset is reloaded by its name and its test split used; other data (a Python
+    run's arrays or Dataset, a factory) is not at hand: seeded random inputs of the run's input
+    shape then compare ONNX Runtime with Paddle, which needs no labels.
+    """
     described = json.loads((Path(run_dir) / "pipeline.json").read_text())
+    output = (described.get("task") or {}).get("output")
     data = described.get("data")
-    if isinstance(data, dict):  # the description of what was used: a built-in dataset is reloaded by its name
-        data = data.get("name") if data.get("name") in _builtin_datasets() and "factory" not in data else None
-    if not isinstance(data, str):
-        raise ModelError(f"{run_dir} was run on data slimkit cannot reload by name, needed to verify the ONNX file",
-                         "run it with `export: {formats: [paddle, onnx]}` to export while the data is at hand")
-    return Engine(load_dataset(DataConfig(name=data)), task=described.get("task"))
+    if isinstance(data, dict) and data.get("name") in _builtin_datasets() and "factory" not in data:
+        bundle = load_dataset(DataConfig(name=data["name"]))
+        return (lambda: (images for images, _ in bundle.test.batches(256))), f"the {data['name']} test split", output
+    shape = described["input_shape"]
+    return onnx_export.random_inputs(shape), "64 seeded random inputs (the run's data is not at hand)", output

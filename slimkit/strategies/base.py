@@ -9,17 +9,20 @@ from ..core.registry import Registry
 from ..core.schema import Options, option
 from ..report.rows import Note, ReportConfig
 from ..train.engine import Engine, TrainConfig
+from ..train.objective import build_task
 
 STRATEGIES = Registry("stage type", "slimkit.Strategy")
 
 
 @dataclasses.dataclass
 class Context:
-    """What a strategy may use while it runs: data, the training engine, the teacher, its folder.
+    """What a strategy may use while it runs: data, the training engine, the task, the teacher, its folder.
 
     `train` holds the run's resolved hyperparameters (epochs, lr, batch sizes, progress,
-    seed, ...): a strategy takes its defaults from there, never from the engine, so any
-    engine implementing `slimkit.train.engine.EngineProtocol` works. `report` holds how stages
+    seed, ...) and `task` the run's objective (loss, metric, the output they read; for data
+    without labels the agreement with the original model): a strategy takes them from here,
+    and from the engine only the four methods of `slimkit.train.engine.EngineProtocol`, so
+    any engine implementing them works. `report` holds how stages
     are measured. `note()` and `metrics` flow into the stage's report (layers that could
     not be pruned, per-layer sparsity), so nothing a strategy had to skip stays hidden;
     `scratch` carries values from `apply` to `measure` that are not reported.
@@ -34,6 +37,7 @@ class Context:
     stage_name: str = ""
     train: Optional[TrainConfig] = None    # default: the engine's config (slimkit.Engine) or TrainConfig()
     report: Optional[ReportConfig] = None  # default: ReportConfig()
+    task: Any = None               # slimkit.train.tasks.Objective; default: the engine's, or the data's task
     notes: list = dataclasses.field(default_factory=list)
     metrics: dict = dataclasses.field(default_factory=dict)
     scratch: dict = dataclasses.field(default_factory=dict)
@@ -43,6 +47,8 @@ class Context:
             self.train = self.engine.config if isinstance(self.engine, Engine) else TrainConfig()
         if self.report is None:
             self.report = ReportConfig()
+        if self.task is None:
+            self.task = self.engine.task if isinstance(self.engine, Engine) else build_task(None, self.data)
 
     def note(self, text, kind="info"):
         """Add a note to the stage report; `kind` lets later code select it (skipped, target, ...)."""

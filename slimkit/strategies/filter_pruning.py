@@ -19,7 +19,6 @@ from ..core.surgery import capture, restore
 from ..pruning.criteria import CRITERIA, Criterion, get_criterion
 from ..pruning.latency import check_latency_target
 from ..report.measure import count_flops
-from ..train.tasks import primary_metric
 from .base import Strategy
 
 __all__ = ["FilterPruning", "SensitivityConfig"]
@@ -168,6 +167,15 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         # Unknown names fail here, before anything changed (graph.group suggests close names).
         for name in self.skip:
             graph.group(name)
+        if not self._groups(graph):
+            reasons = [f"{name}: {why}" for name, why in graph.skipped().items()]
+            reasons += [f"{name}: in `skip`" for name in self.skip]
+            more = f"; ... ({len(reasons) - 4} more)" if len(reasons) > 4 else ""
+            raise ModelError(f"{self.display_name}: no prunable layer in the model, nothing could be traced as "
+                             "prunable (" + "; ".join(reasons[:4]) + more + ")",
+                             "a forward that branches on tensor values (if x.mean() > 0) traces one branch: write "
+                             "it with tensor ops (paddle.where), or use sparse_pruning, which needs no trace; "
+                             "layers named in `skip` are left out")
         if isinstance(self.ratios, dict):
             for name in self.ratios:
                 g = graph.group(name)
@@ -185,7 +193,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         if self.target_latency_reduction is not None:  # steps is 1 (checked): measured, removed and confirmed
             return self._latency_round(model, graph, ctx)
         selection = self._select(model, graph, ctx, step, flops_before, original)
-        prune_to_counts(model, graph, selection.keep, self.criterion, ctx.engine)
+        prune_to_counts(model, graph, selection.keep, self.criterion, ctx.engine, loss_fn=ctx.task.eval_loss_fn)
         return selection
 
     def _select(self, model, graph, ctx, step, flops_before, original):
@@ -224,10 +232,11 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         engine = ctx.engine
 
         def eval_fn(m):
-            return primary_metric(engine, engine.evaluate(m, "val", max_batches=cfg.eval_batches))
+            return ctx.task.primary_value(engine.evaluate(m, "val", max_batches=cfg.eval_batches))
 
         return sensitive(model, ctx.input_shape, eval_fn, cfg.ratios, self.criterion, file=file, skip=self.skip,
-                         graph=graph, engine=engine, round_to=self.round_to, min_channels=self.min_channels,
+                         graph=graph, engine=engine, loss_fn=ctx.task.eval_loss_fn, round_to=self.round_to,
+                         min_channels=self.min_channels,
                          progress=bool(ctx.train.progress))
 
     def _latency_round(self, model, graph, ctx):
@@ -247,7 +256,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
 
         reached = prune_to_latency(model, graph, ctx.input_shape, groups, self.target_latency_reduction, select,
                                    lambda chosen: prune_to_counts(model, graph, chosen.keep, self.criterion,
-                                                                  ctx.engine))
+                                                                  ctx.engine, loss_fn=ctx.task.eval_loss_fn))
         ctx.metrics["latency_target"] = reached.to_dict()
         if not reached.reached:
             ctx.note(f"{self.display_name}: measured predictor latency reduction {reached.reduction:.1%} is below "

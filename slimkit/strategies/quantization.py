@@ -24,7 +24,6 @@ from ..quant.export import export_quantized
 from ..quant.ptq import calibrate, prepare_ptq
 from ..quant.qat import QUANTIZABLE_TYPES, check_layer_types, convert, layers_to_quantize, quantize_for_training
 from ..report.measure import count_flops, count_params
-from ..train.tasks import metric_of, output_key
 from .base import Strategy
 
 __all__ = ["QAT", "PTQ"]
@@ -87,8 +86,7 @@ class _Quantization(Strategy):
         exported = InferenceModel(ctx.out_dir / EXPORT_DIR / "model", self.runtime, tensorrt=trt)
         reference = InferenceModel(ctx.out_dir / FLOAT_EXPORT_DIR / "model", self.runtime, tensorrt=trt)
         batches = ctx.engine.batches(ctx.report.eval_split, ctx.train.eval_batch_size)
-        metrics = exported.evaluate_batches(batches, metric_of(ctx.engine, ctx.data.num_classes),
-                                            output_key(ctx.engine))
+        metrics = exported.evaluate_batches(batches, ctx.task.metric(), ctx.task.config.output)
         ops = exported.optimized_ops()
         verdict = int8_verdict(ops)
         # The int8 and float exports timed turn by turn, so their ratio holds on a busy machine.

@@ -4,10 +4,19 @@ Strategies never write a loop of their own: they call `engine.train(model, ...)`
 an optional loss (distillation) and per-step callback (sparsity masks, schedules), and
 `engine.evaluate(model, split)`. Replace the engine to plug in your own loop: any object
 with the four methods of `EngineProtocol` works (`Pipeline(..., engine=yours)`); the
-hyperparameters strategies need come from the stage's `Context`, not from the engine.
+hyperparameters strategies need come from the stage's `Context`, not from the engine, and so
+do the task's loss and metric (`Context.task`). `check_engine` checks the contract up front:
+the four methods, callable the way slimkit calls them (`CALLS`).
+
+Labels reach the loss as the data gives them (a tensor, or a tuple/list/dict of tensors);
+for data without labels they are the original model's outputs on the batch (the task's
+`targets`). A loss or weights that become NaN or inf stop the training with a
+TrainingError naming the run (the stage) and the step.
 """
 
 import dataclasses
+import inspect
+import math
 import warnings
 from typing import Iterator, Literal, Optional, Protocol, runtime_checkable
 
@@ -15,12 +24,13 @@ import paddle
 from tqdm.auto import tqdm
 
 from ..core import parallel
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, TrainingError
 from ..core.schema import Options, option
 from ..core.seeding import set_seed  # noqa: F401  (kept importable from here)
 from ..core.surgery import eval_mode, model_digest
+from ..data.labels import map_labels
 from .metrics import add_counts, counts, topk_hits  # noqa: F401  (topk_hits kept importable from here)
-from .tasks import build_task
+from .objective import build_task
 
 
 @dataclasses.dataclass
@@ -67,10 +77,22 @@ class EngineProtocol(Protocol):
         """Optimizer steps one epoch of `train` takes (schedules count in steps)."""
 
 
+REQUIRED = ("train", "evaluate", "batches", "steps_per_epoch")
+OPTIONAL = ("data", "take_history")  # read when present: the data of a pipeline given none, the per-epoch history
+# How slimkit calls each method (the fullest form): an engine must accept these arguments.
+CALLS = {"train": ((None,), {"epochs": 1, "lr": 0.1, "loss_fn": None, "on_step": None, "desc": "train"}),
+         "evaluate": ((None, "test"), {"max_batches": 1}),
+         "batches": (("train", 1), {"shuffle": False, "seed": 0, "max_batches": 1}),
+         "steps_per_epoch": ((), {})}
+SIGNATURES = {"train": "train(model, epochs=None, lr=None, loss_fn=None, on_step=None, desc='train')",
+              "evaluate": "evaluate(model, split='test', max_batches=None)",
+              "batches": "batches(split, batch_size=None, shuffle=False, seed=0, max_batches=None)",
+              "steps_per_epoch": "steps_per_epoch()"}
+
+
 def missing_methods(engine):
     """Names of EngineProtocol methods `engine` lacks (empty when it implements the contract)."""
-    return [name for name in ("train", "evaluate", "batches", "steps_per_epoch")
-            if not callable(getattr(engine, name, None))]
+    return [name for name in REQUIRED if not callable(getattr(engine, name, None))]
 
 
 def check_engine(engine):
@@ -80,6 +102,14 @@ def check_engine(engine):
         raise ConfigError("engine", f"{type(engine).__name__} lacks {', '.join(missing)}",
                           "an engine implements train, evaluate, batches and steps_per_epoch "
                           "(slimkit.EngineProtocol), or subclass slimkit.Engine")
+    for name, (args, kwargs) in CALLS.items():
+        try:
+            inspect.signature(getattr(engine, name)).bind(*args, **kwargs)
+        except TypeError as err:
+            raise ConfigError("engine", f"{type(engine).__name__}.{name} cannot be called as slimkit calls it "
+                                        f"({err})", f"give it the signature {SIGNATURES[name]}") from None
+        except ValueError:  # no signature to read (a builtin): called as it is
+            continue
     return engine
 
 
@@ -100,18 +130,18 @@ class Engine:
     `train(model, epochs, lr, loss_fn, on_step)`: `loss_fn(model, images, labels)`
     returns `(loss, logits)`; `on_step(step, model)` runs after every optimizer step.
     `evaluate(model, split, max_batches)` returns the task's metrics (top1/top5 fractions for
-    classification, miou/pixel_acc for segmentation), loss, samples. `task` (a TaskConfig,
-    its fields as a dict, or None for the dataset's own task) gives the default loss and the metric.
+    classification, miou/pixel_acc for segmentation, top1_agreement/pixel_agreement for data
+    without labels), loss, samples. `task` (a TaskConfig, its fields as a dict, an Objective,
+    or None for the dataset's own task) gives the default loss and the metric; `reference`
+    is the original model, whose outputs are the labels of data without labels.
     """
 
-    def __init__(self, data, config=None, task=None):
+    def __init__(self, data, config=None, task=None, reference=None):
         if data is None:
-            from ..core.errors import ConfigError
-
             raise ConfigError("data", "the engine has no data", "pass a DataBundle, e.g. slimkit.to_bundle((X, y))")
         self.data = data
         self.config = config if isinstance(config, TrainConfig) else TrainConfig(**(config or {}))
-        self.task = build_task(task, data, self.config.label_smoothing)
+        self.task = build_task(task, data, self.config.label_smoothing, reference)
         self.history = []  # per-epoch records of every train() call, until take_history()
 
     def take_history(self):
@@ -134,11 +164,17 @@ class Engine:
             source = dataset.batches(size, shuffle=shuffle, seed=seed, augment=augment, drop_last=shuffle)
         else:
             source = paddle.io.DataLoader(dataset, batch_size=size, shuffle=shuffle, drop_last=shuffle)
-        for i, (images, labels) in enumerate(source):
+        for i, batch in enumerate(source):
             if max_batches is not None and i >= max_batches:
                 break
-            # A user's Dataset comes through paddle's DataLoader, which already yields tensors.
-            yield _tensor(images), _tensor(labels)
+            yield self._tensors(batch)
+
+    def _tensors(self, batch):
+        """(images, targets) tensors of a batch: its labels, or the reference outputs when it has none."""
+        images, labels = _split(batch)
+        # A user's Dataset comes through paddle's DataLoader, which already yields tensors.
+        images = _tensor(images)
+        return images, self.task.targets(images, map_labels(_tensor, labels))
 
     def steps_per_epoch(self, batch_size=None):
         """Optimizer steps of one epoch: global batches (batch_size x processes) in the training split."""
@@ -192,12 +228,13 @@ class Engine:
         if n > 1 and not hasattr(dataset, "batches"):  # a user's Dataset: paddle's own sharding
             loader = paddle.io.DataLoader(dataset, batch_sampler=parallel.distributed_sampler(dataset, size, True,
                                                                                               seed))
-            return ((_tensor(x), _tensor(y)) for i, (x, y) in zip(range(steps), loader))
+            return (self._tensors(batch) for _, batch in zip(range(steps), loader))
         batches = self._batches(dataset, size * n, shuffle=True, seed=seed, augment=True, max_batches=steps)
         if n == 1:
             return batches
         # One permutation and one augmentation draw per global batch, the same on every rank.
-        return ((parallel.batch_share(x, size), parallel.batch_share(y, size)) for x, y in batches)
+        return ((parallel.batch_share(x, size), map_labels(lambda t: parallel.batch_share(t, size), y))
+                for x, y in batches)
 
     def _epochs(self, model, epochs, steps, optimizer, loss_fn, on_step, desc):
         cfg = self.config
@@ -214,6 +251,7 @@ class Engine:
             epoch_line = cfg.progress is None and bar.disable and parallel.is_main()  # not a terminal: a line instead
             for images, labels in bar:
                 loss, logits = loss_fn(model, images, labels)
+                value = _finite_loss(loss, desc, step + 1, epoch + 1)  # checked before the step it would take
                 loss.backward()
                 parallel.average_gradients(params)  # every rank takes the same step
                 optimizer.step()
@@ -223,15 +261,16 @@ class Engine:
                 step += 1
                 if on_step is not None:
                     on_step(step, model)
-                n = int(labels.shape[0])
+                n = int(images.shape[0])
                 samples += n
-                loss_sum += loss.item() * n
+                loss_sum += value * n
                 hits, counted = self.task.correct(logits, labels)
                 correct, total = correct + hits, total + counted
                 bar.set_postfix(loss=f"{loss_sum / samples:.4f}", acc=f"{correct / max(total, 1):.3f}")
+            check_finite_weights(model, f"training {desc}", f"by step {step} (end of epoch {epoch + 1})")
             samples, total, correct, loss_sum = parallel.all_sum([samples, total, correct, loss_sum])
             history.append({"epoch": epoch + 1, "loss": loss_sum / max(samples, 1),
-                            "train_top1": correct / max(total, 1), "lr": lr})
+                            "train_top1": correct / total if total else None, "lr": lr})
             if epoch_line:
                 print(epoch_progress(desc, epoch + 1, epochs, history[-1]), flush=True)
         return history
@@ -248,9 +287,9 @@ class Engine:
         with eval_mode(model):
             for images, labels in self._eval_batches(split, max_batches):
                 logits = self.task.select(model(images))
-                loss_sum += self.task.eval_loss(logits, labels).item() * int(labels.shape[0])
-                metric.update(logits.numpy(), labels.numpy())
-                total += int(labels.shape[0])
+                loss_sum += self.task.eval_loss(logits, labels).item() * int(images.shape[0])
+                metric.update(logits.numpy(), map_labels(lambda t: t.numpy(), labels))
+                total += int(images.shape[0])
         if parallel.active():
             shares = parallel.all_gather({"metric": counts(metric), "loss": loss_sum, "total": total})
             metric = self.task.metric()
@@ -274,10 +313,46 @@ def _tensor(value):
     return value if isinstance(value, paddle.Tensor) else paddle.to_tensor(value)
 
 
+def _split(batch):
+    """(images, labels or None) of a batch: a dataset's own (images, labels), or a DataLoader's list."""
+    if isinstance(batch, tuple) and len(batch) == 2:
+        return batch
+    parts = list(batch) if isinstance(batch, (list, tuple)) else [batch]
+    return parts[0], (None if len(parts) == 1 else parts[1] if len(parts) == 2 else parts[1:])
+
+
+_DIVERGED_HINT = ("lower the learning rate (train.lr, or the stage's lr), check the data and a loss of your own; "
+                  "the model you gave is unchanged")
+
+
+def _finite_loss(loss, desc, step, epoch):
+    """The loss as a number; TrainingError when it is NaN or inf."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise TrainingError(f"training {desc} diverged: the loss is {value} at step {step} (epoch {epoch})",
+                            _DIVERGED_HINT)
+    return value
+
+
+def nonfinite_tensors(model):
+    """Names of the parameters and buffers of `model` holding NaN or inf."""
+    named = list(model.named_parameters()) + [(n, b) for n, b in model.named_buffers() if b is not None]
+    return [name for name, t in named if t.dtype in (paddle.float32, paddle.float64, paddle.float16)
+            and not bool(paddle.isfinite(t).all())]
+
+
+def check_finite_weights(model, what, when):
+    """TrainingError naming the tensors of `model` that hold NaN or inf (after `what`, `when`)."""
+    bad = nonfinite_tensors(model)
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise TrainingError(f"{what} diverged: {', '.join(bad[:3])}{more} hold NaN or inf {when}", _DIVERGED_HINT)
+
+
 def epoch_progress(desc, epoch, epochs, entry):
     """The one line an epoch prints when output is not a terminal (logs, CI, nohup)."""
-    return (f"  {desc} epoch {epoch}/{epochs}: loss {entry['loss']:.4f}, train top-1 {entry['train_top1']:.2%}, "
-            f"lr {entry['lr']:.4g}")
+    accuracy = f", train top-1 {entry['train_top1']:.2%}" if entry.get("train_top1") is not None else ""
+    return f"  {desc} epoch {epoch}/{epochs}: loss {entry['loss']:.4f}{accuracy}, lr {entry['lr']:.4g}"
 
 
 def _lr_schedule(cfg, lr, total_steps, steps_per_epoch):

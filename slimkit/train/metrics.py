@@ -126,3 +126,26 @@ class BatchMean:
 
     def result(self):
         return {k: v / max(self.total, 1) for k, v in self.sums.items()}
+
+
+class Agreement:
+    """Share of predictions equal to the original model's: the argmax over axis 1 of the outputs against the
+    reference outputs, per sample for [N, classes] scores (`top1_agreement`), per pixel for [N, classes, H, W]
+    (`pixel_agreement`)."""
+
+    additive = ("same", "total")
+
+    def __init__(self, name="top1_agreement"):
+        self.name = name
+        self.same = self.total = 0
+
+    def update(self, outputs, reference):
+        ours, theirs = np.asarray(outputs).argmax(axis=1), np.asarray(reference).argmax(axis=1)
+        if ours.shape != theirs.shape:
+            raise ModelError(f"outputs {list(np.shape(outputs))} do not match the original model's "
+                             f"{list(np.shape(reference))}", "a compressed model keeps the original's output shape")
+        self.same += int((ours == theirs).sum())
+        self.total += int(ours.size)
+
+    def result(self):
+        return {self.name: self.same / max(self.total, 1)}

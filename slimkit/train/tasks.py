@@ -6,15 +6,18 @@
 
 Built in: `classification` (cross-entropy with label smoothing; top-1/top-5) and
 `segmentation` (per-pixel cross-entropy with an ignore index; mIoU and pixel accuracy).
-A loss or metric of the form `package.module:function` imports the user's own. Metrics
-are accumulators over numpy outputs (slimkit.train.metrics), so the eager model and an exported one (Paddle
-Inference) are measured by the same code.
+A loss or metric of the form `package.module:function` imports the user's own; in Python
+the function itself works too. Labels reach the loss as the data gives them (masks, several
+targets, dicts: slimkit.data.labels). Data without labels gets the agreement objective
+(slimkit.train.reference): the original model's outputs are the labels. Metrics are
+accumulators over numpy outputs (slimkit.train.metrics), so the eager model and an exported
+one (Paddle Inference) are measured by the same code.
 """
 
 import copy
 import dataclasses
-import importlib
-from typing import Dict, List, Optional, Union
+import inspect
+from typing import Callable, Dict, List, Optional, Union
 
 import numpy as np
 import paddle
@@ -22,7 +25,8 @@ import paddle.nn.functional as F
 
 from .. import compat
 from ..core import device as devices
-from ..core.errors import ConfigError, ModelError
+from ..core.errors import ConfigError, DataError, ModelError
+from ..core.imports import import_object
 from ..core.schema import Options, _suggest, option
 from ..core.surgery import train_mode
 from .metrics import BatchMean, SegmentationMetric, TopK
@@ -34,10 +38,19 @@ TASKS = {}
 class TaskConfig(Options):
     """What the model is trained on and measured with (config block `task`)."""
 
-    loss: Optional[str] = option(None, "`classification`, `segmentation` or `package.module:function` "
-                                       "(`fn(outputs, labels) -> scalar tensor`); null = the dataset's task")
-    metric: Optional[str] = option(None, "`classification` (top-1/top-5), `segmentation` (mIoU, pixel accuracy) "
-                                         "or `package.module:function` (see docs/tasks.md); null = the dataset's task")
+    loss: Optional[Union[str, Callable]] = option(
+        None, "`classification`, `segmentation` or `package.module:function` (`fn(outputs, labels) -> scalar "
+              "tensor`; labels as the data gives them); in Python also the function; null = the data's task, or for "
+              "data without labels distillation from the original model")
+    metric: Optional[Union[str, Callable]] = option(
+        None, "`classification` (top-1/top-5), `segmentation` (mIoU, pixel accuracy) or `package.module:function` "
+              "(`fn(outputs, labels) -> number or dict`, or an accumulator class; see docs/tasks.md); in Python also "
+              "the function or class; null = the data's task")
+    agreement: Optional[Union[str, Callable]] = option(
+        None, "data without labels: how the model is compared with the original, `package.module:function` "
+              "`fn(outputs, reference_outputs) -> score` (numpy; averaged over samples); in Python also the "
+              "function; null = top-1 agreement for [N, classes] outputs, per-pixel agreement for "
+              "[N, classes, H, W]")
     output: Optional[Union[int, str]] = option(None, "which output of a model with several outputs the loss and "
                                                      "metric read: an index (list/tuple) or a key (dict); "
                                                      "null = the output itself, or the first of a list/tuple")
@@ -48,13 +61,15 @@ class TaskConfig(Options):
     ignore_index: int = option(255, "label of pixels the segmentation loss and metric ignore")
 
     def check(self):
-        for key in ("loss", "metric"):
+        for key in ("loss", "metric", "agreement"):
             value = getattr(self, key)
-            if value is not None and ":" in value:
-                _import(value, key)
-            elif value is not None and value not in TASKS:
+            if isinstance(value, str) and ":" not in value and (key == "agreement" or value not in TASKS):
+                valid = sorted(TASKS) if key != "agreement" else []
                 raise ConfigError(key, f"unknown {key} {value!r}",
-                                  _suggest(value, sorted(TASKS)) + " (or `package.module:function`)")
+                                  (_suggest(value, valid) + " (or `package.module:function`)") if valid else
+                                  "use `package.module:function`")
+            if value is not None:
+                check_function(user_function(value, key), key)
         named = isinstance(self.aux_weights, dict)
         for key, weight in self.aux_weights.items() if named else enumerate(self.aux_weights):
             path = f"aux_weights.{key}" if named else f"aux_weights[{key}]"
@@ -63,6 +78,50 @@ class TaskConfig(Options):
             if named and (key == self.output or (self.output is None and key == 0)):
                 raise ConfigError(f"aux_weights.{key}", "is the main output (task.output), weighted 1",
                                   "name only the auxiliary outputs")
+
+    def to_dict(self):
+        out = super().to_dict()
+        for key in ("loss", "metric", "agreement"):  # a function is recorded by name (report.json, resume)
+            if callable(out[key]):
+                out[key] = f"{out[key].__module__}:{out[key].__qualname__}"
+        return out
+
+
+def user_function(value, key):
+    """The user's loss/metric/agreement: the function (or class) itself, or the one `package.module:name` names."""
+    if callable(value):
+        return value
+    if not isinstance(value, str) or ":" not in value:
+        return None
+    return import_object(value, lambda message, hint: ConfigError(key, message, hint))
+
+
+# How each is called: a loss and an agreement with (outputs, labels), a metric too, or built as an accumulator.
+_CALLED = {"loss": "fn(outputs, labels)", "metric": "fn(outputs, labels)",
+           "agreement": "fn(outputs, reference_outputs)"}
+
+
+def check_function(fn, key):
+    """ConfigError unless `fn` can be called as the task calls it (an accumulator class for a metric)."""
+    if fn is None:
+        return
+    if not callable(fn):
+        raise ConfigError(key, f"{fn!r} is not a function", f"give a function called as {_CALLED[key]}")
+    if inspect.isclass(fn):
+        missing = [m for m in ("update", "result") if not callable(getattr(fn, m, None))]
+        if key != "metric" or missing:
+            raise ConfigError(key, f"{fn.__name__} is a class" + (f" without {', '.join(missing)}" if missing else ""),
+                              "a metric class has update(outputs, labels) and result() -> {name: value}" if key ==
+                              "metric" else f"give a function called as {_CALLED[key]}")
+        return
+    try:
+        inspect.signature(fn).bind(None, None)
+    except TypeError:
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise ConfigError(key, f"{name}{inspect.signature(fn)} cannot be called as {_CALLED[key]}",
+                          "give a function of two arguments") from None
+    except ValueError:  # a builtin without a signature: called as it is
+        return
 
 
 # --- tasks: one small class each, registered by name ----------------------------------------
@@ -122,6 +181,16 @@ class Segmentation(Task):
         return int(hits.astype("int64").sum().item()), int(valid.astype("int64").sum().item())
 
 
+class OwnTask(Task):
+    """The user's loss and metric: a training accuracy only where outputs and labels look like classes."""
+
+    def correct(self, outputs, labels):
+        if isinstance(labels, paddle.Tensor) and labels.dtype == paddle.int64 and list(labels.shape) == \
+                list(outputs.shape[:1]) + list(outputs.shape[2:]):
+            return super().correct(outputs, labels)
+        return 0, 0
+
+
 # --- the task a pipeline runs: chosen loss and metric, output selector, auxiliary weights ----
 
 class Objective:
@@ -132,21 +201,37 @@ class Objective:
     scans): the first of `metric_names`, or of a user metric's results.
     """
 
+    unlabelled = False  # the agreement objective (slimkit.train.reference) learns from the original instead
+
     def __init__(self, config, num_classes, default="classification", label_smoothing=0.0):
         self.config = config
         self.num_classes = num_classes
-        loss_name, metric_name = config.loss or default, config.metric or default
-        builtin_loss, builtin_metric = loss_name in TASKS, metric_name in TASKS
-        self.name = metric_name if builtin_metric else loss_name if builtin_loss else default
-        self.task = TASKS[self.name](num_classes, config.ignore_index)  # its metric and training accuracy
+        self.classes_inferred = False  # num_classes is the data's largest label + 1 (the model may know more)
+        loss, metric = _or(config.loss, default), _or(config.metric, default)
+        builtin_loss = isinstance(loss, str) and loss in TASKS
+        builtin_metric = isinstance(metric, str) and metric in TASKS
+        self.name = metric if builtin_metric else loss if builtin_loss else "custom"
+        self.task = (TASKS[self.name] if self.name in TASKS else OwnTask)(num_classes, config.ignore_index)
         if builtin_loss:
             # Evaluation reports the plain loss; label smoothing only shapes training.
-            self._loss = TASKS[loss_name](num_classes, config.ignore_index, label_smoothing).loss
-            self.eval_loss = TASKS[loss_name](num_classes, config.ignore_index).loss
+            self._loss = TASKS[loss](num_classes, config.ignore_index, label_smoothing).loss
+            self.eval_loss = TASKS[loss](num_classes, config.ignore_index).loss
         else:
-            self._loss = self.eval_loss = _import(config.loss, "loss")
-        self._metric = None if builtin_metric else _import(config.metric, "metric")
+            self._loss = self.eval_loss = user_function(loss, "loss")
+        self._metric = None if builtin_metric else user_function(metric, "metric")
         self.metric_names = self.task.metric_names if builtin_metric else ()
+        self.builtin = {name for name, value in (("loss", loss), ("metric", metric)) if value in TASKS}
+
+    def targets(self, images, labels):
+        """What the loss and metric compare a batch's outputs with: its labels."""
+        if labels is None:
+            raise DataError("a batch without labels", "data without labels needs the original model as the "
+                                                      "reference: Pipeline(model, data) sets it")
+        return labels
+
+    def set_classes(self, count):
+        """Use `count` classes (the model's, when the data's labels do not reach them all)."""
+        self.num_classes = self.task.num_classes = count
 
     def correct(self, outputs, labels):
         """(correct, counted) predictions of one training batch, for progress bars and history."""
@@ -158,8 +243,9 @@ class Objective:
 
     def primary_value(self, metrics):
         """The primary metric's value in an `evaluate` result."""
-        key = self.primary or next(k for k in metrics if k not in ("loss", "samples"))
-        return metrics[key]
+        if self.primary in metrics:
+            return metrics[self.primary]
+        return metrics[next(k for k in metrics if k not in ("loss", "samples"))]  # a user engine's own metrics
 
     def metric(self):
         if self._metric is None:
@@ -224,40 +310,29 @@ class Objective:
         main = self.select(model(images))
         return self.eval_loss(main, labels), main
 
-    def check_outputs(self, model, input_shape):
-        """Run a copy of the model once, in eval mode, to find a bad `output` before any work.
+    def check_outputs(self, model, input_shape, sample=None):
+        """Run a copy of the model once, in eval mode, to find a bad `output` or labels it cannot fit before any work.
 
         With `aux_weights`, the copy also runs in training mode, where the auxiliary outputs are.
+        `sample` (inputs, labels as numpy) is a few real samples: the loss and metric run on
+        them once, so a loss that cannot take the labels fails here, not in training.
         """
+        from .checks import check_against_outputs, forward_once, try_loss_and_metric
+
         probe = copy.deepcopy(model)
         devices.move(probe, devices.current())  # on the run's device, like every later forward
-        x = paddle.zeros(input_shape, dtype="float32")
         if self.config.aux_weights:
             with train_mode(probe), paddle.no_grad():
-                outputs = probe(x)
+                outputs = forward_once(probe, input_shape, "in training mode")
                 self.select(outputs)
                 for key, _ in self.aux_outputs(outputs):
                     self.select(outputs, key, f"task.aux_weights.{key}")
         probe.eval()
         with paddle.no_grad():
-            out = self.select(probe(x))
-        if not self.metric_names:
-            return  # the user's metric decides what it reads
-        want = 4 if self.name == "segmentation" else 2
-        if len(out.shape) != want or (self.metric_names and out.shape[1] != self.num_classes):
-            layout = "[N, classes, H, W]" if want == 4 else "[N, classes]"
-            raise ModelError(f"the {self.name} output has shape {list(out.shape)}, expected {layout} "
-                             f"with {self.num_classes} classes",
-                             "set task.output to the logits, or task.loss/metric to your own functions")
-
-
-def build_task(config=None, data=None, label_smoothing=0.0):
-    """The Objective of a TaskConfig (or its fields as a dict) on a DataBundle."""
-    if isinstance(config, Objective):
-        return config
-    config = config if isinstance(config, TaskConfig) else TaskConfig.from_dict(config or {}, "task")
-    return Objective(config, getattr(data, "num_classes", 0), getattr(data, "task", "classification"),
-                     label_smoothing)
+            out = self.select(forward_once(probe, input_shape))
+        check_against_outputs(self, out)
+        if sample is not None:
+            try_loss_and_metric(self, probe, sample)
 
 
 def check_stages(task, stages):
@@ -267,39 +342,12 @@ def check_stages(task, stages):
     for i, stage in enumerate(stages):
         supported = getattr(stage, "tasks", None)
         if supported is not None and task.name not in supported:
+            hint = f"remove the {stage.type_name} stage (see docs/tasks.md for what each strategy supports)"
+            if task.unlabelled:
+                hint += "; without labels finetune, filter_pruning's finetune and qat learn from the original model"
             raise ConfigError(f"stages[{i}]", f"{stage.type_name} works on {' and '.join(supported)} models "
-                                              f"only, and this pipeline's task is {task.name}",
-                              f"remove the {stage.type_name} stage (see docs/tasks.md for what each strategy supports)")
+                                              f"only, and this pipeline's task is {task.name}", hint)
 
 
-def metric_of(engine, num_classes):
-    """A fresh metric accumulator of the engine's task (top-1/top-5 for an engine without a task)."""
-    from .metrics import TopK
-
-    task = getattr(engine, "task", None)
-    return task.metric() if task is not None else TopK(num_classes)
-
-
-def output_key(engine):
-    """The engine's `task.output` (None for an engine without a task): what an exported model's metric reads."""
-    task = getattr(engine, "task", None)
-    return task.config.output if task is not None else None
-
-
-def primary_metric(engine, metrics):
-    """The value strategies compare: the task's primary metric, top-1 for an engine without a task."""
-    task = getattr(engine, "task", None)
-    return task.primary_value(metrics) if task is not None else metrics["top1"]
-
-
-def _import(spec, key):
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(key, f"cannot import {module_name!r}: {err}",
-                          "make the module importable (pip install it or add its folder to PYTHONPATH)") from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ConfigError(key, f"{module_name} has no callable {attr!r}", "use `package.module:function`")
-    return fn
+def _or(value, default):
+    return default if value is None else value
