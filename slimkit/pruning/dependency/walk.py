@@ -86,7 +86,8 @@ class ChannelSlice:
 class DependencyGraph:
     """The channel groups of a model for one input shape (from `analyze`)."""
 
-    def __init__(self, groups, input_shape, output_shapes, tensor_shapes, unused=None, followers=None):
+    def __init__(self, groups, input_shape, output_shapes, tensor_shapes, unused=None, followers=None,
+                 fixed_slices=()):
         self.groups = groups
         self.input_shape = list(input_shape)
         self.output_shapes = output_shapes  # model output shapes, to check a pruned model still runs
@@ -94,6 +95,9 @@ class DependencyGraph:
         self.unused = dict(unused or {})  # conv/linear layers the traced forward never called
         # Depthwise convs whose output carries another group's channels -> that Group (None: several groups).
         self.followers = dict(followers or {})
+        # Slices of channels no conv/linear layer produces (the model input, an op slimkit does not
+        # follow) that reach a sliced tensor, e.g. concatenated with a layer's output: they stay whole.
+        self.fixed_slices = list(fixed_slices)
         self.output_structure = None  # containers and shapes of the eager output (see output_structure)
         # The same in training mode, for a model whose training forward calls layers eval mode does not
         # (auxiliary heads); None when both modes call the same layers.
@@ -912,13 +916,14 @@ class _ChannelTracer:
         slices_by_class = {}
         for node_index, s in self.slices:
             slices_by_class.setdefault(self._find(node_index), []).append((node_index, s))
-        groups, tensor_shapes = [], {}
+        groups, tensor_shapes, fixed = [], {}, []
         shapes = {(layer, tensor): shape for layer, tensor, shape in self.param_owner.values()}
         for _, s in self.slices:
             tensor_shapes[(s.layer, s.tensor)] = shapes[(s.layer, s.tensor)]
         for root, nodes in sorted(classes.items()):
             layered = [n for n in nodes if n.layer]
             if not layered:
+                fixed += [s for _, s in slices_by_class.get(root, [])]
                 continue
             reasons = []
             for n in nodes:
@@ -954,7 +959,7 @@ class _ChannelTracer:
             if self.training_failed else ""
         unused = {name: f"{kind} not called by forward on input_shape {list(input_shape)}{why}"
                   for name, kind in self.weighted_layers.items() if name not in seen}
-        return DependencyGraph(groups, input_shape, output_shapes, tensor_shapes, unused, followers)
+        return DependencyGraph(groups, input_shape, output_shapes, tensor_shapes, unused, followers, fixed)
 
 
 def _one_node_per_group(segs, groups, in_per_group, nodes):
