@@ -108,6 +108,7 @@ def dropout(op, ctx):
     if p is None:
         raise Unsupported("its probability is computed")
     mode = op.attrs.get("mode", "upscale_in_train")
+    mode = "downscale_in_infer" if mode == "downgrade_in_infer" else mode  # the op's name for the API's mode
     ctx.assign(op.outputs[0], f"{F}.dropout({ctx.tensor(op.inputs[0])}, p={literal(float(p))}, "
                               f"training=self.training, mode={mode!r})")
 
@@ -202,7 +203,9 @@ def reduce(op, ctx):
 
 def _pool_padding(attrs):
     algorithm = attrs.get("padding_algorithm", "EXPLICIT")
-    return repr(algorithm) if algorithm in ("SAME", "VALID") else literal([int(p) for p in attrs.get("paddings", [0, 0])])
+    if algorithm in ("SAME", "VALID"):
+        return repr(algorithm)
+    return literal([int(p) for p in attrs.get("paddings", [0, 0])])
 
 
 @register_translator("pool2d")
@@ -242,7 +245,8 @@ def interpolate(op, ctx):
     ctx.assign(op.outputs[0], f"{F}.interpolate({ctx.tensor(x)}, size={size}, scale_factor={scale}, "
                               f"mode={a.get('interp_method', 'nearest')!r}, "
                               f"align_corners={bool(a.get('align_corners', False))}, "
-                              f"align_mode={int(a.get('align_mode', 1))}, data_format={a.get('data_format', 'NCHW')!r})")
+                              f"align_mode={int(a.get('align_mode', 1))}, "
+                              f"data_format={a.get('data_format', 'NCHW')!r})")
 
 
 @register_translator("pad3d")

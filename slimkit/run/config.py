@@ -144,9 +144,18 @@ def build_pipeline(config, out_dir, verbose=True):
     from .pipeline import Pipeline
 
     data = load_dataset(config.data)
-    spec = {"name": config.model.name, "num_classes": data.num_classes, "in_channels": data.input_shape[0],
-            "input_size": data.input_shape[-1], **config.model.args}
-    model = build_model(checkpoint=config.model.checkpoint, seed=config.train.seed, **spec)
-    return Pipeline(model, data, stages=config.stages, input_shape=config.input_shape, train=config.train,
+    input_shape = config.input_shape
+    if config.model.inference is not None:
+        from ..exported import program_input_shape
+
+        spec = {"inference": config.model.inference}
+        model = build_model(checkpoint=config.model.checkpoint, **spec)
+        spec = model.slimkit_spec  # the resolved prefix: a run rebuilt elsewhere finds the same files
+        input_shape = program_input_shape(model, input_shape)
+    else:
+        spec = {"name": config.model.name, "num_classes": data.num_classes, "in_channels": data.input_shape[0],
+                "input_size": data.input_shape[-1], **config.model.args}
+        model = build_model(checkpoint=config.model.checkpoint, seed=config.train.seed, **spec)
+    return Pipeline(model, data, stages=config.stages, input_shape=input_shape, train=config.train,
                     out_dir=out_dir, report=config.report, model_spec=spec, verbose=verbose, export=config.export,
                     task=config.task, device=config.device)
