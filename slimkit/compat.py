@@ -380,7 +380,6 @@ def _unary(name):
     def unary(self, x):
         return self._call(name, name, ("X",), {}, None, x)
 
-    unary.__name__ = unary.__qualname__ = name
     unary.__doc__ = f"paddle.{name} (the legacy op `{name}` under the legacy IR)"
     return unary
 
@@ -389,3 +388,24 @@ for _name in _AnyIR.UNARY:
     setattr(_AnyIR, _name, _unary(_name))
 
 any_ir = _AnyIR()
+
+
+def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=False, align_mode=0,
+                data_format="NCHW"):
+    """paddle.nn.functional.interpolate, with a nearest resize by whole factors written as output sizes.
+
+    paddle2onnx 2.1 cannot convert an `nearest_interp` (nor `bilinear_interp`) that carries its
+    `scale` attribute ("the 0th elementwise MUST be ir::FloatAttribute"), which is how Paddle
+    writes `scale_factor`; the same resize by output sizes (the input's, times the factors) converts.
+    For nearest with whole factors the two pick the same pixels, so that case is written by size.
+    """
+    F = paddle.nn.functional
+    factors = list(scale_factor) if isinstance(scale_factor, (list, tuple)) else None
+    whole = factors is not None and all(float(f).is_integer() and f >= 1 for f in factors)
+    if size is None and whole and mode == "nearest" and data_format in ("NCHW", "NCDHW") and \
+            len(factors) == len(x.shape) - 2:
+        shape = paddle.shape(x)
+        size = [shape[2 + i] * int(f) for i, f in enumerate(factors)]
+        scale_factor = None
+    return F.interpolate(x, size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners,
+                         align_mode=align_mode, data_format=data_format)

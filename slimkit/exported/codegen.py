@@ -14,10 +14,11 @@ imported like any module. The file is plain Python a user can read:
 
 import hashlib
 import importlib.util
+import os
 import re
 import sys
 
-from ..core.files import atomic_write_text, cache_dir
+from ..core.files import cache_dir
 
 GENERATOR_VERSION = 1  # part of the hash: a new generator writes new files
 
@@ -29,6 +30,7 @@ The layers (self.conv2d_0, ...) are made and filled with the program's weights b
 
 import paddle
 
+from slimkit import compat  # noqa: F401  (compat.interpolate: a resize paddle2onnx converts)
 from slimkit.compat import any_ir  # noqa: F401  (paddle functions that also run under the legacy IR)
 from slimkit.exported.layers import ExportedModel
 
@@ -67,7 +69,11 @@ def model_class(builder, files):
     if module_name not in sys.modules:
         path = cache_dir("exported") / f"{module_name}.py"
         if not path.is_file() or path.read_text() != text:
-            atomic_write_text(path, text)
+            # Through a temporary file of this process: processes importing the same program at once
+            # (data-parallel ranks, test workers) each rename a complete file into place.
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)

@@ -242,7 +242,7 @@ def interpolate(op, ctx):
         size = literal(sizes) if len(sizes) == x.rank - 2 else "None"
     scale = ctx.arg(scale_tensor) if scale_tensor is not None else (
         literal([float(s) for s in a.get("scale", [])]) if a.get("scale") and size == "None" else "None")
-    ctx.assign(op.outputs[0], f"{F}.interpolate({ctx.tensor(x)}, size={size}, scale_factor={scale}, "
+    ctx.assign(op.outputs[0], f"compat.interpolate({ctx.tensor(x)}, size={size}, scale_factor={scale}, "
                               f"mode={a.get('interp_method', 'nearest')!r}, "
                               f"align_corners={bool(a.get('align_corners', False))}, "
                               f"align_mode={int(a.get('align_mode', 1))}, "
