@@ -153,3 +153,26 @@ def test_check_names_a_dynamic_input_without_input_shape_and_every_unsupported_o
     assert "input_shape: the program's input x [-1, 1, -1, -1] has dynamic sizes" in err
     assert main(["check", _config(tmp_path, tmp_path / "dynamic", input_shape=[1, 1, 8, 8]),
                  "--out", str(tmp_path / "o3")]) == 0
+
+
+def test_the_int8_export_of_an_imported_model_keeps_the_programs_names(exported_cnn, tmp_path):
+    from slimkit.deploy.paddle_inference import export_stage
+    from slimkit.quant import convert, quantize_for_training
+
+    quantized = quantize_for_training(slimkit.from_inference(exported_cnn))
+    with paddle.no_grad():
+        quantized(paddle.rand([4, 1, 8, 8]))  # scales from one batch
+    prefix = export_stage(convert(quantized), tmp_path, [1, 1, 8, 8])
+    assert _program_shapes(prefix) == _program_shapes_pir(exported_cnn / "inference")
+    x = np.random.RandomState(0).rand(3, 1, 8, 8).astype("float32")
+    assert list(predictor_outputs(str(prefix) + ".pdmodel", str(prefix) + ".pdiparams", x)) == ["fetch_name_0"]
+
+
+def test_a_model_block_with_inference_takes_no_name_or_args():
+    from slimkit.core.errors import ConfigError
+
+    assert slimkit.ModelConfig(inference="exported/inference").inference == "exported/inference"
+    with pytest.raises(ConfigError, match="args: is not used with `inference`"):
+        slimkit.ModelConfig(inference="exported/inference", args={"width": 8})
+    with pytest.raises(ConfigError, match="name: is not used with `inference`"):
+        slimkit.ModelConfig(name="resnet20", inference="exported/inference")
