@@ -19,6 +19,7 @@ from . import compat  # noqa: F401  (the Paddle/PaddleSlim workarounds; importin
 from ._version import __version__
 from .core.errors import ConfigError, DataError, ModelError, ResumeError, SlimkitError
 from .data import DataBundle, DataConfig, load_dataset, to_bundle
+from .exported import from_inference
 from .models import ModelConfig, available_models, build_model, save_model
 from .pruning import prunable_layers, prune, sensitive
 from .report import Note, ReportConfig, StageReport, count_flops, count_params, measure_latency
@@ -31,9 +32,9 @@ from .train.engine import Engine, EngineProtocol, TrainConfig
 
 __all__ = ["__version__", "Pipeline", "Strategy", "Context", "Engine", "EngineProtocol", "TrainConfig",
            "StageReport", "Note", "ReportConfig", "DataConfig", "DataBundle", "ModelConfig", "load_dataset",
-           "to_bundle", "build_model", "available_models", "save_model", "load_model", "count_flops", "count_params",
-           "measure_latency", "SlimkitError", "ConfigError", "DataError", "ModelError", "ResumeError",
-           "Finetune", "FilterPruning", "SparsePruning", "Distillation", "QAT", "PTQ",
+           "to_bundle", "build_model", "from_inference", "available_models", "save_model", "load_model",
+           "count_flops", "count_params", "measure_latency", "SlimkitError", "ConfigError", "DataError",
+           "ModelError", "ResumeError", "Finetune", "FilterPruning", "SparsePruning", "Distillation", "QAT", "PTQ",
            "prune", "prunable_layers", "sensitive", "sparsify"]
 
 

@@ -354,3 +354,112 @@ def _fixed_size_interp(block, op):
         op._set_attr(name, int(round(value)))
     op._set_attr("scale", [])
     return True
+
+
+# --- functions that work under every IR (the rebuilt forwards of exported programs) ---------
+
+class _AnyIR:
+    """paddle functions that also run under the legacy program IR (`any_ir.matmul(x, y)`, ...).
+
+    In Paddle 3.3 about sixty public functions (paddle.matmul, paddle.sum, paddle.exp,
+    paddle.maximum, F.sigmoid, F.gelu, ...) are bound to `_C_ops` calls that accept only dygraph
+    tensors and PIR values: under the legacy IR they fail with "argument (position 1) must be
+    Value, but got Variable", so a model calling them cannot be saved by slimkit's legacy-IR
+    export. Each function here calls paddle's own eagerly and in PIR, and appends the legacy op
+    under the legacy IR.
+    """
+
+    UNARY = ("sigmoid", "tanh", "exp", "sqrt", "rsqrt", "abs", "log", "floor", "ceil", "sign", "sin", "cos")
+
+    @staticmethod
+    def _call(name, legacy, slots, attrs, dtype, *tensors, **kwargs):
+        function = getattr(paddle.nn.functional, name, None) if name in ("gelu", "softplus", "sigmoid") else None
+        function = function or getattr(paddle, name)
+        if paddle.in_dynamic_mode() or pir_enabled():
+            return function(*tensors, **kwargs)
+        from paddle.base.layer_helper import LayerHelper
+
+        helper = LayerHelper(legacy)
+        out = helper.create_variable_for_type_inference(dtype or tensors[0].dtype)
+        helper.append_op(type=legacy, inputs={slot: [t] for slot, t in zip(slots, tensors)}, outputs={"Out": [out]},
+                         attrs=attrs)
+        return out
+
+    def matmul(self, x, y, transpose_x=False, transpose_y=False):
+        return self._call("matmul", "matmul_v2", ("X", "Y"), {"trans_x": transpose_x, "trans_y": transpose_y}, None,
+                          x, y, transpose_x=transpose_x, transpose_y=transpose_y)
+
+    def maximum(self, x, y):
+        return self._call("maximum", "elementwise_max", ("X", "Y"), {"axis": -1}, None, x, y)
+
+    def minimum(self, x, y):
+        return self._call("minimum", "elementwise_min", ("X", "Y"), {"axis": -1}, None, x, y)
+
+    def greater_than(self, x, y):
+        return self._call("greater_than", "greater_than", ("X", "Y"), {"axis": -1}, paddle.bool, x, y)
+
+    def logical_and(self, x, y):
+        return self._call("logical_and", "logical_and", ("X", "Y"), {}, paddle.bool, x, y)
+
+    def logical_or(self, x, y):
+        return self._call("logical_or", "logical_or", ("X", "Y"), {}, paddle.bool, x, y)
+
+    def logical_not(self, x):
+        return self._call("logical_not", "logical_not", ("X",), {}, paddle.bool, x)
+
+    def gelu(self, x, approximate=False):
+        return self._call("gelu", "gelu", ("X",), {"approximate": bool(approximate)}, None, x,
+                          approximate=approximate)
+
+    def softplus(self, x, beta=1.0, threshold=20.0):
+        return self._call("softplus", "softplus", ("X",), {"beta": float(beta), "threshold": float(threshold)}, None,
+                          x, beta=beta, threshold=threshold)
+
+    def sum(self, x, axis=None, keepdim=False):
+        return self._reduce("sum", "reduce_sum", x, axis, keepdim)
+
+    def amax(self, x, axis=None, keepdim=False):
+        return self._reduce("amax", "reduce_amax", x, axis, keepdim)
+
+    def amin(self, x, axis=None, keepdim=False):
+        return self._reduce("amin", "reduce_amin", x, axis, keepdim)
+
+    def _reduce(self, name, legacy, x, axis, keepdim):
+        axes = [] if axis is None else ([axis] if isinstance(axis, int) else list(axis))
+        return self._call(name, legacy, ("X",), {"dim": axes or [0], "keep_dim": bool(keepdim),
+                                                 "reduce_all": not axes}, None, x, axis=axis, keepdim=keepdim)
+
+
+def _unary(name):
+    def unary(self, x):
+        return self._call(name, name, ("X",), {}, None, x)
+
+    unary.__doc__ = f"paddle.{name} (the legacy op `{name}` under the legacy IR)"
+    return unary
+
+
+for _name in _AnyIR.UNARY:
+    setattr(_AnyIR, _name, _unary(_name))
+
+any_ir = _AnyIR()
+
+
+def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=False, align_mode=0,
+                data_format="NCHW"):
+    """paddle.nn.functional.interpolate, with a nearest resize by whole factors written as output sizes.
+
+    paddle2onnx 2.1 cannot convert an `nearest_interp` (nor `bilinear_interp`) that carries its
+    `scale` attribute ("the 0th elementwise MUST be ir::FloatAttribute"), which is how Paddle
+    writes `scale_factor`; the same resize by output sizes (the input's, times the factors) converts.
+    For nearest with whole factors the two pick the same pixels, so that case is written by size.
+    """
+    F = paddle.nn.functional
+    factors = list(scale_factor) if isinstance(scale_factor, (list, tuple)) else None
+    whole = factors is not None and all(float(f).is_integer() and f >= 1 for f in factors)
+    if size is None and whole and mode == "nearest" and data_format in ("NCHW", "NCDHW") and \
+            len(factors) == len(x.shape) - 2:
+        shape = paddle.shape(x)
+        size = [shape[2 + i] * int(f) for i, f in enumerate(factors)]
+        scale_factor = None
+    return F.interpolate(x, size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners,
+                         align_mode=align_mode, data_format=data_format)

@@ -113,3 +113,24 @@ def test_split_and_slice_block_their_input_but_not_their_consumers(tmp_path):
     # d reads the split's second part: b's channels 0..7 land after a's channels 4..7.
     assert [(s.layer, s.offset, s.start, s.count) for s in graph.group("b").slices if s.role == "in"] == [
         ("d", 4, 0, 8)]
+
+
+class InputConcat(nn.Layer):
+    """A layer's output concatenated with the model input (and again after a pooling slimkit follows)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2D(3, 16, 3, padding=1)
+        self.b = nn.Conv2D(16 + 3, 16, 3, padding=1)
+        self.fc = nn.Linear(16 + 3, 10)
+
+    def forward(self, x):
+        y = self.b(paddle.concat([self.a(x), x], axis=1))
+        return self.fc(paddle.flatten(nn.functional.adaptive_avg_pool2d(paddle.concat([x, y], axis=1), 1), 1))
+
+
+def test_channels_concatenated_with_the_model_input_are_pruned_and_the_input_stays_whole(tmp_path):
+    # The input's slices of `b` and `fc` belong to no group: they are kept whole, at shifted offsets.
+    graph = analyze(InputConcat(), [1, 3, 8, 8])
+    assert {(s.layer, s.offset, s.count) for s in graph.fixed_slices} == {("a", 0, 3), ("b", 16, 3), ("fc", 0, 3)}
+    prune_and_check(InputConcat, [2, 3, 8, 8], ratio=0.5, tmp_path=tmp_path, round_to=1)

@@ -25,3 +25,23 @@ def atomic_save(save, path):
     save(str(tmp))
     os.replace(tmp, path)
     return path
+
+
+def cache_dir(name):
+    """slimkit's cache folder `name` (under $SLIMKIT_CACHE, default ~/.cache/slimkit), created if needed.
+
+    Where the home folder is not writable, a folder under the system's temporary directory serves.
+    """
+    import tempfile
+
+    root = Path(os.environ.get("SLIMKIT_CACHE") or Path.home() / ".cache" / "slimkit").expanduser()
+    folder = root / name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError:
+        folder = Path(tempfile.gettempdir()) / f"slimkit-cache-{os.getuid()}" / name
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -47,8 +47,18 @@ SIMULATED_OPS = {"quantize_linear", "dequantize_linear", "fake_quantize_dequanti
                  "fake_channel_wise_quantize_dequantize_abs_max"}
 
 
-def input_spec(input_shape):
+def input_spec(input_shape, model=None):
+    """The export's inputs: an imported program's own (names, dtypes, dynamic sizes), else `x` [None, C, H, W]."""
+    signature = getattr(model, "program_signature", None)
+    if signature is not None:
+        return model.input_spec()
     return [paddle.static.InputSpec([None, *list(input_shape)[1:]], "float32", "x")]
+
+
+def output_names(model):
+    """The output names an export of `model` keeps: an imported program's own, else None (paddle's names)."""
+    signature = getattr(model, "program_signature", None)
+    return [o["name"] for o in signature["outputs"]] if signature is not None else None
 
 
 def needs_convert(model):
@@ -71,9 +81,12 @@ def export_float(model, folder, input_shape):
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, compat.legacy_ir():
         raw = str(Path(tmp) / "model")
-        paddle.jit.save(model, raw, input_spec=input_spec(input_shape))
-        for suffix in (".pdmodel", ".pdiparams"):
-            shutil.copy(raw + suffix, folder / ("model" + suffix))
+        paddle.jit.save(model, raw, input_spec=input_spec(input_shape, model))
+        if output_names(model):
+            _rewrite(raw, str(folder / "model"), names=output_names(model))
+        else:
+            for suffix in (".pdmodel", ".pdiparams"):
+                shutil.copy(raw + suffix, folder / ("model" + suffix))
     write_output_paths(model, folder, input_shape)
     return folder / "model"
 
@@ -86,8 +99,8 @@ def export_int8(converted, folder, input_shape, weight_bits=8):
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, compat.legacy_ir():
         raw = str(Path(tmp) / "model")
-        paddle.jit.save(converted, raw, input_spec=input_spec(input_shape))
-        _store_int_weights(raw, str(folder / "model"), weight_bits)
+        paddle.jit.save(converted, raw, input_spec=input_spec(input_shape, converted))
+        _rewrite(raw, str(folder / "model"), weight_bits, output_names(converted))
     write_output_paths(converted, folder, input_shape)
     return folder / "model"
 
@@ -139,9 +152,13 @@ def output_position(paths, key, count):
                                      f"{[str(t) for t in tops] or ['one tensor']}", "name one of them")
 
 
-def _store_int_weights(source, target, weight_bits):
-    # Quantize the float weights once, offline, and keep them as int8 (int16 above 8 bits):
-    # the `dequantize_linear` in front of each conv/matmul reads them with their scales.
+def _rewrite(source, target, weight_bits=None, names=None):
+    """Save the legacy-IR export `source` as `target`, its weights stored as int (`weight_bits`), its outputs renamed.
+
+    `weight_bits`: quantize the float weights once, offline, and keep them as int8 (int16 above
+    8 bits): the `dequantize_linear` in front of each conv/matmul reads them with their scales.
+    `names`: the output names to give the export (an imported program's own, for a drop-in file).
+    """
     from paddle.base.framework import IrGraph
     from paddle.framework import core
     from paddle.static.quantization import QuantWeightPass
@@ -152,11 +169,33 @@ def _store_int_weights(source, target, weight_bits):
     scope = paddle.static.Scope()
     with paddle.static.scope_guard(scope):
         program, feeds, fetches = paddle.static.load_inference_model(source, executor)
-        graph = IrGraph(core.Graph(program.desc), for_test=True)
-        QuantWeightPass(scope, place, quant_bits=8 if weight_bits <= 8 else 16).apply(graph)
-        program = graph.to_program()
-        paddle.static.save_inference_model(target, [program.global_block().var(n) for n in feeds], fetches,
-                                           executor, program=program, clip_extra=True)
+        if weight_bits is not None:
+            graph = IrGraph(core.Graph(program.desc), for_test=True)
+            QuantWeightPass(scope, place, quant_bits=8 if weight_bits <= 8 else 16).apply(graph)
+            program = graph.to_program()
+        block = program.global_block()
+        fetch_names = [f.name for f in fetches]
+        for old, new in zip(fetch_names, names or []):
+            _rename_var(block, old, new)
+        fetches = [block.var(n) for n in (names or fetch_names)]
+        paddle.static.save_inference_model(target, [block.var(n) for n in feeds], fetches, executor,
+                                           program=program, clip_extra=True)
+
+
+def _rename_var(block, old, new):
+    if old == new:
+        return
+    if block.has_var(new):  # an inner tensor of the export happens to bear the name: it gets another
+        block._rename_var(new, f"{new}.slimkit_inner")
+    block._rename_var(old, new)
+
+
+def program_file(prefix):
+    """The program file of an export: `prefix.pdmodel` (slimkit's exports) or `prefix.json` (Paddle 3's), or None."""
+    for suffix in (".pdmodel", ".json"):
+        if Path(f"{prefix}{suffix}").is_file():
+            return f"{prefix}{suffix}"
+    return None
 
 
 def stage_export_prefix(stage_folder):
@@ -233,9 +272,10 @@ class InferenceModel:
         self.tensorrt = bool(tensorrt)
         if self.tensorrt:
             devices.check_tensorrt(self.device, "tensorrt")
-        for suffix in (".pdmodel", ".pdiparams"):
-            if not Path(self.prefix + suffix).is_file():
-                raise ModelError(f"{self.prefix + suffix} does not exist", "export the model first")
+        self.program_file = program_file(self.prefix)
+        if self.program_file is None or not Path(self.prefix + ".pdiparams").is_file():
+            missing = f"{self.prefix}.pdiparams" if self.program_file else f"{self.prefix}.pdmodel (or .json)"
+            raise ModelError(f"{missing} does not exist", "export the model first")
         self.predictor = _create_predictor(self._config())
         self._input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self._outputs = [self.predictor.get_output_handle(name) for name in self.predictor.get_output_names()]
@@ -247,7 +287,7 @@ class InferenceModel:
         return self.device.startswith("gpu")
 
     def _config(self, optim_dir=None):
-        config = paddle.inference.Config(self.prefix + ".pdmodel", self.prefix + ".pdiparams")
+        config = paddle.inference.Config(self.program_file, self.prefix + ".pdiparams")
         if self.on_gpu:
             config.enable_use_gpu(GPU_MEMORY_MB, int(self.device.partition(":")[2]))
             if self.tensorrt:
@@ -368,7 +408,9 @@ def predictor_text(runtime, threads, device, tensorrt=False):
 
 
 def _op_types(prefix):
-    """The op types of an exported program (legacy IR .pdmodel)."""
+    """The op types of an exported program (legacy IR .pdmodel; none read from a Paddle 3 .json)."""
+    if not Path(str(prefix) + ".pdmodel").is_file():
+        return set()
     with compat.legacy_ir():
         program = paddle.static.Program.parse_from_string(Path(str(prefix) + ".pdmodel").read_bytes())
     return {op.type for block in program.blocks for op in block.ops}

@@ -7,24 +7,66 @@ of a run (and in `slimkit bench RUN_DIR`) `retime_interleaved` times every stage
 turn by turn in one go and replaces each row's latency by that measurement: ratios between
 stages come from the same minute. A stage that then measures slower than the one before it
 gets a note ("never silently slower").
+
+A model imported from an exported program (`slimkit.from_inference`) is compared with that
+program itself: `keep_original` copies it into the baseline folder (`00-baseline/original/`),
+and the baseline row is the original's latency, timed in the same predictor, interleaved with
+the stages (its own export is timed beside it: `extra["imported_export_latency_ms"]`).
 """
 
+import shutil
 from pathlib import Path
 
 from ..core import device as devices
-from .paddle_inference import InferenceModel, predictor_text, stage_export_prefix
+from .paddle_inference import InferenceModel, program_file, predictor_text, stage_export_prefix
 from ..report.timing import eager_latency, eager_latency_method, time_runners
 
 RUNTIME = "onednn_int8"     # oneDNN on the CPU (its int8 passes act on int8 exports only); GPU kernels on a GPU
 FLOAT_EXPORT_DIR = "float_inference"  # the float reference export QAT/PTQ stages write beside theirs
 SLOWER_NOTE = "slower than the stage before it in the deployment runtime"
 SLOWER_TOLERANCE = 0.05     # medians within 5 % count as the same speed on a shared machine
+ORIGINAL_DIR = "original"   # the baseline folder's copy of the program an imported model came from
 
 
 def exported(folder):
     """The stage's export prefix if `folder` holds one, else None."""
     prefix = stage_export_prefix(folder)
     return prefix if Path(str(prefix) + ".pdmodel").is_file() else None
+
+
+def original_program(folder):
+    """The prefix of the original program a baseline folder keeps (`keep_original`), or None."""
+    prefix = Path(folder) / ORIGINAL_DIR / "model"
+    return prefix if program_file(prefix) else None
+
+
+def timed_prefix(folder):
+    """What a stage folder's latency is measured on: the original program (baseline of an import), else the export."""
+    return original_program(folder) or exported(folder)
+
+
+def keep_original(model, folder, cfg, shape):
+    """Copy the program an imported `model` came from into `folder/original/`, if it runs in the stage predictor.
+
+    Returns None, or the note saying why the baseline is timed on the model's own export instead
+    (e.g. the PP-OCRv5 detector fails in Paddle 3.3's oneDNN predictor).
+    """
+    signature = getattr(model, "program_signature", None)
+    if signature is None or cfg.runtime == "eager":
+        return None
+    target = Path(folder) / ORIGINAL_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    program = Path(signature["program"])
+    shutil.copy(program, target / f"model{program.suffix}")
+    shutil.copy(signature["params"], target / "model.pdiparams")
+    try:
+        _predictor(target / "model", cfg).runner(shape)()
+    except Exception as err:
+        shutil.rmtree(target, ignore_errors=True)
+        why = str(err).strip().splitlines()[-1][:200] if str(err).strip() else type(err).__name__
+        return (f"the original program {program.name} does not run in the stage predictor ({why}): the baseline's "
+                "latency is its imported copy's export")
+    return None
 
 
 def latency_method(cfg, shape, interleaved=None, eager=False, device=None):
@@ -49,7 +91,7 @@ def measure_stage(model, folder, cfg, shape):
     eager = eager_latency(model, shape, cfg.latency_warmup, cfg.latency_runs)
     extra = {"eager_latency_ms": round(eager, 4), "runtime": cfg.runtime, "threads": cfg.threads,
              "device": devices.current()}
-    prefix = exported(folder)
+    prefix = timed_prefix(folder)
     if prefix is not None:
         extra["inference_model"] = str(prefix)
     if cfg.runtime == "eager" or prefix is None:
@@ -71,7 +113,9 @@ def retime_interleaved(reports, folders, cfg, shape, clock=None):
         return mark_slower(reports)
     runners = {}
     for i, folder in enumerate(folders):
-        for key, prefix in ((i, exported(folder)), ((i, "float"), _float_reference(folder))):
+        imported = exported(folder) if original_program(folder) else None
+        for key, prefix in ((i, timed_prefix(folder)), ((i, "float"), _float_reference(folder)),
+                            ((i, "imported"), imported)):
             if prefix is not None:
                 runners[key] = _predictor(prefix, cfg).runner(shape)
     kwargs = {"clock": clock} if clock else {}
@@ -85,6 +129,9 @@ def retime_interleaved(reports, folders, cfg, shape, clock=None):
         report.latency_method = latency_method(cfg, shape, interleaved=stages)
         report.extra.update(latency_p10_ms=round(t.p10, 4), latency_p90_ms=round(t.p90, 4), runtime=cfg.runtime,
                             threads=cfg.threads)
+        if (i, "imported") in timings:
+            report.extra["imported_export_latency_ms"] = round(timings[(i, "imported")].median, 4)
+            report.extra["latency_program"] = "original"
         if (i, "float") in timings:
             float_ms = timings[(i, "float")].median
             report.extra["float_export_latency_ms"] = round(float_ms, 4)

@@ -11,7 +11,7 @@ from typing import Optional
 import paddle
 import paddle.nn as nn
 
-from ..core.errors import ModelError
+from ..core.errors import ConfigError, ModelError
 from ..core.imports import import_object
 from ..core.schema import Options, _suggest, option
 from ..core.seeding import seeded
@@ -26,6 +26,16 @@ class ModelConfig(Options):
                                                   "(num_classes and in_channels come from the data)")
     checkpoint: Optional[str] = option(None, "weights to load: a `.pdparams` file, or a folder written by "
                                              "slimkit's save")
+    inference: Optional[str] = option(None, "an exported inference model to compress instead of a model by name: "
+                                            "its prefix (`output/inference`), program file (`.json` or "
+                                            "`.pdmodel`, with its `.pdiparams`) or folder "
+                                            "(docs/exported-models.md)")
+
+    def check(self):
+        if self.inference is not None and (self.args or self.name != "small_cnn"):
+            key = "args" if self.args else "name"
+            raise ConfigError(key, "is not used with `inference` (the program is the model)",
+                              f"drop model.{key}, or drop model.inference to build a model by name")
 
 
 class SmallCNN(nn.Layer):
@@ -211,14 +221,26 @@ def available_models():
 
 
 def build_model(name="small_cnn", num_classes=10, in_channels=None, input_size=None, checkpoint=None, seed=0,
-                **args):
+                inference=None, **args):
     """Build a model by registry name or `package.module:function` and load `checkpoint`.
 
     The weights are initialised under `seed` (the caller's random state is restored after),
     so the same call gives the same model; `model.slimkit_spec` records how to build it again.
+    `inference=PATH` rebuilds an exported inference model instead (`slimkit.from_inference`;
+    num_classes, in_channels and input_size are the program's own then).
     """
     if isinstance(name, ModelConfig):
-        return build_model(name.name, num_classes, in_channels, input_size, name.checkpoint, seed, **name.args)
+        return build_model(name.name, num_classes, in_channels, input_size, name.checkpoint, seed, name.inference,
+                           **name.args)
+    if inference is not None:
+        from ..exported import from_inference
+
+        model = from_inference(inference)
+        if checkpoint:
+            from .checkpoint import load_weights
+
+            model = load_weights(model, checkpoint)
+        return model
     if ":" in name:
         factory = import_factory(name)
     elif name in REGISTRY:

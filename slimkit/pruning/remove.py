@@ -185,6 +185,10 @@ def _check_layers(layers, graph, masks, removed):
             count = int(mask[s.start:s.start + s.count].sum()) if mask is not None else s.count
             kept.setdefault(key, []).append(count * s.repeat)
             owners.setdefault(key, []).append(group.name)
+    for s in graph.fixed_slices:  # channels no layer produces (concatenated with a layer's output) stay
+        key = (s.layer, s.tensor, s.axis)
+        if key in kept:
+            kept[key].append(s.count * s.repeat)
     for (layer_name, tensor, axis), widths in kept.items():
         layer = layers[layer_name]
         size = layer._parameters[tensor].shape[axis]
@@ -252,6 +256,8 @@ def _pruned_graph(graph, masks, removed):
         shapes[key] = shape
     by_name = {g.name: g for g in groups}
     followers = {k: (by_name[g.name] if g is not None else None) for k, g in graph.followers.items()}
-    pruned = DependencyGraph(groups, graph.input_shape, graph.output_shapes, shapes, graph.unused, followers)
+    fixed = [dataclasses.replace(s, offset=kept_before((s.layer, s.tensor), s.axis, s.offset))
+             for s in graph.fixed_slices]
+    pruned = DependencyGraph(groups, graph.input_shape, graph.output_shapes, shapes, graph.unused, followers, fixed)
     pruned.output_structure, pruned.train_structure = graph.output_structure, graph.train_structure
     return pruned

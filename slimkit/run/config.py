@@ -144,10 +144,19 @@ def build_pipeline(config, out_dir, verbose=True):
     from .pipeline import Pipeline
 
     data = load_dataset(config.data, config.task)
-    known = {"num_classes": data.num_classes, "in_channels": data.input_shape[0], "input_size": data.input_shape[-1]}
-    # Data without class labels does not know num_classes: the model's own default (or args) then holds.
-    spec = {"name": config.model.name, **{k: v for k, v in known.items() if v is not None}, **config.model.args}
-    model = build_model(checkpoint=config.model.checkpoint, seed=config.train.seed, **spec)
-    return Pipeline(model, data, stages=config.stages, input_shape=config.input_shape, train=config.train,
+    input_shape = config.input_shape
+    if config.model.inference is not None:
+        from ..exported import program_input_shape
+
+        model = build_model(checkpoint=config.model.checkpoint, inference=config.model.inference)
+        spec = model.slimkit_spec  # the resolved prefix: a run rebuilt elsewhere finds the same files
+        input_shape = program_input_shape(model, input_shape)
+    else:
+        known = {"num_classes": data.num_classes, "in_channels": data.input_shape[0],
+                 "input_size": data.input_shape[-1]}
+        # Data without class labels does not know num_classes: the model's own default (or args) then holds.
+        spec = {"name": config.model.name, **{k: v for k, v in known.items() if v is not None}, **config.model.args}
+        model = build_model(checkpoint=config.model.checkpoint, seed=config.train.seed, **spec)
+    return Pipeline(model, data, stages=config.stages, input_shape=input_shape, train=config.train,
                     out_dir=out_dir, report=config.report, model_spec=spec, verbose=verbose, export=config.export,
                     task=config.task, device=config.device)

@@ -29,7 +29,7 @@ from ..core.surgery import model_digest
 from ..data.sources import data_identity, to_bundle
 from ..deploy.formats import ExportConfig, export_formats
 from ..deploy.paddle_inference import INFERENCE_DIR, export_stage, needs_convert
-from ..deploy.stage_latency import exported, measure_stage, retime_interleaved
+from ..deploy.stage_latency import exported, keep_original, measure_stage, retime_interleaved
 from ..models.checkpoint import record_spec, save_model
 from ..report.curves import write_curves
 from ..report.measure import count_flops, count_params, saved_size, weight_sparsity
@@ -253,6 +253,10 @@ class Pipeline:
         if zero_types and zero_types != previous:
             notes.append(Note(f"paddle.flops counts these layer types as zero FLOPs: {', '.join(zero_types)}", name,
                               "flops_zero_types"))
+        if ctx is None:  # the baseline of an imported model is the program it came from
+            why = keep_original(model, folder, cfg, latency_shape)
+            if why:
+                notes.append(Note(why, name, "original"))
         deployed = measure_stage(model, folder, cfg, latency_shape)
         report = StageReport(
             stage=name, strategy=strategy, flops=flops, params=count_params(model),

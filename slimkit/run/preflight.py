@@ -46,6 +46,10 @@ def device_errors(pipeline):
 
 def _check_on_device(pipeline, resume, overwrite):
     errors = []
+    if getattr(pipeline.input_model, "program_signature", None) is not None:
+        from ..exported import program_input_shape
+
+        program_input_shape(pipeline.input_model, pipeline.input_shape)  # the data must fit the program's input
     model = copy.deepcopy(pipeline.input_model)  # the checks trace and probe: never the user's model
     devices.move(model, devices.current())
     # The task's output, the labels against it, the loss and metric on a few samples (names a missing channel axis).

@@ -53,7 +53,8 @@ class ChannelSlice:
 class DependencyGraph:
     """The channel groups of a model for one input shape (from `analyze`)."""
 
-    def __init__(self, groups, input_shape, output_shapes, tensor_shapes, unused=None, followers=None):
+    def __init__(self, groups, input_shape, output_shapes, tensor_shapes, unused=None, followers=None,
+                 fixed_slices=()):
         self.groups = groups
         self.input_shape = list(input_shape)
         self.output_shapes = output_shapes  # model output shapes, to check a pruned model still runs
@@ -61,6 +62,9 @@ class DependencyGraph:
         self.unused = dict(unused or {})  # conv/linear layers the traced forward never called
         # Depthwise convs whose output carries another group's channels -> that Group (None: several groups).
         self.followers = dict(followers or {})
+        # Slices of channels no conv/linear layer produces (the model input, an op slimkit does not
+        # follow) that reach a sliced tensor, e.g. concatenated with a layer's output: they stay whole.
+        self.fixed_slices = list(fixed_slices)
         self.output_structure = None  # containers and shapes of the eager output (see output_structure)
         # The same in training mode, for a model whose training forward calls layers eval mode does not
         # (auxiliary heads); None when both modes call the same layers.
@@ -131,10 +135,11 @@ def build_graph(walk, input_shape, output_shapes):
         slices_by_class.setdefault(walk.class_of(node_index), []).append(s)
     shapes = {(layer, tensor): shape for layer, tensor, shape in walk.param_owner.values()}
     tensor_shapes = {(s.layer, s.tensor): shapes[(s.layer, s.tensor)] for _, s in walk.slices}
-    groups = [_group(walk, nodes, slices_by_class.get(root, [])) for root, nodes in sorted(classes.items())
-              if any(n.layer for n in nodes)]
+    layered = sorted(root for root, nodes in classes.items() if any(n.layer for n in nodes))
+    groups = [_group(walk, classes[root], slices_by_class.get(root, [])) for root in layered]
+    fixed = [s for root, slices in sorted(slices_by_class.items()) if root not in set(layered) for s in slices]
     return DependencyGraph(groups, input_shape, output_shapes, tensor_shapes, _unused(walk, groups, input_shape),
-                           _followers(walk, groups))
+                           _followers(walk, groups), fixed)
 
 
 def _group(walk, nodes, slices):
