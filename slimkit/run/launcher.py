@@ -133,7 +133,7 @@ def failure(log_dir, nproc, code, out_dir=None):
 
 
 def error_lines(path):
-    """The last `error: ...` line of a rank's log and the `hint:` lines after it ([] when it printed none)."""
+    """The last `error: ...` line of a rank's log and the `hint:` (or `  - ` problem) lines after it ([]: none)."""
     if not Path(path).is_file():
         return []
     lines = Path(path).read_text(errors="replace").splitlines()
@@ -141,8 +141,9 @@ def error_lines(path):
     if not starts:
         return []
     out = [lines[starts[-1]]]
-    for line in lines[starts[-1] + 1:]:
-        if not line.startswith("  hint: ") and not (out[-1].startswith("  hint: ") and line.startswith("    ")):
+    for line in lines[starts[-1] + 1:]:  # its hint, or the list of several problems (ConfigErrors)
+        if not line.startswith(("  hint: ", "  - ")) and not (out[-1].startswith("  hint: ")
+                                                              and line.startswith("    ")):
             break
         out.append(line)
     return out

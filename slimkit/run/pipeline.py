@@ -35,7 +35,7 @@ from ..report.curves import write_curves
 from ..report.measure import count_flops, count_params, saved_size, weight_sparsity
 from ..report.rows import ConsoleTable, Note, ReportConfig, StageReport, write_reports
 from ..sparsity.masks import holding_masks
-from ..strategies.base import Context, Strategy
+from ..strategies.base import Context, Strategy, check_stage_name
 from ..train.engine import Engine, check_engine, resolve_train_config
 from ..train.tasks import check_stages
 from . import preflight, rundir
@@ -59,6 +59,7 @@ class Pipeline:
             if not isinstance(stage, Strategy):
                 raise ConfigError(f"stages[{i}]", f"{stage!r} is not a slimkit Strategy",
                                   "use Finetune(...), FilterPruning(...), ... or a subclass of slimkit.Strategy")
+            check_stage_name(stage.display_name, f"stages[{i}].name")  # also a name set after construction
         names = [self.stage_name(i) for i in range(len(self.stages))]
         if len(set(names)) != len(names):
             raise ConfigError("stages", f"stage names repeat: {names}", "give stages distinct `name`s")
@@ -123,9 +124,7 @@ class Pipeline:
         task = getattr(self.engine, "task", None)
 
         def claim():  # rank 0 checks and claims the folder; every rank learns the run id (or the error)
-            if task is not None:  # a bad task.output stops here, before any work or file change
-                task.check_outputs(self.input_model, self.input_shape)
-            preflight.check_pipeline(self, resume=resume, overwrite=overwrite)
+            preflight.check_pipeline(self, resume=resume, overwrite=overwrite)  # what `slimkit check` checks
             return rundir.claim(self.out_dir, self.identity(),
                                 ["00-baseline", *(self.stage_dir(i).name for i in range(len(self.stages)))],
                                 resume=resume, overwrite=overwrite)

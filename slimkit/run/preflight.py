@@ -3,8 +3,8 @@
 Nothing that can be known before training may fail after it. Checked here, without
 training (the config itself, every block and stage in one pass, is checked by
 `run.config.load_config_all` first): the device (the installed Paddle has it, and TensorRT
-when asked for), the model and one forward pass at the
-input shape on that device, the stage order (nothing traces or prunes a quantized model;
+when asked for), the model and one forward pass at the input shape on that device, the
+model's output against the task (`task.output`), the stage order (nothing traces or prunes a quantized model;
 distillation has a teacher; no training stage silently refills zeroed weights),
 layer names against the built model (with the closest name), a FLOPs target against what
 the untrained model's channel groups can give, and the output folder.
@@ -13,7 +13,7 @@ the untrained model's channel groups can give, and the output folder.
 import copy
 
 from ..core import device as devices
-from ..core.errors import ConfigError, SlimkitError, raise_all
+from ..core.errors import ConfigError, SlimkitError, flatten, raise_all
 from ..pruning.dependency import _check_forward_runs  # the one eager forward check, as analyze() runs it
 from . import rundir
 
@@ -45,6 +45,9 @@ def _check_on_device(pipeline, resume, overwrite):
     model = copy.deepcopy(pipeline.input_model)  # the checks trace and probe: never the user's model
     devices.move(model, devices.current())
     _check_forward_runs(model, pipeline.input_shape)  # nothing below can be checked on a model that does not run
+    task = getattr(pipeline.engine, "task", None)
+    if task is not None:  # a bad task.output: the model's output is not what the loss and metric read
+        task.check_outputs(model, pipeline.input_shape)
     errors += stage_order_errors(pipeline.stages)
     errors += layer_name_errors(pipeline.stages, model, pipeline.input_shape)
     try:
@@ -96,12 +99,15 @@ def _trains(stage):
     return False
 
 
-def layer_name_errors(stages, model, input_shape):
-    """Layer names in skip/ratios and FLOPs targets checked against the built (untrained) model."""
+def layer_name_errors(stages, model, input_shape, indices=None):
+    """Layer names in skip/ratios and FLOPs targets checked against the built (untrained) model.
+
+    `indices`: each stage's position in the config (default 0, 1, ...), for the errors' paths.
+    """
     errors = []
     graph = None
     structure_changed = False
-    for i, stage in enumerate(stages):
+    for i, stage in zip(indices if indices is not None else range(len(stages)), stages):
         path = f"stages[{i}]"
         try:
             if stage.type_name == "filter_pruning":
@@ -121,10 +127,12 @@ def layer_name_errors(stages, model, input_shape):
                 from ..quant.qat import layers_to_quantize
 
                 layers_to_quantize(model, stage.quantizable_layer_type, stage.skip)
-        except SlimkitError as err:
-            where = getattr(err, "path", "") or ""
-            message = err.message[len(where) + 2:] if where and err.message.startswith(f"{where}: ") else err.message
-            errors.append(ConfigError(f"{path}.{where}" if where else path, message, err.hint))
+        except SlimkitError as found:
+            for err in flatten([found]):
+                where = getattr(err, "path", "") or ""
+                message = err.message[len(where) + 2:] if where and err.message.startswith(f"{where}: ") \
+                    else err.message
+                errors.append(ConfigError(f"{path}.{where}" if where else path, message, err.hint))
     return errors
 
 

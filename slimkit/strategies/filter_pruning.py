@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from ..core.errors import ConfigError, ModelError
+from ..core.errors import ConfigError, ModelError, raise_all
 from ..core.schema import Options, option
 from ..core.surgery import capture, restore
 from ..pruning.criteria import CRITERIA, Criterion, get_criterion
@@ -165,14 +165,17 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         return model
 
     def _resolve_names(self, graph):
-        # Unknown names fail here, before anything changed (graph.group suggests close names).
-        for name in self.skip:
-            graph.group(name)
-        if isinstance(self.ratios, dict):
-            for name in self.ratios:
-                g = graph.group(name)
-                if not g.prunable:
-                    raise ModelError(f"layer {name!r} cannot be pruned: {g.reason}", "remove it from `ratios`")
+        # Unknown names fail here, all of them, before anything changed (graph.group suggests close names).
+        errors = []
+        for key, names in (("skip", self.skip), ("ratios", self.ratios if isinstance(self.ratios, dict) else ())):
+            for name in names:
+                try:
+                    g = graph.group(name)
+                    if key == "ratios" and not g.prunable:
+                        raise ModelError(f"layer {name!r} cannot be pruned: {g.reason}", "remove it from `ratios`")
+                except ModelError as err:
+                    errors.append(err)
+        raise_all(errors)
 
     def _groups(self, graph):
         skipped = {graph.group(n).name for n in self.skip}
