@@ -23,7 +23,6 @@ from pathlib import Path
 from ..core import device as devices
 from ..core import parallel
 from ..core.errors import ConfigError, SlimkitError
-from ..core.files import atomic_write_text
 from ..core.seeding import seeded, set_seed
 from ..core.surgery import model_digest
 from ..data.sources import data_identity, to_bundle
@@ -33,14 +32,13 @@ from ..deploy.stage_latency import exported, measure_stage, retime_interleaved
 from ..models.checkpoint import record_spec, save_model
 from ..report.curves import write_curves
 from ..report.measure import count_flops, count_params, saved_size, weight_sparsity
-from ..report.rows import ConsoleTable, Note, ReportConfig, StageReport, write_reports
+from ..report.rows import REPORT, ConsoleTable, Note, ReportConfig, StageReport, write_reports
 from ..sparsity.masks import holding_masks
 from ..strategies.base import Context, Strategy, check_stage_name
 from ..train.engine import Engine, check_engine, resolve_train_config
 from ..train.tasks import check_stages
 from . import preflight, rundir
-
-DONE = "stage.json"
+from .lock import RunLock
 
 
 class Pipeline:
@@ -97,9 +95,19 @@ class Pipeline:
         `paddle.get_device()` comes back.
         """
         parallel.init()
-        with seeded(self.seed), self._scratch(), devices.using(self.device) as used:
+        with seeded(self.seed), self._scratch(), self._locked(), devices.using(self.device) as used:
             self.used_device = used
             return self._run(resume, overwrite)
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """`out_dir` locked for the whole run (rank 0 holds it; a second run there is refused on every rank)."""
+        lock = RunLock(self.out_dir)
+        parallel.on_main(lock.acquire, share=lambda _: None)
+        try:
+            yield
+        finally:
+            lock.release()
 
     @contextlib.contextmanager
     def _scratch(self):
@@ -160,6 +168,8 @@ class Pipeline:
         if not resuming:  # something ran: time all stages' exports together; a finished run is left as it is
             self.reports = parallel.on_main(self._finish, share=lambda rs: [r.to_dict() for r in rs],
                                             receive=lambda ds: [StageReport.from_dict(d) for d in ds])
+        elif not (self.out_dir / REPORT).is_file():  # deleted (or damaged and deleted): written from the records
+            parallel.on_main(self.write)
         return self.reports
 
     def _finish(self):
@@ -209,8 +219,7 @@ class Pipeline:
         shape = [self.report_config.latency_batch, *self.input_shape[1:]]
         retime_interleaved(self.reports, folders, self.report_config, shape, clock=clock)
         for folder, report in zip(folders, self.reports):  # a resumed run restores the re-timed rows
-            done = json.loads((folder / DONE).read_text())
-            self._mark_done(folder, report, done["config"])
+            self._mark_done(folder, report, rundir.read_stage_record(folder)["config"])
         if self.verbose and self.report_config.runtime != "eager":
             notes = ConsoleTable(metric_names=None)
             notes.note("latency re-timed with all stages' exports interleaved: " + ", ".join(
@@ -307,8 +316,7 @@ class Pipeline:
 
     def _mark_done(self, folder, report, config):
         # Written last: a stage folder without it is an interrupted stage and runs again.
-        parallel.on_main(lambda: atomic_write_text(
-            Path(folder) / DONE, json.dumps({"config": config, "report": report.to_dict()}, indent=2)))
+        parallel.on_main(lambda: rundir.write_stage_record(folder, config, report.to_dict()))
 
     def _load_done(self, folder, config=None):
         """The finished stage's report in `folder` (rank 0 reads it; every rank gets it), or None."""
@@ -316,12 +324,10 @@ class Pipeline:
                                 receive=lambda d: d and StageReport.from_dict(d))
 
     def _read_done(self, folder, config=None):
-        path = Path(folder) / DONE
-        if not path.is_file():
-            return None
-        saved = json.loads(path.read_text())
-        if config is not None and saved["config"] != json.loads(json.dumps(config)):
-            return None
+        saved = rundir.read_stage_record(folder)
+        if saved is None or (config is not None and saved["config"] != json.loads(json.dumps(config))):
+            return None  # not finished, or finished with another config: it runs again
+        rundir.verify_stage(folder, saved)  # restoring damaged files would carry them on silently
         return StageReport.from_dict(saved["report"])
 
 

@@ -1,6 +1,5 @@
 """`slimkit export RUN_DIR [--stage NAME] --format paddle|onnx --to DIR`: the files to ship from a finished run."""
 
-import json
 import shutil
 import typing
 from pathlib import Path
@@ -10,9 +9,11 @@ from ..core.schema import _suggest
 from ..data import DataConfig, load_dataset
 from ..deploy import onnx as onnx_export
 from ..deploy.formats import FORMATS, ONNX_FILES, PADDLE_FILES, export_paddle, has_paddle_files
-from ..deploy.paddle_inference import OUTPUTS_FILE, stage_export_prefix
+from ..deploy.paddle_inference import INFERENCE_DIR, OUTPUTS_FILE, stage_export_prefix
 from ..train.engine import Engine
+from ..core.files import read_json
 from .loading import load_model
+from .rundir import finished_stages, read_run, stage_fix, verify_stage
 
 
 def export_run(run_dir, to, stage=None, fmt="paddle"):
@@ -27,6 +28,8 @@ def export_run(run_dir, to, stage=None, fmt="paddle"):
     taken = [n for n in (*names, OUTPUTS_FILE) if (target / n).exists()]
     if taken:
         raise ConfigError("--to", f"{target} already holds {', '.join(taken)}", "choose an empty or new folder")
+    # The files leave the run folder here (or are converted): a damaged one is named now, not in deployment.
+    verify_stage(folder, only=[f"{INFERENCE_DIR}/", f"{onnx_export.ONNX_DIR}/"])
     source = _paddle_files(folder) if fmt == "paddle" else _onnx_files(folder, run_dir)
     target.mkdir(parents=True, exist_ok=True)
     if (source / OUTPUTS_FILE).is_file():  # which model output each exported one is (exports since it exists)
@@ -39,7 +42,7 @@ def export_run(run_dir, to, stage=None, fmt="paddle"):
 def find_stage(run_dir, stage=None):
     """The folder of the finished stage `stage` (its name, or `NN-name`) in `run_dir`; default: the last one."""
     run_dir = Path(run_dir)
-    done = sorted(p for p in run_dir.glob("[0-9][0-9]-*") if (p / "stage.json").is_file())
+    done = finished_stages(run_dir)
     if not done:
         raise ConfigError("RUN_DIR", f"{run_dir} holds no finished stage", "give the --out folder of a slimkit run")
     if stage is None:
@@ -55,7 +58,7 @@ def _paddle_files(folder):
     if has_paddle_files(stage_export_prefix(folder)):
         return stage_export_prefix(folder).parent
     model = load_model(folder)  # a stage of a run made before every stage was exported
-    pipeline = json.loads((folder.parent / "pipeline.json").read_text())
+    pipeline = read_run(folder.parent, strict=True) or {}
     return export_paddle(model, folder, pipeline["input_shape"]).parent
 
 
@@ -65,7 +68,7 @@ def _onnx_files(folder, run_dir):
     if not record_path.is_file():
         record = onnx_export.export_onnx(_paddle_files(folder) / "model", source, _run_engine(run_dir))
     else:
-        record = json.loads(record_path.read_text())
+        record = read_json(record_path, stage_fix(folder))
     if not record["ok"]:
         raise ModelError(onnx_export.mismatch_text(record),
                          "ship the Paddle files (--format paddle), or report the model as a conversion bug")
@@ -77,7 +80,7 @@ def _builtin_datasets():
 
 
 def _run_engine(run_dir):
-    described = json.loads((Path(run_dir) / "pipeline.json").read_text())
+    described = read_run(run_dir, strict=True) or {}
     data = described.get("data")
     if isinstance(data, dict):  # the description of what was used: a built-in dataset is reloaded by its name
         data = data.get("name") if data.get("name") in _builtin_datasets() and "factory" not in data else None
