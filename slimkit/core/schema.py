@@ -161,6 +161,9 @@ def _coerce_union(value, hint, path):
         # A string meant as one of the choices: keep that error, it names the closest choice.
         if get_origin(arg) is Literal and isinstance(value, str):
             raise err
+        # A number that is not finite: the number member says so.
+        if arg is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise err
     raise ConfigError(path, f"expected {describe(hint)}, got {_type_name(value)} {_short(value)}")
 
 
