@@ -69,9 +69,10 @@ def export_float(model, folder, input_shape):
     """Write `folder/model.pdmodel` + `model.pdiparams` of a float model; returns the prefix `folder/model`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp, compat.legacy_ir():
+    with tempfile.TemporaryDirectory() as tmp, compat.legacy_ir(), compat.stable_export_names(model):
         raw = str(Path(tmp) / "model")
         paddle.jit.save(model, raw, input_spec=input_spec(input_shape))
+        compat.strip_callstacks(raw + ".pdmodel")
         for suffix in (".pdmodel", ".pdiparams"):
             shutil.copy(raw + suffix, folder / ("model" + suffix))
     write_output_paths(model, folder, input_shape)
@@ -84,9 +85,10 @@ def export_int8(converted, folder, input_shape, weight_bits=8):
         raise ModelError("the quantized model is not converted yet", "call slimkit.quant.convert(model) first")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp, compat.legacy_ir():
+    with tempfile.TemporaryDirectory() as tmp, compat.legacy_ir(), compat.stable_export_names(converted):
         raw = str(Path(tmp) / "model")
         paddle.jit.save(converted, raw, input_spec=input_spec(input_shape))
+        compat.strip_callstacks(raw + ".pdmodel")
         _store_int_weights(raw, str(folder / "model"), weight_bits)
     write_output_paths(converted, folder, input_shape)
     return folder / "model"
