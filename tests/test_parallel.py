@@ -46,9 +46,10 @@ def config(go_file):
 
 
 def launch(cfg, out, *flags):
+    """`slimkit run --nproc 2` (as the console command starts it: the working folder not on the import path)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "slimkit", "run", str(cfg), "--out", str(out), "--nproc", "2",
+    result = subprocess.run([sys.executable, "-P", "-m", "slimkit", "run", str(cfg), "--out", str(out), "--nproc", "2",
                              *flags], capture_output=True, text=True, env=env, cwd=out.parent, timeout=TIMEOUT)
     return result, time.perf_counter() - start
 
@@ -57,6 +58,7 @@ def launch(cfg, out, *flags):
 def runs(tmp_path_factory):
     """The failing launch, the resumed launch and the single-process reference (global batch 2 x 16)."""
     tmp = tmp_path_factory.mktemp("parallel")
+    (tmp / "slimkit").mkdir()  # a user's folder of that name where the run starts: the ranks must not import it
     go = tmp / "go"
     cfg = tmp / "run.yaml"
     cfg.write_text(yaml.safe_dump(config(go)))

@@ -268,7 +268,8 @@ class ConsoleTable:
         self._line([c.title for c in self.columns])
         self._line(["-" * c.width for c in self.columns])
 
-    def row(self, report):
+    def row(self, report, notes=True):
+        """Print `report`'s row (and its notes, unless `notes` is False)."""
         if self.columns is None:
             self._set_columns(metric_names([report]))
             if self._header_due:
@@ -277,7 +278,7 @@ class ConsoleTable:
             self.baseline = report
         base = None if report is self.baseline else self.baseline
         self._line([c.cell(report, base) for c in self.columns])
-        for note in report.notes:
+        for note in report.notes if notes else ():
             self.note(note)
         self.stream.flush()
 

@@ -30,9 +30,10 @@ from ..deploy.formats import ExportConfig, export_formats
 from ..deploy.paddle_inference import INFERENCE_DIR, export_stage, needs_convert
 from ..deploy.stage_latency import exported, measure_stage, retime_interleaved
 from ..models.checkpoint import record_spec, save_model
+from ..report.console import captured_console
 from ..report.curves import write_curves
 from ..report.measure import count_flops, count_params, saved_size, weight_sparsity
-from ..report.rows import REPORT, ConsoleTable, Note, ReportConfig, StageReport, write_reports
+from ..report.rows import REPORT, ConsoleTable, Note, ReportConfig, StageReport, metric_names, write_reports
 from ..sparsity.masks import holding_masks
 from ..strategies.base import Context, Strategy, check_stage_name
 from ..train.engine import Engine, check_engine, resolve_train_config
@@ -95,9 +96,20 @@ class Pipeline:
         `paddle.get_device()` comes back.
         """
         parallel.init()
-        with seeded(self.seed), self._scratch(), self._locked(), devices.using(self.device) as used:
+        self.run_id = None  # this call's, once it claimed the folder
+        with seeded(self.seed), self._scratch(), self._locked(), self._logged(), devices.using(self.device) as used:
             self.used_device = used
             return self._run(resume, overwrite)
+
+    @contextlib.contextmanager
+    def _logged(self):
+        """Native Paddle output off the console and into `run.log`, as `slimkit run` does (it captures already)."""
+        with captured_console(title=f"Pipeline.run -> {self.out_dir}") as log:
+            try:
+                yield
+            finally:
+                if parallel.is_main():  # rank 0 writes the run's files (a refused run claimed none: nothing)
+                    rundir.append_log(self.out_dir, log(), getattr(self, "run_id", None))
 
     @contextlib.contextmanager
     def _locked(self):
@@ -221,11 +233,14 @@ class Pipeline:
         for folder, report in zip(folders, self.reports):  # a resumed run restores the re-timed rows
             self._mark_done(folder, report, rundir.read_stage_record(folder)["config"])
         if self.verbose and self.report_config.runtime != "eager":
-            notes = ConsoleTable(metric_names=None)
-            notes.note("latency re-timed with all stages' exports interleaved: " + ", ".join(
-                f"{r.latency_ms:.3g}" for r in self.reports) + " ms")
-            for note in (n for r in self.reports for n in r.notes if getattr(n, 'kind', '') == 'slower'):
-                notes.note(note)
+            # The rows above carry each stage's first timing; this table is what report.md holds.
+            print("\nlatency re-timed with all stages' exports interleaved (as in report.md):")
+            final = ConsoleTable(metric_names=metric_names(self.reports))
+            final.header()
+            for report in self.reports:
+                final.row(report, notes=False)
+            for note in (n for r in self.reports for n in r.notes if getattr(n, "kind", "") == "slower"):
+                final.note(note)
 
     def measure(self, model, folder, name, strategy, start, ctx=None, stage=None):
         """Measure `model` now; the weights are saved in `folder` and their size is read from disk.
@@ -282,7 +297,8 @@ class Pipeline:
 
     def write(self):
         """Write report.json / report.md of the stages run so far."""
-        extra = {"config": self.describe()}
+        # What deployment must do to inputs first (null: the data was used as given).
+        extra = {"config": self.describe(), "input_normalisation": getattr(self.data, "normalisation", None)}
         if self.used_device is not None:
             extra["device"] = devices.record(self.device, self.used_device)
         return write_reports(self.reports, self.out_dir, extra)

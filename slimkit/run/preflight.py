@@ -16,6 +16,7 @@ from ..core import device as devices
 from ..core.errors import ConfigError, SlimkitError, flatten, raise_all
 from ..pruning.dependency import _check_forward_runs  # the one eager forward check, as analyze() runs it
 from . import rundir
+from .lock import RunLock
 
 QUANTIZING = ("qat", "ptq")
 AFTER_QUANT_FORBIDDEN = ("filter_pruning", "sparse_pruning", "qat", "ptq")
@@ -53,6 +54,7 @@ def _check_on_device(pipeline, resume, overwrite):
     try:
         folders = ["00-baseline", *(pipeline.stage_dir(i).name for i in range(len(pipeline.stages)))]
         rundir.writable_without_writing(pipeline.out_dir)
+        RunLock(pipeline.out_dir).check_free()  # another run working in the folder now
         rundir.inspect(pipeline.out_dir, pipeline.identity(), folders, resume, overwrite)
     except SlimkitError as err:
         errors.append(err)

@@ -37,7 +37,7 @@ import paddle
 from ... import compat
 from ...core.errors import ModelError
 from ...core.schema import _suggest
-from ...core.surgery import eval_mode, train_mode
+from ...core.surgery import eval_mode, parameter_layers, train_mode
 from .. import ops
 
 
@@ -99,9 +99,13 @@ class DependencyGraph:
         # (auxiliary heads); None when both modes call the same layers.
         self.train_structure = None
         self._by_root = {root: g for g in groups for root in g.roots}
+        self.parameter_layers = {}  # parameter name -> its layer (`analyze` fills it): `group` takes either
 
     def group(self, layer_name):
         """The Group holding `layer_name`'s output channels (any of its root layers' names works).
+
+        A parameter's name works too: its state-dict key (`features.0.weight`) or Paddle's
+        name of it (`conv2d_22.w_0`, as PaddleSlim's tutorials name layers).
 
         A depthwise conv's output channels are its input's: it resolves to the group that
         produces them.
@@ -113,6 +117,13 @@ class DependencyGraph:
                 return self.followers[layer_name]
             raise ModelError(f"depthwise conv {layer_name!r} carries the channels of several layers "
                              "(a concatenation); prune those layers instead")
+        layer = self.parameter_layers.get(layer_name)
+        if layer is not None and layer != layer_name:  # a parameter's name (`conv2d_22.w_0`): its layer's group
+            try:
+                return self.group(layer)
+            except ModelError as err:
+                raise ModelError(f"parameter {layer_name!r} belongs to layer {layer!r}: {err.message}",
+                                 err.hint) from None
         names = [g.name for g in self.groups]
         if layer_name in self.unused:
             raise ModelError(f"layer {layer_name!r} is not prunable: {self.unused[layer_name]}",
@@ -170,6 +181,7 @@ def analyze(model, input_shape):
     train_out = _follow_training_forward(model, input_shape, tracer)
     graph = tracer.graph(input_shape, [list(t.shape) for t in flat_outputs(eager_out)])
     graph.output_structure = output_structure(eager_out)
+    graph.parameter_layers = parameter_layers(model)
     if train_out is not None:
         graph.train_structure = output_structure(train_out)
     from .probe import probe_fixed_shapes  # it removes channels (remove.py), which needs this module
