@@ -226,3 +226,23 @@ def test_bad_nproc_is_exit_2_before_any_work(tmp_path, capsys, monkeypatch):
     assert main(["run", str(cfg), "--out", str(tmp_path / "out"), "--nproc", "2"]) == 2
     assert "started by paddle.distributed.launch already" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_rank_killed_from_outside_is_named_with_the_signal_not_its_peers_tcp_error(tmp_path, capsys):
+    (tmp_path / "launch.log").write_text("Container rank 0 status failed cmd ['python'] code -9 log log/workerlog.0\n")
+    (tmp_path / "workerlog.0").write_text("table\n")
+    (tmp_path / "workerlog.1").write_text("error: rank 1 of 2: ValueError: (InvalidArgument) TCP connection reset by "
+                                          "peer. Details: Success.\n  hint: rerun with --debug\n")
+    assert failure(tmp_path, 2, 1) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: rank 0 of 2 was stopped by SIGKILL (signal 9)") and "--resume" in err
+    assert "TCP" not in err
+
+
+def test_a_lost_tcp_store_connection_is_a_lost_peer():
+    with pytest.raises(ParallelError, match=parallel.PEER_LOST):
+        with parallel._peers("an exchange between ranks"):
+            raise ValueError("(InvalidArgument) TCP connection reset by peer. Details: Success.")
+    with pytest.raises(ValueError, match="a bug of our own"):
+        with parallel._peers("an exchange between ranks"):
+            raise ValueError("a bug of our own")

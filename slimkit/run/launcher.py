@@ -11,6 +11,7 @@ exit code, so a failure on any rank ends the command with one message.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -136,7 +137,9 @@ def failure(log_dir, nproc, code, out_dir=None):
     failed, failed_code = (int(found.group(1)), int(found.group(2))) if found else (None, code)
     messages = {r: error_lines(log_dir / f"workerlog.{r}") for r in range(nproc)}
     rank = first_cause(messages, failed)
-    if rank is not None:
+    if failed is not None and failed_code < 0 and not messages.get(failed):
+        text = killed_text(failed, nproc, -failed_code)  # stopped from outside: the others only lost it
+    elif rank is not None:
         text = "\n".join(messages[rank])
     else:
         tail = "\n".join(f"    {line}" for line in _tail(log_dir / f"workerlog.{failed or 0}", launch_log))
@@ -145,6 +148,17 @@ def failure(log_dir, nproc, code, out_dir=None):
     print(text, file=sys.stderr)
     _log_to_run(out_dir, text)
     return failed_code if failed_code > 0 else 1
+
+
+def killed_text(rank, nproc, signum):
+    """The error of a rank a signal ended (kill, the out-of-memory killer): who, which signal, and the way on."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    return (f"error: rank {rank} of {nproc} was stopped by {name} (signal {signum}) from outside slimkit, and the "
+            f"other ranks with it\n  hint: finished stages are saved: rerun the same command with --resume "
+            f"(a SIGKILL nobody sent is often the out-of-memory killer: see `dmesg`)")
 
 
 def error_lines(path):
