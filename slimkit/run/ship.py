@@ -29,7 +29,9 @@ def export_run(run_dir, to, stage=None, fmt="paddle"):
     if taken:
         raise ConfigError("--to", f"{target} already holds {', '.join(taken)}", "choose an empty or new folder")
     # The files leave the run folder here (or are converted): a damaged one is named now, not in deployment.
-    verify_stage(folder, only=[f"{INFERENCE_DIR}/", f"{onnx_export.ONNX_DIR}/"])
+    # (An onnx/ folder deleted on purpose is exported again from inference/.)
+    onnx_kept = fmt == "onnx" and (folder / onnx_export.ONNX_DIR).is_dir()
+    verify_stage(folder, only=[f"{INFERENCE_DIR}/", *([f"{onnx_export.ONNX_DIR}/"] if onnx_kept else [])])
     source = _paddle_files(folder) if fmt == "paddle" else _onnx_files(folder, run_dir)
     target.mkdir(parents=True, exist_ok=True)
     if (source / OUTPUTS_FILE).is_file():  # which model output each exported one is (exports since it exists)
