@@ -57,6 +57,7 @@ def outcome(out):
         report = {k: v for k, v in record["report"].items() if k not in TIMED}
         report["extra"] = {k: v for k, v in report["extra"].items() if "latency" not in k and "speedup" not in k}
         report["notes"] = [n for n in report["notes"] if n.get("kind") not in ("slower", "int8_speed")]
+        report = json.loads(json.dumps(report).replace(str(out), "<out>"))  # paths name the run's folder
         stages[record_path.parent.name] = {"files": record.get("files"), "report": report}
     return stages
 
