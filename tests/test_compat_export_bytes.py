@@ -55,3 +55,14 @@ def test_slimkits_export_is_the_same_bytes_for_a_copy_and_keeps_the_weight_names
 
     exported = InferenceModel(tmp_path / "b" / "model", runtime="cpu").run(x.numpy())
     assert abs(exported - model(x).numpy()).max() < 1e-5, "the program without call stacks computes the same"
+
+
+def test_the_export_is_traced_in_eval_mode_whatever_mode_the_model_is_in(tmp_path):
+    model = small()
+    model.train()
+    export_float(model, tmp_path / "from_train", [1, 1, 8, 8])
+    assert model.training and all(layer.training for layer in model.sublayers()), "the model's mode comes back"
+    model.eval()
+    export_float(model, tmp_path / "from_eval", [1, 1, 8, 8])
+    assert (tmp_path / "from_train" / "model.pdmodel").read_bytes() == \
+        (tmp_path / "from_eval" / "model.pdmodel").read_bytes(), "one inference program (batch norm's statistics)"

@@ -219,13 +219,14 @@ def _bench(args):
     from ..deploy.stage_latency import FLOAT_EXPORT_DIR, bench_run
     from ..models.checkpoint import INFERENCE_DIR
     from ..report.rows import ConsoleTable, ReportConfig, metric_names
+    from .lock import RunLock
     from .rundir import verify_run
-
-    verify_run(args.folder, only=(f"{INFERENCE_DIR}/", f"{FLOAT_EXPORT_DIR}/"))  # what is timed is what ran
 
     cfg = ReportConfig.from_dict({"latency_runs": args.runs, "latency_warmup": args.warmup,
                                   "latency_rounds": args.rounds, "threads": args.threads}, "bench")
-    reports = bench_run(args.folder, cfg, device=args.device)
+    verify_run(args.folder, only=(f"{INFERENCE_DIR}/", f"{FLOAT_EXPORT_DIR}/"))  # what is timed is what ran
+    with RunLock(args.folder):  # it rewrites the run's reports: not while a run works there
+        reports = bench_run(args.folder, cfg, device=args.device)
     table = ConsoleTable(metric_names=metric_names(reports))
     table.header()
     for r in reports:
