@@ -110,6 +110,9 @@ def main():
     for i in range(args.trials):
         ok, events = trial(config, work / "trial", args.nproc, seconds, rng)
         same = ok and outcome(work / "trial") == expected
+        if not same:  # kept for a look
+            shutil.rmtree(work / f"differs-{i}", ignore_errors=True)
+            shutil.copytree(work / "trial", work / f"differs-{i}")
         leftovers = sorted(p.name for p in (work / "trial").rglob("*.tmp")) + \
             sorted(p.name for p in (work / "trial").glob(".slimkit-lock"))
         rows.append((i, "; ".join(events), ok, same, ", ".join(leftovers) or "-"))

@@ -211,3 +211,23 @@ def test_a_resumed_run_writes_the_same_files_as_the_uninterrupted_one(tmp_path, 
         assert files(whole / stage) == files(cut / stage), stage
         recorded = [json.loads((run_dir / stage / "stage.json").read_text())["files"] for run_dir in (whole, cut)]
         assert recorded[0] == recorded[1]
+
+
+def test_a_run_cut_during_its_final_re_timing_is_finished_by_resume(tmp_path, capsys, monkeypatch):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    out = tmp_path / "out"
+
+    def cut(self, clock=None):
+        raise KeyboardInterrupt  # as Ctrl-C (or a kill) after the last stage, before its end
+
+    with monkeypatch.context() as patch:
+        patch.setattr("slimkit.run.pipeline.Pipeline.retime", cut)
+        assert cli(capsys, "run", tmp_path / "tiny.yaml", "--out", out, "--quiet")[0] == 130
+    assert cli(capsys, "run", tmp_path / "tiny.yaml", "--out", out, "--quiet", "--resume")[0] == 0
+    report = json.loads((out / "report.json").read_text())
+    assert all("interleaved" in row["latency_method"] for row in report["stages"]), "the re-timing was done"
+    assert report["complete"] is True
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "run.log"}
+    assert cli(capsys, "run", tmp_path / "tiny.yaml", "--out", out, "--quiet", "--resume")[0] == 0
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "run.log"} == before, \
+        "a finished run is left as it is"

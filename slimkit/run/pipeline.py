@@ -33,7 +33,8 @@ from ..models.checkpoint import record_spec, save_model
 from ..report.console import captured_console
 from ..report.curves import write_curves
 from ..report.measure import count_flops, count_params, saved_size, weight_sparsity
-from ..report.rows import REPORT, ConsoleTable, Note, ReportConfig, StageReport, metric_names, write_reports
+from ..report.rows import (ConsoleTable, Note, ReportConfig, StageReport, metric_names, read_report_file,
+                           write_reports)
 from ..sparsity.masks import holding_masks
 from ..strategies.base import Context, Strategy, check_stage_name
 from ..train.engine import Engine, check_engine, resolve_train_config
@@ -109,7 +110,7 @@ class Pipeline:
                 yield
             finally:
                 if parallel.is_main():  # rank 0 writes the run's files (a refused run claimed none: nothing)
-                    rundir.append_log(self.out_dir, log(), getattr(self, "run_id", None))
+                    rundir.append_log(self.out_dir, log(), self.run_id)
 
     @contextlib.contextmanager
     def _locked(self):
@@ -177,16 +178,23 @@ class Pipeline:
                 teacher.eval()
             model, resuming = self._stage(i, stage, model, (teacher, original), table, resuming)
         self.model = model
-        if not resuming:  # something ran: time all stages' exports together; a finished run is left as it is
+        # Something ran, or the run was cut before its end (the final re-timing, the report): finish it.
+        # A finished run is left as it is.
+        if not resuming or not parallel.on_main(self._complete, share=bool):
             self.reports = parallel.on_main(self._finish, share=lambda rs: [r.to_dict() for r in rs],
                                             receive=lambda ds: [StageReport.from_dict(d) for d in ds])
-        elif not (self.out_dir / REPORT).is_file():  # deleted (or damaged and deleted): written from the records
-            parallel.on_main(self.write)
         return self.reports
+
+    def _complete(self):
+        """Did a run finish in `out_dir` (its report.json written at the end, `complete: true`)?"""
+        try:
+            return read_report_file(self.out_dir).get("complete") is True
+        except SlimkitError:  # missing or damaged: written again
+            return False
 
     def _finish(self):
         self.retime()
-        self.write()
+        self.write(complete=True)
         write_curves(self.reports, self.out_dir)
         return self.reports
 
@@ -295,10 +303,11 @@ class Pipeline:
             return f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
         return None
 
-    def write(self):
-        """Write report.json / report.md of the stages run so far."""
+    def write(self, complete=False):
+        """Write report.json / report.md of the stages run so far (`complete`: the run's final report)."""
         # What deployment must do to inputs first (null: the data was used as given).
-        extra = {"config": self.describe(), "input_normalisation": getattr(self.data, "normalisation", None)}
+        extra = {"config": self.describe(), "input_normalisation": getattr(self.data, "normalisation", None),
+                 "complete": complete}
         if self.used_device is not None:
             extra["device"] = devices.record(self.device, self.used_device)
         return write_reports(self.reports, self.out_dir, extra)
