@@ -16,6 +16,7 @@ import contextlib
 import functools
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -115,6 +116,48 @@ def legacy_ir():
     """
     with session_guard(), paddle.pir_utils.OldIrGuard():
         yield
+
+
+@contextlib.contextmanager
+def stable_export_names(model):
+    """Inside, `model`'s weights are named after their state-dict keys and new names count from 0.
+
+    `paddle.jit.save` writes every weight's process-wide unique name (`conv2d_3.w_0`, and
+    `..._deepcopy_12` for a copy) and every temporary's into the `.pdmodel`: the same model
+    exported by a process that built other layers first gave other bytes. Names that depend
+    only on the model make the export the same in every process; the old names come back after.
+    """
+    import paddle
+
+    tensors = list(model.state_dict().values())
+    names = [t.name for t in tensors]
+    try:
+        for key, tensor in model.state_dict().items():
+            tensor.name = f"slimkit.{key}"
+        with paddle.utils.unique_name.guard():
+            yield
+    finally:
+        for tensor, name in zip(tensors, names):
+            tensor.name = name
+
+
+def strip_callstacks(pdmodel):
+    """Rewrite a saved legacy `.pdmodel` without the Python call stacks its feed and fetch ops carry.
+
+    `paddle.jit.save` records the Python stack of every op it adds itself (file names and
+    line numbers of the caller): the same model saved from another script gave other
+    bytes. The stacks are debugging information; the program is the same without them.
+    Call under `legacy_ir()`.
+    """
+    import paddle
+
+    path = Path(pdmodel)
+    program = paddle.static.Program.parse_from_string(path.read_bytes())
+    for block in program.blocks:
+        for op in block.ops:
+            if op.desc.has_attr("op_callstack"):
+                op.desc._set_attr("op_callstack", [])
+    path.write_bytes(program.desc.serialize_to_string())
 
 
 _paddleslim = None

@@ -45,8 +45,9 @@ def config(go_file):
 
 
 def launch(cfg, out, *flags):
+    """`slimkit run --nproc 2` (as the console command starts it: the working folder not on the import path)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "slimkit", "run", str(cfg), "--out", str(out), "--nproc", "2",
+    return subprocess.run([sys.executable, "-P", "-m", "slimkit", "run", str(cfg), "--out", str(out), "--nproc", "2",
                              *flags], capture_output=True, text=True, env=env, cwd=out.parent, timeout=TIMEOUT)
 
 
@@ -54,6 +55,7 @@ def launch(cfg, out, *flags):
 def runs(tmp_path_factory):
     """The failing launch, the resumed launch and the single-process reference (global batch 2 x 16)."""
     tmp = tmp_path_factory.mktemp("parallel")
+    (tmp / "slimkit").mkdir()  # a user's folder of that name where the run starts: the ranks must not import it
     go = tmp / "go"
     cfg = tmp / "run.yaml"
     cfg.write_text(yaml.safe_dump(config(go)))
@@ -124,8 +126,8 @@ def test_resume_finishes_the_run_with_one_report_shaped_like_a_single_process_ru
         a, b = untimed(a), untimed(b)
         assert sorted(a) == sorted(b) and sorted(a["extra"]) == sorted(b["extra"])
         assert [n["kind"] for n in a["notes"]] == [n["kind"] for n in b["notes"]]
-    # The same files as the Python API writes, plus the command's log; nothing from rank 1.
-    assert sorted(p.name for p in dp.iterdir()) == sorted([p.name for p in runs["single"].iterdir()] + ["run.log"])
+    # The same files as the Python API writes (its run.log too); nothing from rank 1.
+    assert sorted(p.name for p in dp.iterdir()) == sorted(p.name for p in runs["single"].iterdir())
 
 
 # --- one process: nothing distributed, every helper an identity ------------------------------
@@ -220,3 +222,23 @@ def test_bad_nproc_is_exit_2_before_any_work(tmp_path, capsys, monkeypatch):
     assert main(["run", str(cfg), "--out", str(tmp_path / "out"), "--nproc", "2"]) == 2
     assert "started by paddle.distributed.launch already" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_rank_killed_from_outside_is_named_with_the_signal_not_its_peers_tcp_error(tmp_path, capsys):
+    (tmp_path / "launch.log").write_text("Container rank 0 status failed cmd ['python'] code -9 log log/workerlog.0\n")
+    (tmp_path / "workerlog.0").write_text("table\n")
+    (tmp_path / "workerlog.1").write_text("error: rank 1 of 2: ValueError: (InvalidArgument) TCP connection reset by "
+                                          "peer. Details: Success.\n  hint: rerun with --debug\n")
+    assert failure(tmp_path, 2, 1) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: rank 0 of 2 was stopped by SIGKILL (signal 9)") and "--resume" in err
+    assert "TCP" not in err
+
+
+def test_a_lost_tcp_store_connection_is_a_lost_peer():
+    with pytest.raises(ParallelError, match=parallel.PEER_LOST):
+        with parallel._peers("an exchange between ranks"):
+            raise ValueError("(InvalidArgument) TCP connection reset by peer. Details: Success.")
+    with pytest.raises(ValueError, match="a bug of our own"):
+        with parallel._peers("an exchange between ranks"):
+            raise ValueError("a bug of our own")

@@ -37,7 +37,8 @@ def check(capsys, *paths):
 @pytest.mark.parametrize("model, expected", [
     ("{name: small_cnnn}", "did you mean 'small_cnn'"),
     ("{name: 'nosuch_pkg.models:build'}", "cannot import 'nosuch_pkg.models'"),
-    ("{name: 'json:no_such_function'}", "has no 'no_such_function'"),
+    ("{name: 'numpy:no_such_function'}", "has no 'no_such_function'"),
+    ("{name: 'json:loads'}", "names the Python standard library"),
     ("{name: small_cnn, args: {widht: 4}}", "unexpected keyword argument 'widht'"),
 ])
 def test_check_builds_the_model(tmp_path, capsys, model, expected):

@@ -145,9 +145,10 @@ def test_atomic_write_leaves_old_or_new_never_a_torn_file(tmp_path, monkeypatch)
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match=f"cannot write {target}: the disk is full"):
         files.atomic_write_text(target, "new")
-    assert target.read_text() == "old"
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["report.json"], \
+        "the temporary file of the failed write is removed"
     monkeypatch.undo()
     files.atomic_write_text(target, "new")
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["report.json"]

@@ -54,10 +54,13 @@ class ParallelError(SlimkitError):
 
 
 class ConfigErrors(ConfigError):
-    """Several problems found in one pass (a config with three typos is fixed in one go)."""
+    """Several problems found in one pass (a config with three typos is fixed in one go).
+
+    Its message is the count and one line per problem (`  - path: message (hint: ...)`).
+    """
 
     def __init__(self, errors):
-        self.errors = list(errors)
+        self.errors = flatten(errors)
         lines = [f"{len(self.errors)} problems:"]
         for err in self.errors:
             lines.append(f"  - {err.message}" + (f" (hint: {err.hint})" if err.hint else ""))
@@ -65,9 +68,18 @@ class ConfigErrors(ConfigError):
         self.exit_code = max(e.exit_code for e in self.errors)
 
 
+class CorruptFileError(SlimkitError):
+    """A file slimkit wrote (a checkpoint, a stage or run record) is damaged or was changed since."""
+
+
+def flatten(errors):
+    """The single errors of `errors`, a ConfigErrors standing for each of its own."""
+    return [e for err in errors for e in (err.errors if isinstance(err, ConfigErrors) else [err])]
+
+
 def raise_all(errors):
     """Raise the one error, or all of them together."""
-    errors = list(errors)
+    errors = flatten(errors)
     if len(errors) == 1:
         raise errors[0]
     if errors:

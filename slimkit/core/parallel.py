@@ -106,9 +106,17 @@ def _peers(what):
     """A peer that is gone (a closed connection, a server that went away) becomes a ParallelError saying so."""
     try:
         yield
-    except RuntimeError as err:
+    except (RuntimeError, ValueError, OSError) as err:
+        # gloo raises RuntimeError; paddle's TCP store a ValueError ("TCP connection reset by peer") or OSError.
+        if not isinstance(err, RuntimeError) and not _connection_lost(err):
+            raise
         raise ParallelError(f"{PEER_LOST} during {what}: {str(err).splitlines()[0][:200]}",
                             "another rank failed or was stopped: its own error is the cause") from None
+
+
+def _connection_lost(err):
+    text = str(err).lower()
+    return isinstance(err, ConnectionError) or any(w in text for w in ("tcp", "connection", "socket", "broken pipe"))
 
 
 def _exchange(value, senders, wait=False):

@@ -8,10 +8,12 @@ writes the config reference in docs/, so the three cannot drift apart.
 import collections.abc
 import dataclasses
 import difflib
+import math
+import reprlib
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
-from .errors import ConfigError
+from .errors import ConfigError, flatten, raise_all
 
 
 def option(default=dataclasses.MISSING, doc="", *, ge=None, gt=None, le=None, lt=None,
@@ -49,17 +51,19 @@ class Options:
             raise ConfigError(path, f"expected a mapping of options, got {_type_name(data)}",
                               f"valid keys: {', '.join(field_names(cls))}")
         names = field_names(cls)
-        for key in data:
-            if key not in names:
-                raise ConfigError(_join(path, str(key)), "unknown key", _suggest(key, names))
+        # Every problem of the block at once: unknown keys, then each bad value (validate collects them).
+        errors = [ConfigError(_join(path, str(key)), "unknown key", _suggest(key, names))
+                  for key in data if key not in names]
         try:
-            return cls(**data)
+            built = cls(**{k: v for k, v in data.items() if k in names})
         except ConfigError as err:
-            raise ConfigError(_join(path, err.path), _strip_path(err), err.hint) from None
+            errors += [ConfigError(_join(path, e.path), _strip_path(e), e.hint) for e in flatten([err])]
         except TypeError as err:  # a required option is missing
             missing = [f.name for f in dataclasses.fields(cls) if f.name not in data and _required(f)]
-            raise ConfigError(path, f"missing required key(s): {', '.join(missing) or err}",
-                              f"valid keys: {', '.join(names)}") from None
+            errors.append(ConfigError(path, f"missing required key(s): {', '.join(missing) or err}",
+                                      f"valid keys: {', '.join(names)}"))
+        raise_all(errors)
+        return built
 
 
 def field_names(cls):
@@ -67,14 +71,20 @@ def field_names(cls):
 
 
 def validate(obj):
+    """Check and convert every field of `obj`; all bad fields are raised together (ConfigErrors)."""
     hints = typing.get_type_hints(type(obj))
+    errors = []
     for f in dataclasses.fields(obj):
         if not f.init:
             continue
-        value = getattr(obj, f.name)
-        value = _coerce(value, hints[f.name], f.name)
-        _check_bounds(value, f, f.name)
+        try:
+            value = _coerce(getattr(obj, f.name), hints[f.name], f.name)
+            _check_bounds(value, f, f.name)
+        except ConfigError as err:
+            errors.append(err)
+            continue
         object.__setattr__(obj, f.name, value)
+    raise_all(errors)
 
 
 def _coerce(value, hint, path):
@@ -93,15 +103,15 @@ def _coerce(value, hint, path):
             return value
         hint_text = _suggest(value, [str(a) for a in args]) if isinstance(value, str) else \
             f"valid choices: {', '.join(map(str, args))}"
-        raise ConfigError(path, f"{value!r} is not a valid choice", hint_text)
+        raise ConfigError(path, f"{_short(value)} is not a valid choice", hint_text)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(path, f"expected a list, got {_type_name(value)} {value!r}")
+            raise ConfigError(path, f"expected a list, got {_type_name(value)} {_short(value)}")
         item = args[0] if args else Any
         return [_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(path, f"expected a mapping, got {_type_name(value)} {value!r}")
+            raise ConfigError(path, f"expected a mapping, got {_type_name(value)} {_short(value)}")
         key_t, val_t = args if args else (Any, Any)
         return {_coerce(k, key_t, path): _coerce(v, val_t, f"{path}.{k}") for k, v in value.items()}
     if isinstance(hint, type) and issubclass(hint, Options):
@@ -112,19 +122,26 @@ def _coerce(value, hint, path):
         raise ConfigError(path, f"expected a mapping of options, got {_type_name(value)}")
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(path, f"expected a number, got {_type_name(value)} {value!r}")
-        return float(value)
+            raise ConfigError(path, f"expected a number, got {_type_name(value)} {_short(value)}")
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the float range
+            number = math.inf
+        if not math.isfinite(number):  # NaN passes every bound check (all comparisons are false)
+            raise ConfigError(path, f"{_short(value)} is not a finite number",
+                              "give a finite number: NaN and infinity are not option values")
+        return number
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(path, f"expected an integer, got {_type_name(value)} {value!r}")
+            raise ConfigError(path, f"expected an integer, got {_type_name(value)} {_short(value)}")
         return value
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(path, f"expected true or false, got {_type_name(value)} {value!r}")
+            raise ConfigError(path, f"expected true or false, got {_type_name(value)} {_short(value)}")
         return value
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(path, f"expected a string, got {_type_name(value)} {value!r}")
+            raise ConfigError(path, f"expected a string, got {_type_name(value)} {_short(value)}")
         return value
     if isinstance(hint, type) and not isinstance(value, hint):
         raise ConfigError(path, f"expected {hint.__name__}, got {_type_name(value)}")
@@ -149,7 +166,10 @@ def _coerce_union(value, hint, path):
         # A string meant as one of the choices: keep that error, it names the closest choice.
         if get_origin(arg) is Literal and isinstance(value, str):
             raise err
-    raise ConfigError(path, f"expected {describe(hint)}, got {_type_name(value)} {value!r}")
+        # A number that is not finite: the number member says so.
+        if arg is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise err
+    raise ConfigError(path, f"expected {describe(hint)}, got {_type_name(value)} {_short(value)}")
 
 
 def _check_bounds(value, f, path):
@@ -227,6 +247,17 @@ def _join(path, key):
 def _strip_path(err):
     prefix = f"{err.path}: "
     return err.message[len(prefix):] if err.path and err.message.startswith(prefix) else err.message
+
+
+def _short(value):
+    """`repr(value)` within a few lines' length, however large or deep the value (a message never floods)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 80
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 3, 8, 8, 8
 
 
 def _type_name(value):

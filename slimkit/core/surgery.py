@@ -7,6 +7,7 @@ model after a failed change and rebuild a pruned model from a checkpoint.
 
 import contextlib
 import hashlib
+import re
 
 import numpy as np
 import paddle
@@ -51,6 +52,26 @@ def model_digest(model):
         h.update(name.encode())
         h.update(np.ascontiguousarray(t.numpy()).tobytes())
     return h.hexdigest()
+
+
+def parameter_layers(model):
+    """`{parameter name: name of the sublayer holding it}`, by every name a user may know a parameter by.
+
+    The state-dict key (`features.0.weight`) and Paddle's own name (`conv2d_22.w_0`, which
+    PaddleSlim's tutorials use), also without the `_deepcopy_N` a copy of the model adds
+    (slimkit works on copies; the user knows the original's names).
+    """
+    out = {}
+    for prefix, layer in model.named_sublayers(include_self=True):
+        for key, param in layer._parameters.items():
+            if param is None:
+                continue
+            for name in (f"{prefix}.{key}" if prefix else key, param.name, _COPY_SUFFIX.sub("", param.name)):
+                out.setdefault(name, prefix)
+    return out
+
+
+_COPY_SUFFIX = re.compile(r"(_deepcopy_\d+)+$")
 
 
 def _np_dtype(tensor):

@@ -30,6 +30,8 @@ IDX_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+# The stored input value that becomes 1.0 before normalisation (the loaders divide by it).
+PIXEL_SCALE = {"digits": 16.0, "mnist": 255.0, "fashion_mnist": 255.0, "cifar10": 255.0, "shapes": 1.0}
 CIFAR10_FOLDER = "cifar-10-batches-py"
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -184,6 +186,9 @@ class DataBundle:
         if self.summary is not None:
             return self.summary.labels != "none"
         return getattr(self.train, "labels", True) is not None
+    task: str = "classification"  # what the labels are: a class per image, or per pixel ("segmentation")
+    # How inputs were normalised (built-in datasets), for preprocessing at deployment; None: used as given.
+    normalisation: Optional[dict] = None
 
 
 def load_named(config):
@@ -228,6 +233,9 @@ def load_named(config):
         task="segmentation" if train_y.ndim == 3 else "classification",
         summary=DataSummary(len(train_idx) + len(val_idx) + len(test_y), "int", tuple(train_y.shape[1:]),
                             list(range(len(classes))), tuple(train_x.shape[1:])),
+        normalisation={"inputs": "(x / scale - mean) / std per channel, x as the dataset stores it",
+                       "scale": PIXEL_SCALE[config.name], "mean": [float(m) for m in mean.ravel()],
+                       "std": [float(d) for d in std.ravel()]},
     )
 
 
@@ -254,7 +262,7 @@ def _load_digits(config):
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    images = bunch.images.astype(np.float32)[:, None] / 16.0
+    images = bunch.images.astype(np.float32)[:, None] / PIXEL_SCALE["digits"]
     return images, bunch.target.astype(np.int64), None, None, [str(i) for i in range(10)]
 
 
@@ -293,7 +301,7 @@ def _load_idx_dataset(config, default=None, package_hint=None):
             raise DataError(f"{config.name}: {split} images {images.shape} and labels {labels.shape} do not match",
                             f"replace the files in {folder} with the original idx files")
     classes = FASHION_CLASSES if config.name == "fashion_mnist" else [str(i) for i in range(10)]
-    to_float = lambda x: x[:, None].astype(np.float32) / 255.0  # noqa: E731
+    to_float = lambda x: x[:, None].astype(np.float32) / PIXEL_SCALE[config.name]  # noqa: E731
     return (to_float(arrays["train_images"]), arrays["train_labels"].astype(np.int64),
             to_float(arrays["test_images"]), arrays["test_labels"].astype(np.int64), classes)
 
@@ -358,7 +366,7 @@ def _load_cifar10(config):
     def stack(keys):
         x = np.concatenate([batches[k][b"data"] for k in keys]).reshape(-1, 3, 32, 32)
         y = np.concatenate([np.asarray(batches[k][b"labels"]) for k in keys])
-        return x.astype(np.float32) / 255.0, y.astype(np.int64)
+        return x.astype(np.float32) / PIXEL_SCALE["cifar10"], y.astype(np.int64)
 
     train_x, train_y = stack(names[:5])
     test_x, test_y = stack(names[5:])

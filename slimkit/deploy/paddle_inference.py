@@ -27,7 +27,8 @@ import paddle
 
 from .. import compat
 from ..core import device as devices
-from ..core.errors import ConfigError, ModelError
+from ..core.errors import ConfigError, CorruptFileError, ModelError
+from ..core.files import read_json
 from ..core.surgery import eval_mode
 from ..report.console import fds_redirected, flush_native
 from ..report.measure import saved_size
@@ -79,7 +80,10 @@ def export_float(model, folder, input_shape):
     """Write `folder/model.pdmodel` + `model.pdiparams` of a float model; returns the prefix `folder/model`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp, compat.legacy_ir():
+    # Traced in eval mode whatever mode the model is in: an inference program (batch-norm statistics, no
+    # training-only branches), the same program however the model got here (trained, or restored on resume).
+    with tempfile.TemporaryDirectory() as tmp, compat.legacy_ir(), compat.stable_export_names(model), \
+            eval_mode(model):
         raw = str(Path(tmp) / "model")
         paddle.jit.save(model, raw, input_spec=input_spec(input_shape, model))
         if output_names(model):
@@ -87,6 +91,7 @@ def export_float(model, folder, input_shape):
         else:
             for suffix in (".pdmodel", ".pdiparams"):
                 shutil.copy(raw + suffix, folder / ("model" + suffix))
+        compat.strip_callstacks(folder / "model.pdmodel")
     write_output_paths(model, folder, input_shape)
     return folder / "model"
 
@@ -97,10 +102,12 @@ def export_int8(converted, folder, input_shape, weight_bits=8):
         raise ModelError("the quantized model is not converted yet", "call slimkit.quant.convert(model) first")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp, compat.legacy_ir():
+    with tempfile.TemporaryDirectory() as tmp, compat.legacy_ir(), compat.stable_export_names(converted), \
+            eval_mode(converted):
         raw = str(Path(tmp) / "model")
         paddle.jit.save(converted, raw, input_spec=input_spec(input_shape, converted))
         _rewrite(raw, str(folder / "model"), weight_bits, output_names(converted))
+        compat.strip_callstacks(folder / "model.pdmodel")
     write_output_paths(converted, folder, input_shape)
     return folder / "model"
 
@@ -127,7 +134,12 @@ def write_output_paths(model, folder, input_shape):
 def read_output_paths(folder):
     """The output paths `write_output_paths` stored in `folder`, or None (an export made without them)."""
     path = Path(folder, OUTPUTS_FILE)
-    return json.loads(path.read_text())["outputs"] if path.is_file() else None
+    if not path.is_file():
+        return None
+    record = read_json(path, "export the model again (in a run: delete that stage folder and rerun with --resume)")
+    if not (isinstance(record, dict) and isinstance(record.get("outputs"), list)):
+        raise CorruptFileError(f"{path} is damaged: not a list of output paths", "export the model again")
+    return record["outputs"]
 
 
 def output_position(paths, key, count):

@@ -177,13 +177,11 @@ def bench_run(run_dir, cfg, clock=None, device=None):
 
     `device`: where to time them; default: the device the run used (its report's `device` record).
     """
-    import json
-
     from ..core.errors import SlimkitError
-    from ..report.rows import read_reports, write_reports
+    from ..report.rows import StageReport, read_report_file, write_reports
 
-    reports = read_reports(run_dir)
-    payload = json.loads((Path(run_dir) / "report.json").read_text())
+    payload = read_report_file(run_dir)
+    reports = [StageReport.from_dict(d) for d in payload["stages"]]
     shape = (payload.get("config") or {}).get("input_shape")
     folders = stage_folders(run_dir, reports)
     missing = [str(f) for f in folders if exported(f) is None]

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import paddle
 
-from ..core.errors import ModelError
+from ..core.errors import CorruptFileError, ModelError
+from ..core.files import atomic_save, atomic_write_text, read_json
 from ..core.surgery import restore, shape_attrs
-from ..core.files import atomic_save, atomic_write_text
 
 WEIGHTS = "model.pdparams"
 ARCH = "architecture.json"
 INFERENCE_DIR = "inference"  # a stage folder's exported program for Paddle Inference
+DAMAGED = ("the file is truncated or damaged: save the model again (slimkit.save_model); in a run's stage folder, "
+           "delete that folder and rerun the run with --resume, or rerun it with --overwrite")
 
 
 def save_model(model, folder, spec=None):
@@ -33,8 +35,11 @@ def save_model(model, folder, spec=None):
         attrs = shape_attrs(layer)
         if tensors or attrs:
             layers[prefix] = {"type": type(layer).__name__, "tensors": tensors, "attrs": attrs}
+    # Arrays, not tensors: paddle.save also stores each tensor's process-wide unique name (`conv2d_3.w_0`),
+    # which depends on what the process built before, so the same weights would give other bytes.
+    arrays = {key: tensor.numpy() for key, tensor in state.items()}
     # Renamed into place: a crash mid-save leaves the previous file, never a torn one.
-    atomic_save(lambda tmp: paddle.save(state, tmp), folder / WEIGHTS)
+    atomic_save(lambda tmp: paddle.save(arrays, tmp), folder / WEIGHTS)
     atomic_write_text(folder / ARCH, json.dumps({"format": 1, "spec": spec, "layers": layers}, indent=1))
     return folder
 
@@ -44,10 +49,10 @@ def record_spec(folder, spec):
     path = Path(folder) / ARCH
     if spec is None or not path.is_file():
         return
-    arch = json.loads(path.read_text())
+    arch = read_json(path, DAMAGED)
     if arch.get("spec") is None:
         arch["spec"] = spec
-        path.write_text(json.dumps(arch, indent=1))
+        atomic_write_text(path, json.dumps(arch, indent=1))
 
 
 def read_architecture(folder):
@@ -56,14 +61,29 @@ def read_architecture(folder):
     if not (folder / WEIGHTS).is_file() or not (folder / ARCH).is_file():
         raise ModelError(f"{folder} is not a slimkit model folder (needs {WEIGHTS} and {ARCH})",
                          "save with slimkit.save_model, or load a plain .pdparams with model.set_state_dict")
-    return json.loads((folder / ARCH).read_text())
+    arch = read_json(folder / ARCH, DAMAGED)
+    if not (isinstance(arch, dict) and isinstance(arch.get("layers"), dict)):
+        raise CorruptFileError(f"{folder / ARCH} is damaged: not a slimkit architecture record", DAMAGED)
+    return arch
+
+
+def load_state(path):
+    """`paddle.load` of a weights file; CorruptFileError naming it when it is truncated or not Paddle weights."""
+    try:
+        state = paddle.load(str(path))
+    except Exception as err:  # EOFError, UnpicklingError, ValueError, ...: one meaning to the user
+        raise CorruptFileError(f"{path} cannot be read as Paddle weights ({type(err).__name__}: "
+                               f"{str(err)[:120]})", DAMAGED) from None
+    if not isinstance(state, dict):
+        raise CorruptFileError(f"{path} holds a {type(state).__name__}, not a state dict of weights", DAMAGED)
+    return state
 
 
 def load_into(model, folder, arch=None):
     """Load the weights of `folder` (saved by `save_model`) into `model`, reshaped to fit; returns `model`."""
     folder = Path(folder)
     arch = read_architecture(folder) if arch is None else arch
-    state = paddle.load(str(folder / WEIGHTS))
+    state = load_state(folder / WEIGHTS)
     own = dict(model.named_sublayers(include_self=True))
     missing = [p for p in arch["layers"] if p not in own]
     if missing:
@@ -88,7 +108,7 @@ def load_weights(model, checkpoint):
         return load_into(model, path)
     if not path.is_file():
         raise ModelError(f"checkpoint not found: {path}", "give a .pdparams file or a folder saved by slimkit")
-    state = paddle.load(str(path))
+    state = load_state(path)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     wrong = [f"{k}: {list(state[k].shape)} vs {list(v.shape)}" for k, v in own.items()

@@ -12,7 +12,7 @@ import paddle
 import paddle.nn as nn
 
 from ..core.errors import ConfigError, ModelError
-from ..core.imports import import_object
+from ..core.imports import check_reference, import_object
 from ..core.schema import Options, _suggest, option
 from ..core.seeding import seeded
 
@@ -36,6 +36,12 @@ class ModelConfig(Options):
             key = "args" if self.args else "name"
             raise ConfigError(key, "is not used with `inference` (the program is the model)",
                               f"drop model.{key}, or drop model.inference to build a model by name")
+        # The name is checked with the rest of the config; building (and importing) comes later.
+        if ":" in self.name:
+            check_reference(self.name, lambda message, hint: ConfigError("name", message, hint))
+        elif self.name not in available_models():
+            raise ConfigError("name", f"unknown model {self.name!r}", _suggest(self.name, list(available_models()))
+                              + " (or `package.module:function`; `slimkit models` lists the names)")
 
 
 class SmallCNN(nn.Layer):
@@ -282,8 +288,9 @@ def _named_parameters(factory):
 
 
 def import_factory(spec, what="model"):
-    """The function `package.module:function` names (a model's or a dataset's constructor)."""
-    factory = import_object(spec, ModelError)
-    if not callable(factory):
-        raise ModelError(f"{spec} is not callable", "use `package.module:function`")
-    return factory
+    """The class or function `package.module:function` names (a model's or a dataset's constructor).
+
+    Only a class or a Python function defined outside the standard library (slimkit.core.imports):
+    a config can name the user's own code, never `os:system`.
+    """
+    return import_object(spec, lambda message, hint: ModelError(f"{what}: {message}", hint))

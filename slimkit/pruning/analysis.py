@@ -1,6 +1,7 @@
 """`analyze(model, input_shape)`: the model traced, its channels followed, and sizes written in its forward probed."""
 
 from ..core.errors import ModelError
+from ..core.surgery import parameter_layers
 from .dependency.trace import check_forward_runs, check_shape, flat_outputs, output_structure, trace_program
 from .dependency.walk import ChannelWalk
 from .probe import probe_fixed_shapes
@@ -25,6 +26,7 @@ def analyze(model, input_shape, handlers=None):
     train_out = _follow_training_forward(model, input_shape, tracer)
     graph = tracer.graph(input_shape, [list(t.shape) for t in flat_outputs(eager_out)])
     graph.output_structure = output_structure(eager_out)
+    graph.parameter_layers = parameter_layers(model)
     if train_out is not None:
         graph.train_structure = output_structure(train_out)
     probe_fixed_shapes(model, graph, tracer.fixed_shape_groups(graph))

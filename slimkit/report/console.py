@@ -85,11 +85,31 @@ def captured_console(debug=False, title="slimkit"):
     """Hold native output (fds 1, 2) and library warnings in a log; yields `log()` -> everything logged so far.
 
     The log holds slimkit's console output too, so it is the whole story of a run.
-    With `debug`, nothing is captured (the native lines show where they happen).
+    With `debug`, nothing is captured (the native lines show where they happen). Inside
+    another `captured_console` (a Python run started by `slimkit run`) nothing more is
+    done: the outer one holds the log, and `log()` here is empty.
     """
-    if debug:
-        yield lambda: ""
+    if debug or _active:
+        _active.append(debug)
+        try:
+            yield lambda: ""
+        finally:
+            _active.pop()
         return
+    _active.append(debug)
+    try:
+        with _capturing(title) as log:
+            yield log
+    finally:
+        _active.pop()
+
+
+_active = []  # the captured_console calls the process is inside (the outermost one captures)
+
+
+@contextlib.contextmanager
+def _capturing(title):
+    """The capture itself (see `captured_console`)."""
     handle, path = tempfile.mkstemp(prefix="slimkit-", suffix=".log")
     os.close(handle)
     # Append mode: the native writes (through fds 1 and 2) and Python's never overwrite each other.

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Callable, Literal, Optional
 
 from ..core.schema import Options, option
-from ..core.files import atomic_write_text
+from ..core.files import atomic_write_text, read_json
+
+REPORT = "report.json"
 
 
 @dataclasses.dataclass
@@ -278,7 +280,8 @@ class ConsoleTable:
         self._line([c.title for c in self.columns])
         self._line(["-" * c.width for c in self.columns])
 
-    def row(self, report):
+    def row(self, report, notes=True):
+        """Print `report`'s row (and its notes, unless `notes` is False)."""
         if self.columns is None:
             self._set_columns(metric_names([report]))
             if self._header_due:
@@ -287,7 +290,7 @@ class ConsoleTable:
             self.baseline = report
         base = None if report is self.baseline else self.baseline
         self._line([c.cell(report, base) for c in self.columns])
-        for note in report.notes:
+        for note in report.notes if notes else ():
             self.note(note)
         self.stream.flush()
 
@@ -340,17 +343,37 @@ def write_reports(reports, folder, extra=None):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"stages": [r.to_dict() for r in reports], "environment": environment(), **(extra or {})}
-    atomic_write_text(folder / "report.json", json.dumps(payload, indent=2))
+    atomic_write_text(folder / REPORT, json.dumps(payload, indent=2))
     device = (payload.get("device") or {}).get("name")
     atomic_write_text(folder / "report.md", to_markdown(reports, device=device))
-    return folder / "report.json", folder / "report.md"
+    return folder / REPORT, folder / "report.md"
+
+
+def read_report_file(folder):
+    """The report.json of a run folder as written; SlimkitError when missing, CorruptFileError when damaged."""
+    from ..core.errors import CorruptFileError, SlimkitError
+
+    path = Path(folder) / REPORT
+    if not path.is_file():
+        raise SlimkitError(f"no {REPORT} in {folder}", "run a pipeline with --out pointing there first")
+    fix = f"delete it and rerun the run with --resume: {REPORT} is written again from the stage records"
+    payload = read_json(path, fix)
+    if not (isinstance(payload, dict) and isinstance(payload.get("stages"), list)):
+        raise CorruptFileError(f"{path} is damaged: not a slimkit report", fix)
+    return payload
 
 
 def read_reports(folder):
     """The stage reports of a finished run folder (its report.json)."""
-    path = Path(folder) / "report.json"
-    if not path.is_file():
-        from ..core.errors import SlimkitError
+    return [StageReport.from_dict(d) for d in read_report_file(folder)["stages"]]
 
-        raise SlimkitError(f"no report.json in {folder}", "run a pipeline with --out pointing there first")
-    return [StageReport.from_dict(d) for d in json.loads(path.read_text())["stages"]]
+
+def print_retimed(reports):
+    """Print the rows again with the latency all stages' exports got timed interleaved, and their slower notes."""
+    print("\nlatency re-timed with all stages' exports interleaved (as in report.md):")
+    final = ConsoleTable(metric_names=metric_names(reports))
+    final.header()
+    for report in reports:
+        final.row(report, notes=False)
+    for note in (n for r in reports for n in r.notes if getattr(n, "kind", "") == "slower"):
+        final.note(note)

@@ -96,9 +96,7 @@ def _guarded(args):
         if args.debug:
             traceback.print_exc()
         if isinstance(err, OSError) and not isinstance(err, SlimkitError):
-            print(f"error: cannot use {err.filename or 'a file'}: {err.strerror or err}", file=sys.stderr)
-            print("  hint: check that the path exists and is writable, and that the disk has space", file=sys.stderr)
-            return 2
+            err = _os_error(err, args)  # a full disk or an unwritable file: exit 2 naming the file (or folder)
         if isinstance(err, SlimkitError):
             print(f"error: {_rank_prefix()}{err.message}", file=sys.stderr)
             if err.hint:
@@ -108,6 +106,16 @@ def _guarded(args):
         if not args.debug:
             print("  hint: rerun with --debug for the full traceback", file=sys.stderr)
         return 1
+
+
+def _os_error(err, args):
+    """The OutputError of an OSError no slimkit code named: its file, or the command's output folder."""
+    from ..core.files import write_error
+
+    where = err.filename or getattr(args, "out", None) or getattr(args, "to", None) or getattr(args, "folder", None)
+    if where is None and getattr(args, "command", None) == "run":
+        where = Path("runs") / Path(args.config).stem
+    return write_error(f"{where}" if where else "a file", err)
 
 
 def _rank_prefix():
@@ -198,20 +206,27 @@ def _launch(args, out):
     checks first thing, and its error ends every rank with the same exit code.
     """
     from .launcher import run_launched
+    from .lock import RunLock
 
     argv = ["run", args.config, "--out", str(out), *[f"--set={item}" for item in args.overrides]]
     argv += [flag for flag, on in (("--resume", args.resume), ("--overwrite", args.overwrite), ("--quiet", args.quiet),
                                    ("--debug", args.debug)) if on]
-    return run_launched(args.nproc, argv, out, echo_all=args.debug)
+    with RunLock(out) as lock:  # held here for the whole run: the ranks are told, and run inside it
+        return run_launched(args.nproc, argv, out, echo_all=args.debug, env=lock.environment())
 
 
 def _bench(args):
-    from ..deploy.stage_latency import bench_run
+    from ..deploy.stage_latency import FLOAT_EXPORT_DIR, bench_run
+    from ..models.checkpoint import INFERENCE_DIR
     from ..report.rows import ConsoleTable, ReportConfig, metric_names
+    from .lock import RunLock
+    from .rundir import verify_run
 
     cfg = ReportConfig.from_dict({"latency_runs": args.runs, "latency_warmup": args.warmup,
                                   "latency_rounds": args.rounds, "threads": args.threads}, "bench")
-    reports = bench_run(args.folder, cfg, device=args.device)
+    verify_run(args.folder, only=(f"{INFERENCE_DIR}/", f"{FLOAT_EXPORT_DIR}/"))  # what is timed is what ran
+    with RunLock(args.folder):  # it rewrites the run's reports: not while a run works there
+        reports = bench_run(args.folder, cfg, device=args.device)
     table = ConsoleTable(metric_names=metric_names(reports))
     table.header()
     for r in reports:

@@ -15,10 +15,8 @@ import dataclasses
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
 from ..core import device as devices
-from ..core.errors import ConfigError, DataError, raise_all
+from ..core.errors import ConfigError, DataError, SlimkitError, flatten, raise_all
 from ..core.schema import Options, _suggest, field_names, option
 from ..data import DataConfig, load_dataset
 from ..deploy.formats import ExportConfig
@@ -27,6 +25,7 @@ from ..report.rows import ReportConfig
 from ..strategies.base import Strategy, strategy_from_config
 from ..train.engine import TrainConfig
 from ..train.tasks import TaskConfig
+from .yamlfile import load_yaml
 
 
 @dataclasses.dataclass
@@ -68,21 +67,23 @@ class RunConfig(Options):
         return out
 
 
-def load_config(path, overrides=()):
-    """Read and validate a YAML run config; raises ConfigError/DataError naming the bad key or file.
+MAX_STAGES = 100  # a pipeline of a few stages; a list far longer is a mistake (or an attack), refused at once
 
-    `overrides` are `KEY=VALUE` strings (`--set`), applied before the validation.
+
+def read_config(path, overrides=()):
+    """The raw mapping of a YAML run config file with `overrides` applied; ConfigError/DataError naming the file.
+
+    The YAML is read within bounds (slimkit.run.yamlfile: size, aliases, nesting) and the
+    stages counted before anything is built from it.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"config file not found: {path}", "give the path of a YAML file, e.g. configs/quickstart.yaml")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError(str(path), f"not valid YAML{where}: {getattr(err, 'problem', err)}",
-                          "fix the YAML syntax (indentation, colons, quotes)") from None
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(str(path), f"cannot be read: {err}", "give a YAML text file") from None
+    raw = load_yaml(text, str(path))
     if overrides:
         from .overrides import apply_overrides
 
@@ -90,24 +91,59 @@ def load_config(path, overrides=()):
             raise ConfigError(str(path), "the file is not a mapping of config blocks",
                               "start from configs/quickstart.yaml")
         raw = apply_overrides(raw, overrides)
-    return RunConfig.from_dict(raw or {}, "")
+    stages = raw.get("stages") if isinstance(raw, dict) else None
+    if isinstance(stages, list) and len(stages) > MAX_STAGES:
+        raise ConfigError("stages", f"{len(stages):,} stages: more than {MAX_STAGES}",
+                          "a pipeline has a few stages; split the work into several runs")
+    return raw
+
+
+def load_config(path, overrides=()):
+    """Read and validate a YAML run config; raises ConfigError/DataError naming the bad key or file.
+
+    `overrides` are `KEY=VALUE` strings (`--set`), applied before the validation.
+    """
+    return RunConfig.from_dict(read_config(path, overrides) or {}, "")
 
 
 def load_config_all(path, overrides=()):
-    """`load_config`, but a config with several problems raises them all (ConfigErrors)."""
-    from .overrides import apply_overrides
+    """`load_config`, but every mistake of the config is raised at once (ConfigErrors).
 
+    Besides each block and stage, layer names of the stages that are valid are checked
+    against the model when the data and model blocks are (slimkit.run.preflight), so a
+    config with typos and a wrong layer name takes one round, not two.
+    """
+    raw = read_config(path, overrides)
     try:
-        return load_config(path, overrides)
+        return RunConfig.from_dict(raw or {}, "")
     except ConfigError as first:
-        raw = yaml.safe_load(Path(path).read_text()) if first.path != str(path) else None
-        if overrides and isinstance(raw, dict):
-            try:
-                raw = apply_overrides(raw, overrides)
-            except ConfigError:
-                raise first from None
         errors = config_errors(raw, RunConfig) if isinstance(raw, dict) else []
+        if errors:
+            errors += layer_errors_of_valid_stages(raw, errors)
         raise_all(errors or [first])
+
+
+def layer_errors_of_valid_stages(raw, errors):
+    """The layer-name errors of the stages that are valid in `raw`, against the model it builds ([] if it cannot)."""
+    from .preflight import layer_name_errors
+
+    broken = {err.path.partition(".")[0].partition("[")[0] for err in errors}
+    if broken & {"data", "model", "input_shape", "task", "device", ""}:
+        return []  # the model cannot be built as the config says
+    stages = {}
+    for i, entry in enumerate(raw.get("stages") or []):
+        try:
+            stages[i] = strategy_from_config(entry, f"stages[{i}]")
+        except ConfigError:
+            continue
+    if not stages:
+        return []
+    try:
+        data = load_dataset(DataConfig.from_dict(raw.get("data"), "data"))
+        model, _, shape = _model_of(ModelConfig.from_dict(raw.get("model"), "model"), data, raw.get("input_shape"))
+        return layer_name_errors(list(stages.values()), model, shape, indices=list(stages))
+    except SlimkitError:
+        return []  # reported by the round that builds the pipeline
 
 
 def config_errors(raw, run_config_class):
@@ -123,19 +159,18 @@ def config_errors(raw, run_config_class):
         try:
             run_config_class.from_dict({key: value}, "")
         except ConfigError as err:
-            if "stages" not in err.path:
-                errors.append(err)
+            errors += [e for e in flatten([err]) if "stages" not in e.path]
     stages = raw.get("stages") or []
     for i, entry in enumerate(stages if isinstance(stages, list) else []):
         try:
             strategy_from_config(entry, f"stages[{i}]")
         except ConfigError as err:
-            errors.append(err)
+            errors += flatten([err])
     if not errors:  # a cross-field rule of the whole config (e.g. repeated stage names)
         try:
             run_config_class.from_dict(raw, "")
         except ConfigError as err:
-            errors.append(err)
+            errors += flatten([err])
     return errors
 
 
@@ -144,19 +179,22 @@ def build_pipeline(config, out_dir, verbose=True):
     from .pipeline import Pipeline
 
     data = load_dataset(config.data, config.task)
-    input_shape = config.input_shape
-    if config.model.inference is not None:
-        from ..exported import program_input_shape
-
-        model = build_model(checkpoint=config.model.checkpoint, inference=config.model.inference)
-        spec = model.slimkit_spec  # the resolved prefix: a run rebuilt elsewhere finds the same files
-        input_shape = program_input_shape(model, input_shape)
-    else:
-        known = {"num_classes": data.num_classes, "in_channels": data.input_shape[0],
-                 "input_size": data.input_shape[-1]}
-        # Data without class labels does not know num_classes: the model's own default (or args) then holds.
-        spec = {"name": config.model.name, **{k: v for k, v in known.items() if v is not None}, **config.model.args}
-        model = build_model(checkpoint=config.model.checkpoint, seed=config.train.seed, **spec)
+    model, spec, input_shape = _model_of(config.model, data, config.input_shape, config.train.seed)
     return Pipeline(model, data, stages=config.stages, input_shape=input_shape, train=config.train,
                     out_dir=out_dir, report=config.report, model_spec=spec, verbose=verbose, export=config.export,
                     task=config.task, device=config.device)
+
+
+def _model_of(model_config, data, input_shape=None, seed=0):
+    """(model, spec, input_shape) of a ModelConfig for `data`; the spec is stored to rebuild the model."""
+    if model_config.inference is not None:
+        from ..exported import program_input_shape
+
+        model = build_model(checkpoint=model_config.checkpoint, inference=model_config.inference)
+        # The resolved prefix: a run rebuilt elsewhere finds the same files.
+        return model, model.slimkit_spec, program_input_shape(model, input_shape)
+    known = {"num_classes": data.num_classes, "in_channels": data.input_shape[0], "input_size": data.input_shape[-1]}
+    # Data without class labels does not know num_classes: the model's own default (or args) then holds.
+    spec = {"name": model_config.name, **{k: v for k, v in known.items() if v is not None}, **model_config.args}
+    model = build_model(checkpoint=model_config.checkpoint, seed=seed, **spec)
+    return model, spec, input_shape or [1, *data.input_shape]

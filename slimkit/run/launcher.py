@@ -11,6 +11,7 @@ exit code, so a failure on any rank ends the command with one message.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,29 +25,44 @@ FATAL = ("C++ Traceback", "Error Message Summary", "FatalError:")  # paddle's re
 
 
 def command(nproc, argv, log_dir):
-    """The launch command line: N copies of `python -m slimkit ARGV`, their logs in `log_dir`."""
-    return [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
-            "--log_dir", str(log_dir), sys.executable, "-m", "slimkit", *argv]
+    """The launch command line: N copies of `python -P -m slimkit ARGV`, their logs in `log_dir`.
+
+    `-P`: the working folder is not put first on the import path, so a `slimkit/` (or
+    `paddle/`) folder there cannot stand in for the packages (`environment` sets the path).
+    """
+    python = [sys.executable, "-P"]
+    return [*python, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
+            "--log_dir", str(log_dir), *python, "-m", "slimkit", *argv]
 
 
-def environment(nproc):
-    """The ranks' environment: unbuffered output, and the CPU cores shared out unless OMP_NUM_THREADS is set."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    return env
+def environment(nproc, env=None):
+    """The ranks' environment: this slimkit first on the import path, unbuffered output, the CPU cores shared out.
+
+    The ranks import the slimkit this process runs, then what PYTHONPATH names, then the
+    working folder where this process had it on its path (`python -m slimkit`: a user's
+    own modules there still import, after the packages). `env`: more entries (the run lock).
+    """
+    out = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    root = str(Path(__file__).resolve().parents[2])
+    cwd = os.getcwd()
+    had_cwd = any(os.path.abspath(p or os.curdir) == cwd for p in sys.path)
+    parts = [root, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p], *([cwd] if had_cwd else [])]
+    out["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
+    out.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    return out
 
 
-def run_launched(nproc, argv, out_dir=None, echo_all=False):
+def run_launched(nproc, argv, out_dir=None, echo_all=False, env=None):
     """Run `slimkit ARGV` on `nproc` processes; the exit code (the failing rank's, when one fails).
 
     Rank 0's output is shown as it comes, up to its error (the cause is printed once, at
-    the end); `echo_all` shows all of it (`--debug`).
+    the end); `echo_all` shows all of it (`--debug`). `env`: more environment entries of the ranks.
     """
     log_dir = Path(tempfile.mkdtemp(prefix="slimkit-launch-"))
     try:
         with open(log_dir / "launch.log", "w") as launch_log:
             proc = subprocess.Popen(command(nproc, argv, log_dir), stdout=launch_log, stderr=subprocess.STDOUT,
-                                    env=environment(nproc))
+                                    env=environment(nproc, env))
             follower = _Follower(log_dir / "workerlog.0", echo_all)
             follower.start()
             try:
@@ -121,7 +137,9 @@ def failure(log_dir, nproc, code, out_dir=None):
     failed, failed_code = (int(found.group(1)), int(found.group(2))) if found else (None, code)
     messages = {r: error_lines(log_dir / f"workerlog.{r}") for r in range(nproc)}
     rank = first_cause(messages, failed)
-    if rank is not None:
+    if failed is not None and failed_code < 0 and not messages.get(failed):
+        text = killed_text(failed, nproc, -failed_code)  # stopped from outside: the others only lost it
+    elif rank is not None:
         text = "\n".join(messages[rank])
     else:
         tail = "\n".join(f"    {line}" for line in _tail(log_dir / f"workerlog.{failed or 0}", launch_log))
@@ -132,8 +150,19 @@ def failure(log_dir, nproc, code, out_dir=None):
     return failed_code if failed_code > 0 else 1
 
 
+def killed_text(rank, nproc, signum):
+    """The error of a rank a signal ended (kill, the out-of-memory killer): who, which signal, and the way on."""
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    return (f"error: rank {rank} of {nproc} was stopped by {name} (signal {signum}) from outside slimkit, and the "
+            f"other ranks with it\n  hint: finished stages are saved: rerun the same command with --resume "
+            f"(a SIGKILL nobody sent is often the out-of-memory killer: see `dmesg`)")
+
+
 def error_lines(path):
-    """The last `error: ...` line of a rank's log and the `hint:` lines after it ([] when it printed none)."""
+    """The last `error: ...` line of a rank's log and the `hint:` (or `  - ` problem) lines after it ([]: none)."""
     if not Path(path).is_file():
         return []
     lines = Path(path).read_text(errors="replace").splitlines()
@@ -141,8 +170,9 @@ def error_lines(path):
     if not starts:
         return []
     out = [lines[starts[-1]]]
-    for line in lines[starts[-1] + 1:]:
-        if not line.startswith("  hint: ") and not (out[-1].startswith("  hint: ") and line.startswith("    ")):
+    for line in lines[starts[-1] + 1:]:  # its hint, or the list of several problems (ConfigErrors)
+        if not line.startswith(("  hint: ", "  - ")) and not (out[-1].startswith("  hint: ")
+                                                              and line.startswith("    ")):
             break
         out.append(line)
     return out

@@ -1,11 +1,10 @@
 """`slimkit.load_model`: a folder `save_model` wrote, or a finished stage's folder, back as a model."""
 
-import json
 from pathlib import Path
 
 from ..core.errors import ModelError
-from ..models.checkpoint import ARCH, INFERENCE_DIR, load_into, read_architecture
-from .rundir import read_run
+from ..models.checkpoint import ARCH, INFERENCE_DIR, WEIGHTS, load_into, read_architecture
+from .rundir import read_run, verify_stage
 
 
 def load_model(folder, model=None):
@@ -16,6 +15,8 @@ def load_model(folder, model=None):
     an `InferenceModel`, whose `run(images)` returns the logits (the output the run's `task.output` names).
     """
     folder = Path(folder)
+    # A finished stage's folder: its files are checked against the checksums its stage.json recorded.
+    verify_stage(folder, only=(WEIGHTS, ARCH, f"{INFERENCE_DIR}/"))
     if model is None:
         exported = _inference_program(folder)
         if exported is not None:
@@ -35,7 +36,7 @@ def _inference_program(folder):
     prefix = folder / INFERENCE_DIR / "model"
     if not Path(f"{prefix}.pdmodel").is_file():
         return None
-    arch = json.loads((folder / ARCH).read_text()) if (folder / ARCH).is_file() else {}
+    arch = read_architecture(folder) if (folder / ARCH).is_file() and (folder / WEIGHTS).is_file() else {}
     if arch.get("spec") and not _quantized(arch):
         return None
     from ..deploy.paddle_inference import InferenceModel

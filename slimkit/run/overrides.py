@@ -12,6 +12,7 @@ import re
 import yaml
 
 from ..core.errors import ConfigError
+from .yamlfile import parse_bounded
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(-?\d+)\]")
 
@@ -34,14 +35,14 @@ def apply_overrides(raw, assignments):
         key, sep, value = text.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {text}", "expected KEY=VALUE", "e.g. --set train.epochs=1")
-        parsed = _parse_value(value)
+        parsed = _parse_value(value, key.strip())
         _assign(config, parse_key(key.strip()), parsed, key.strip())
     return config
 
 
-def _parse_value(text):
+def _parse_value(text, key):
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = parse_bounded(text, f"--set {key}") if text.strip() else ""
     except yaml.YAMLError:
         return text
     if isinstance(value, str):

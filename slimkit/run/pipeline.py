@@ -23,7 +23,6 @@ from pathlib import Path
 from ..core import device as devices
 from ..core import parallel
 from ..core.errors import ConfigError, SlimkitError
-from ..core.files import atomic_write_text
 from ..core.seeding import seeded, set_seed
 from ..core.surgery import model_digest
 from ..data.sources import data_identity, to_bundle
@@ -31,17 +30,18 @@ from ..deploy.formats import ExportConfig, export_formats
 from ..deploy.paddle_inference import INFERENCE_DIR, export_stage, needs_convert
 from ..deploy.stage_latency import exported, keep_original, measure_stage, retime_interleaved
 from ..models.checkpoint import record_spec, save_model
+from ..report.console import captured_console
 from ..report.curves import write_curves
 from ..report.measure import count_flops, count_params, saved_size, weight_sparsity
-from ..report.rows import ConsoleTable, Note, ReportConfig, StageReport, write_reports
+from ..report.rows import (ConsoleTable, Note, ReportConfig, StageReport, print_retimed,
+                           read_report_file, write_reports)
 from ..sparsity.masks import holding_masks
-from ..strategies.base import Context, Strategy
+from ..strategies.base import Context, Strategy, check_stage_name
 from ..train.engine import Engine, check_engine, check_finite_weights, resolve_train_config
 from ..train.objective import build_task
 from ..train.tasks import check_stages
 from . import preflight, rundir
-
-DONE = "stage.json"
+from .lock import RunLock
 
 
 class Pipeline:
@@ -60,6 +60,7 @@ class Pipeline:
             if not isinstance(stage, Strategy):
                 raise ConfigError(f"stages[{i}]", f"{stage!r} is not a slimkit Strategy",
                                   "use Finetune(...), FilterPruning(...), ... or a subclass of slimkit.Strategy")
+            check_stage_name(stage.display_name, f"stages[{i}].name")  # also a name set after construction
         names = [self.stage_name(i) for i in range(len(self.stages))]
         if len(set(names)) != len(names):
             raise ConfigError("stages", f"stage names repeat: {names}", "give stages distinct `name`s")
@@ -101,9 +102,30 @@ class Pipeline:
         `paddle.get_device()` comes back.
         """
         parallel.init()
-        with seeded(self.seed), self._scratch(), devices.using(self.device) as used:
+        self.run_id = None  # this call's, once it claimed the folder
+        with seeded(self.seed), self._scratch(), self._locked(), self._logged(), devices.using(self.device) as used:
             self.used_device = used
             return self._run(resume, overwrite)
+
+    @contextlib.contextmanager
+    def _logged(self):
+        """Native Paddle output off the console and into `run.log`, as `slimkit run` does (it captures already)."""
+        with captured_console(title=f"Pipeline.run -> {self.out_dir}") as log:
+            try:
+                yield
+            finally:
+                if parallel.is_main():  # rank 0 writes the run's files (a refused run claimed none: nothing)
+                    rundir.append_log(self.out_dir, log(), self.run_id)
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """`out_dir` locked for the whole run (rank 0 holds it; a second run there is refused on every rank)."""
+        lock = RunLock(self.out_dir)
+        parallel.on_main(lock.acquire, share=lambda _: None)
+        try:
+            yield
+        finally:
+            lock.release()
 
     @contextlib.contextmanager
     def _scratch(self):
@@ -128,7 +150,7 @@ class Pipeline:
         task = self.task
 
         def claim():  # rank 0 checks and claims the folder; every rank learns the run id (or the error)
-            preflight.check_pipeline(self, resume=resume, overwrite=overwrite)  # the task's checks too
+            preflight.check_pipeline(self, resume=resume, overwrite=overwrite)  # what `slimkit check` checks
             run_id = rundir.claim(self.out_dir, self.identity(),
                                   ["00-baseline", *(self.stage_dir(i).name for i in range(len(self.stages)))],
                                   resume=resume, overwrite=overwrite)
@@ -164,14 +186,16 @@ class Pipeline:
                 teacher.eval()
             model, resuming = self._stage(i, stage, model, (teacher, original), table, resuming)
         self.model = model
-        if not resuming:  # something ran: time all stages' exports together; a finished run is left as it is
+        # Something ran, or the run was cut before its end (the final re-timing, the report): finish it.
+        # A finished run is left as it is.
+        if not resuming or not parallel.on_main(lambda: _complete(self.out_dir), share=bool):
             self.reports = parallel.on_main(self._finish, share=lambda rs: [r.to_dict() for r in rs],
                                             receive=lambda ds: [StageReport.from_dict(d) for d in ds])
         return self.reports
 
     def _finish(self):
         self.retime()
-        self.write()
+        self.write(complete=True)
         write_curves(self.reports, self.out_dir)
         return self.reports
 
@@ -218,14 +242,10 @@ class Pipeline:
         shape = [self.report_config.latency_batch, *self.input_shape[1:]]
         retime_interleaved(self.reports, folders, self.report_config, shape, clock=clock)
         for folder, report in zip(folders, self.reports):  # a resumed run restores the re-timed rows
-            done = json.loads((folder / DONE).read_text())
-            self._mark_done(folder, report, done["config"])
+            self._mark_done(folder, report, rundir.read_stage_record(folder)["config"])
         if self.verbose and self.report_config.runtime != "eager":
-            notes = ConsoleTable(metric_names=None)
-            notes.note("latency re-timed with all stages' exports interleaved: " + ", ".join(
-                f"{r.latency_ms:.3g}" for r in self.reports) + " ms")
-            for note in (n for r in self.reports for n in r.notes if getattr(n, 'kind', '') == 'slower'):
-                notes.note(note)
+            # The rows above carry each stage's first timing; this table is what report.md holds.
+            print_retimed(self.reports)
 
     def measure(self, model, folder, name, strategy, start, ctx=None, stage=None):
         """Measure `model` now; the weights are saved in `folder` and their size is read from disk.
@@ -241,7 +261,7 @@ class Pipeline:
         name, strategy = names
         if not (folder / "model.pdparams").is_file():
             save_model(model, folder, self.model_spec)
-        export_failed = self._export(model, folder) if exported(folder) is None else None  # QAT/PTQ export
+        export_failed = _export(model, folder, self.input_shape) if exported(folder) is None else None  # QAT/PTQ export
         cfg = self.report_config
         flops, zero_types = count_flops(model, self.input_shape)
         latency_shape = [cfg.latency_batch, *self.input_shape[1:]]
@@ -272,26 +292,15 @@ class Pipeline:
         report.seconds = round(time.perf_counter() - start, 2)
         return report
 
-    def _export(self, model, folder):
-        """Write the stage's Paddle Inference model (<stage>/inference/model.*); the error text if it fails."""
-        try:
-            if needs_convert(model):
-                from ..quant import convert
-
-                model = convert(model)
-            export_stage(model, folder, self.input_shape)
-        except Exception as err:  # a model paddle.jit.save cannot trace still gets its other measurements
-            shutil.rmtree(Path(folder) / INFERENCE_DIR, ignore_errors=True)
-            return f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
-        return None
-
     def _verification_batches(self):
         """The batches an export is verified on: the evaluated split, through the engine's `batches`."""
         return self.engine.batches(self.report_config.eval_split, self.train_config.eval_batch_size)
 
-    def write(self):
-        """Write report.json / report.md of the stages run so far."""
-        extra = {"config": self.describe()}
+    def write(self, complete=False):
+        """Write report.json / report.md of the stages run so far (`complete`: the run's final report)."""
+        # What deployment must do to inputs first (null: the data was used as given).
+        extra = {"config": self.describe(), "input_normalisation": getattr(self.data, "normalisation", None),
+                 "complete": complete}
         if self.used_device is not None:
             extra["device"] = devices.record(self.device, self.used_device)
         return write_reports(self.reports, self.out_dir, extra)
@@ -325,22 +334,43 @@ class Pipeline:
 
     def _mark_done(self, folder, report, config):
         # Written last: a stage folder without it is an interrupted stage and runs again.
-        parallel.on_main(lambda: atomic_write_text(
-            Path(folder) / DONE, json.dumps({"config": config, "report": report.to_dict()}, indent=2)))
+        parallel.on_main(lambda: rundir.write_stage_record(folder, config, report.to_dict()))
 
     def _load_done(self, folder, config=None):
         """The finished stage's report in `folder` (rank 0 reads it; every rank gets it), or None."""
-        return parallel.on_main(lambda: self._read_done(folder, config), share=lambda r: r and r.to_dict(),
+        return parallel.on_main(lambda: _read_done(folder, config), share=lambda r: r and r.to_dict(),
                                 receive=lambda d: d and StageReport.from_dict(d))
 
-    def _read_done(self, folder, config=None):
-        path = Path(folder) / DONE
-        if not path.is_file():
-            return None
-        saved = json.loads(path.read_text())
-        if config is not None and saved["config"] != json.loads(json.dumps(config)):
-            return None
-        return StageReport.from_dict(saved["report"])
+
+
+def _complete(out_dir):
+    """Did a run finish in `out_dir` (its report.json written at the end, `complete: true`)?"""
+    try:
+        return read_report_file(out_dir).get("complete") is True
+    except SlimkitError:  # missing or damaged: written again
+        return False
+
+def _export(model, folder, input_shape):
+    """Write the stage's Paddle Inference model (<stage>/inference/model.*); the error text if it fails."""
+    try:
+        if needs_convert(model):
+            from ..quant import convert
+
+            model = convert(model)
+        export_stage(model, folder, input_shape)
+    except Exception as err:  # a model paddle.jit.save cannot trace still gets its other measurements
+        shutil.rmtree(Path(folder) / INFERENCE_DIR, ignore_errors=True)
+        return f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+    return None
+
+
+def _read_done(folder, config=None):
+    """The report of the stage finished in `folder` with `config`, or None (it runs again)."""
+    saved = rundir.read_stage_record(folder)
+    if saved is None or (config is not None and saved["config"] != json.loads(json.dumps(config))):
+        return None  # not finished, or finished with another config: it runs again
+    rundir.verify_stage(folder, saved)  # restoring damaged files would carry them on silently
+    return StageReport.from_dict(saved["report"])
 
 
 def _resume_hint(err, out_dir, stage_name):
@@ -355,4 +385,3 @@ def _take_history(engine):
     """The per-epoch history the engine kept of this stage's training (none for an engine without it)."""
     take = getattr(engine, "take_history", None)
     return take() if callable(take) else []
-

@@ -3,8 +3,8 @@
 Nothing that can be known before training may fail after it. Checked here, without
 training (the config itself, every block and stage in one pass, is checked by
 `run.config.load_config_all` first): the device (the installed Paddle has it, and TensorRT
-when asked for), the model and one forward pass at the
-input shape on that device, the stage order (nothing traces or prunes a quantized model;
+when asked for), the model and one forward pass at the input shape on that device, the
+model's output against the task (`task.output`), the stage order (nothing traces or prunes a quantized model;
 distillation has a teacher; no training stage silently refills zeroed weights),
 layer names against the built model (with the closest name), a FLOPs target against what
 the untrained model's channel groups can give, the task against the model's output and the
@@ -15,11 +15,12 @@ format is asked, and the output folder.
 import copy
 
 from ..core import device as devices
-from ..core.errors import ConfigError, SlimkitError, raise_all
+from ..core.errors import ConfigError, SlimkitError, flatten, raise_all
 from ..data.sources import first_samples
 from ..deploy.formats import check_onnx
 from ..pruning.dependency import check_forward_runs  # the one eager forward check, as analyze() runs it
 from . import rundir
+from .lock import RunLock
 
 QUANTIZING = ("qat", "ptq")
 AFTER_QUANT_FORBIDDEN = ("filter_pruning", "sparse_pruning", "qat", "ptq")
@@ -64,6 +65,7 @@ def _check_on_device(pipeline, resume, overwrite):
     try:
         folders = ["00-baseline", *(pipeline.stage_dir(i).name for i in range(len(pipeline.stages)))]
         rundir.writable_without_writing(pipeline.out_dir)
+        RunLock(pipeline.out_dir).check_free()  # another run working in the folder now
         rundir.inspect(pipeline.out_dir, pipeline.identity(), folders, resume, overwrite)
     except SlimkitError as err:
         errors.append(err)
@@ -110,12 +112,15 @@ def _trains(stage):
     return False
 
 
-def layer_name_errors(stages, model, input_shape):
-    """Layer names in skip/ratios and FLOPs targets checked against the built (untrained) model."""
+def layer_name_errors(stages, model, input_shape, indices=None):
+    """Layer names in skip/ratios and FLOPs targets checked against the built (untrained) model.
+
+    `indices`: each stage's position in the config (default 0, 1, ...), for the errors' paths.
+    """
     errors = []
     graph = None
     structure_changed = False
-    for i, stage in enumerate(stages):
+    for i, stage in zip(indices if indices is not None else range(len(stages)), stages):
         path = f"stages[{i}]"
         try:
             if stage.type_name == "filter_pruning":
@@ -135,10 +140,12 @@ def layer_name_errors(stages, model, input_shape):
                 from ..quant.qat import layers_to_quantize
 
                 layers_to_quantize(model, stage.quantizable_layer_type, stage.skip)
-        except SlimkitError as err:
-            where = getattr(err, "path", "") or ""
-            message = err.message[len(where) + 2:] if where and err.message.startswith(f"{where}: ") else err.message
-            errors.append(ConfigError(f"{path}.{where}" if where else path, message, err.hint))
+        except SlimkitError as found:
+            for err in flatten([found]):
+                where = getattr(err, "path", "") or ""
+                message = err.message[len(where) + 2:] if where and err.message.startswith(f"{where}: ") \
+                    else err.message
+                errors.append(ConfigError(f"{path}.{where}" if where else path, message, err.hint))
     return errors
 
 

@@ -17,25 +17,39 @@ import shutil
 import uuid
 from pathlib import Path
 
-from ..core.errors import OutputError, ResumeError
-from ..core.files import atomic_write_text
+from ..core.errors import CorruptFileError, OutputError, ResumeError
+from ..core.files import atomic_write_text, changed_files, checksums, read_json
+from ..report.curves import CURVES
 
 RUN = "pipeline.json"
 MARKER = ".slimkit-stage"
-OWN_FILES = (RUN, "report.json", "report.md", "run.log")
+DONE = "stage.json"  # a finished stage's record, written last
+OWN_FILES = (RUN, "report.json", "report.md", "run.log", CURVES)  # the run's own files beside its stages
 
 
 # --- ownership -----------------------------------------------------------------------------
-def read_run(out_dir):
-    """The `pipeline.json` record of `out_dir` ({"run": id, **configuration}), or None when there is none."""
+def read_run(out_dir, strict=False):
+    """The `pipeline.json` record of `out_dir` ({"run": id, **configuration}), or None when there is none.
+
+    A file that is not a run record (damaged, or not slimkit's) is None, or with `strict`
+    a CorruptFileError naming it.
+    """
     path = Path(out_dir) / RUN
     if not path.is_file():
         return None
+    fix = (f"rerun with --overwrite to start the run in {out_dir} over (its stage folders are replaced), "
+           "or choose another --out folder")
     try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
+        record = read_json(path, fix)
+    except (OSError, CorruptFileError):
+        if strict:
+            raise
         return None
-    return record if isinstance(record, dict) and "run" in record else None
+    if not (isinstance(record, dict) and isinstance(record.get("run"), str)):
+        if strict:
+            raise CorruptFileError(f"{path} is not a slimkit run record", fix)
+        return None
+    return record
 
 
 def owner_of(folder):
@@ -101,7 +115,9 @@ def inspect(out_dir, config, stage_folders, resume=False, overwrite=False):
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir} is a file, not a folder", "choose a folder for --out (it is created if missing)")
     config = json.loads(json.dumps(config))
-    previous = read_run(out_dir)
+    previous = _previous_run(out_dir, resume, overwrite)
+    if previous is None:
+        _refuse_foreign_files(out_dir)
     changed = _differences(previous, config)
     different = [k for k in changed if k != "stages"]
     if resume and previous is not None and different:
@@ -117,6 +133,36 @@ def inspect(out_dir, config, stage_folders, resume=False, overwrite=False):
         if (path.exists() or path.is_symlink()) and owner_of(path) != run_id:
             raise foreign_in_the_way(path)
     return previous, changed, run_id
+
+
+def _previous_run(out_dir, resume, overwrite):
+    """The run record of `out_dir` (None: none); a damaged one is refused unless `overwrite` may replace it.
+
+    With `overwrite`, a damaged `pipeline.json` is slimkit's when stage folders of one run
+    vouch for it: that run's record then stands in (its id, nothing else), so its folders
+    are replaced. A `pipeline.json` nothing of slimkit's vouches for is the user's.
+    """
+    try:
+        return read_run(out_dir, strict=True)
+    except CorruptFileError as err:
+        owners = {owner_of(p) for p in Path(out_dir).iterdir()} - {None}
+        if len(owners) != 1:
+            raise OutputError(f"{err.message}, and no stage folder of a slimkit run is in {out_dir}: it is not "
+                              "slimkit's", f"move or rename {Path(out_dir) / RUN}, or choose another --out folder; "
+                                           "slimkit never replaces what it did not write") from None
+        if resume or not overwrite:
+            raise
+        return {"run": owners.pop()}
+
+
+def _refuse_foreign_files(out_dir):
+    """OutputError when a folder holding no slimkit run has files under the names slimkit's run files take."""
+    for name in OWN_FILES:
+        path = Path(out_dir) / name
+        if path.exists() or path.is_symlink():
+            raise OutputError(f"{path} was not written by slimkit ({out_dir} holds no slimkit run)",
+                              "move or rename it, or choose another --out folder; slimkit never replaces what "
+                              "it did not write")
 
 
 def writable_without_writing(out_dir):
@@ -172,3 +218,57 @@ def append_log(out_dir, text, run_id):
     except OSError:
         return False  # a read-only folder resumed: the run itself needed no write
     return True
+
+
+# --- stage records: what a finished stage wrote, with a checksum of every file ------------
+def stage_fix(folder):
+    """How to replace a damaged stage folder: its stage (and the later ones) run again."""
+    folder = Path(folder)
+    return (f"delete {folder} and rerun the run with --resume ({folder.name} and the stages after it run again), "
+            "or rerun it with --overwrite")
+
+
+def write_stage_record(folder, config, report):
+    """Write `stage.json` last: the stage's config, its report and the SHA-256 of every file in `folder`."""
+    folder = Path(folder)
+    files = checksums(folder, skip=(DONE, MARKER))
+    atomic_write_text(folder / DONE, json.dumps({"config": config, "report": report, "files": files}, indent=2))
+
+
+def read_stage_record(folder):
+    """The `stage.json` record of a finished stage folder, or None when it has none; CorruptFileError if damaged."""
+    path = Path(folder) / DONE
+    if not path.is_file():
+        return None
+    record = read_json(path, stage_fix(folder))
+    if not (isinstance(record, dict) and isinstance(record.get("report"), dict) and "config" in record):
+        raise CorruptFileError(f"{path} is damaged: not a slimkit stage record", stage_fix(folder))
+    return record
+
+
+def verify_stage(folder, record=None, only=None):
+    """CorruptFileError naming the first file of the stage that is missing or differs from its recorded checksum.
+
+    `only`: the files or folders (`inference/`) to verify; default: all the record lists.
+    A record written before checksums were kept has none to verify.
+    """
+    record = read_stage_record(folder) if record is None else record
+    bad = changed_files(folder, (record or {}).get("files") or {}, only)
+    if bad:
+        path, how = bad[0]
+        what = "is missing" if how == "missing" else \
+            "does not match the checksum its stage recorded (damaged or changed)"
+        more = f" (and {len(bad) - 1} more file(s))" if len(bad) > 1 else ""
+        raise CorruptFileError(f"{path} {what}{more}", stage_fix(folder))
+    return record
+
+
+def finished_stages(run_dir):
+    """The stage folders of `run_dir` that hold a `stage.json` (baseline first)."""
+    return sorted(p for p in Path(run_dir).glob("[0-9][0-9]-*") if (p / DONE).is_file())
+
+
+def verify_run(run_dir, only=None):
+    """`verify_stage` for every finished stage folder of `run_dir`."""
+    for folder in finished_stages(run_dir):
+        verify_stage(folder, only=only)

@@ -1,17 +1,18 @@
 """`slimkit export RUN_DIR [--stage NAME] --format paddle|onnx --to DIR`: the files to ship from a finished run."""
 
-import json
 import shutil
 import typing
 from pathlib import Path
 
 from ..core.errors import ConfigError, ModelError
+from ..core.files import read_json
 from ..core.schema import _suggest
 from ..data import DataConfig, load_dataset
 from ..deploy import onnx as onnx_export
 from ..deploy.formats import FORMATS, ONNX_FILES, PADDLE_FILES, export_paddle, has_paddle_files
-from ..deploy.paddle_inference import OUTPUTS_FILE, stage_export_prefix
+from ..deploy.paddle_inference import INFERENCE_DIR, OUTPUTS_FILE, stage_export_prefix
 from .loading import load_model
+from .rundir import finished_stages, read_run, stage_fix, verify_stage
 
 
 def export_run(run_dir, to, stage=None, fmt="paddle"):
@@ -26,6 +27,10 @@ def export_run(run_dir, to, stage=None, fmt="paddle"):
     taken = [n for n in (*names, OUTPUTS_FILE) if (target / n).exists()]
     if taken:
         raise ConfigError("--to", f"{target} already holds {', '.join(taken)}", "choose an empty or new folder")
+    # The files leave the run folder here (or are converted): a damaged one is named now, not in deployment.
+    # (An onnx/ folder deleted on purpose is exported again from inference/.)
+    onnx_kept = fmt == "onnx" and (folder / onnx_export.ONNX_DIR).is_dir()
+    verify_stage(folder, only=[f"{INFERENCE_DIR}/", *([f"{onnx_export.ONNX_DIR}/"] if onnx_kept else [])])
     source = _paddle_files(folder) if fmt == "paddle" else _onnx_files(folder, run_dir)
     target.mkdir(parents=True, exist_ok=True)
     if (source / OUTPUTS_FILE).is_file():  # which model output each exported one is (exports since it exists)
@@ -38,7 +43,7 @@ def export_run(run_dir, to, stage=None, fmt="paddle"):
 def find_stage(run_dir, stage=None):
     """The folder of the finished stage `stage` (its name, or `NN-name`) in `run_dir`; default: the last one."""
     run_dir = Path(run_dir)
-    done = sorted(p for p in run_dir.glob("[0-9][0-9]-*") if (p / "stage.json").is_file())
+    done = finished_stages(run_dir)
     if not done:
         raise ConfigError("RUN_DIR", f"{run_dir} holds no finished stage", "give the --out folder of a slimkit run")
     if stage is None:
@@ -54,7 +59,7 @@ def _paddle_files(folder):
     if has_paddle_files(stage_export_prefix(folder)):
         return stage_export_prefix(folder).parent
     model = load_model(folder)  # a stage of a run made before every stage was exported
-    pipeline = json.loads((folder.parent / "pipeline.json").read_text())
+    pipeline = read_run(folder.parent, strict=True) or {}
     return export_paddle(model, folder, pipeline["input_shape"]).parent
 
 
@@ -65,7 +70,7 @@ def _onnx_files(folder, run_dir):
         inputs, text, output = _verification_inputs(run_dir)
         record = onnx_export.export_onnx(_paddle_files(folder) / "model", source, inputs, output, inputs_text=text)
     else:
-        record = json.loads(record_path.read_text())
+        record = read_json(record_path, stage_fix(folder))
     if not record["ok"]:
         raise ModelError(onnx_export.mismatch_text(record),
                          "ship the Paddle files (--format paddle), or report the model as a conversion bug")
@@ -83,7 +88,7 @@ def _verification_inputs(run_dir):
     run's arrays or Dataset, a factory) is not at hand: seeded random inputs of the run's input
     shape then compare ONNX Runtime with Paddle, which needs no labels.
     """
-    described = json.loads((Path(run_dir) / "pipeline.json").read_text())
+    described = read_run(run_dir, strict=True) or {}
     output = (described.get("task") or {}).get("output")
     data = described.get("data")
     if isinstance(data, dict) and data.get("name") in _builtin_datasets() and "factory" not in data:

@@ -85,6 +85,10 @@ class Strategy(Options):
         else:  # recorded as the `package.module:Class` a config names it by, so a resume rebuilds it
             cls.type_name = f"{cls.__module__}:{cls.__qualname__}"
 
+    def __post_init__(self):
+        super().__post_init__()
+        check_stage_name(self.name, "name")
+
     def apply(self, model, ctx: Context):
         """Return the compressed model (may be `model` changed in place, or a new one)."""
         raise NotImplementedError
@@ -111,6 +115,31 @@ class Strategy(Options):
 
     def to_config(self):
         return {"type": self.type_name, **self.to_dict()}
+
+
+MAX_NAME = 100  # characters; a stage folder is `NN-name`, and file systems allow 255 bytes
+
+
+def check_stage_name(name, path):
+    """ConfigError unless `name` (None: the stage's type) can be a folder name inside `--out`, and nothing else.
+
+    A stage's folder is `out/NN-name`: a separator, `..`, a NUL or an empty name would put it
+    elsewhere, nest it, or fail only after the work before it.
+    """
+    if name is None:
+        return
+    fix = "use letters, digits, '-', '_' and '.' (the name becomes the folder `NN-name` inside --out), " \
+          "or leave `name` out to use the stage's type"
+    if not name.strip():
+        raise ConfigError(path, "a stage name cannot be empty", fix)
+    bad = sorted({c for c in name if c in "/\\" or ord(c) < 32 or ord(c) == 127})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise ConfigError(path, f"{name!r} holds {shown}: a stage name is one folder name, not a path", fix)
+    if set(name) == {"."}:
+        raise ConfigError(path, f"{name!r} is not a folder name", fix)
+    if len(name) > MAX_NAME:
+        raise ConfigError(path, f"the stage name is {len(name)} characters long, more than {MAX_NAME}", fix)
 
 
 def strategy_class(kind, path):

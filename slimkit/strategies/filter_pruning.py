@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from ..core.errors import ConfigError, ModelError
+from ..core.errors import ConfigError, ModelError, raise_all
 from ..core.schema import Options, option
 from ..core.surgery import capture, restore
 from ..pruning.criteria import CRITERIA, Criterion, get_criterion
@@ -164,9 +164,17 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         return model
 
     def _resolve_names(self, graph):
-        # Unknown names fail here, before anything changed (graph.group suggests close names).
-        for name in self.skip:
-            graph.group(name)
+        # Unknown names fail here, all of them, before anything changed (graph.group suggests close names).
+        errors = []
+        for key, names in (("skip", self.skip), ("ratios", self.ratios if isinstance(self.ratios, dict) else ())):
+            for name in names:
+                try:
+                    g = graph.group(name)
+                    if key == "ratios" and not g.prunable:
+                        raise ModelError(f"layer {name!r} cannot be pruned: {g.reason}", "remove it from `ratios`")
+                except ModelError as err:
+                    errors.append(err)
+        raise_all(errors)
         if not self._groups(graph):
             reasons = [f"{name}: {why}" for name, why in graph.skipped().items()]
             reasons += [f"{name}: in `skip`" for name in self.skip]
@@ -176,11 +184,6 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
                              "a forward that branches on tensor values (if x.mean() > 0) traces one branch: write "
                              "it with tensor ops (paddle.where), or use sparse_pruning, which needs no trace; "
                              "layers named in `skip` are left out")
-        if isinstance(self.ratios, dict):
-            for name in self.ratios:
-                g = graph.group(name)
-                if not g.prunable:
-                    raise ModelError(f"layer {name!r} cannot be pruned: {g.reason}", "remove it from `ratios`")
 
     def _groups(self, graph):
         skipped = {graph.group(n).name for n in self.skip}

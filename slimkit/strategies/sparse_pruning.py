@@ -9,7 +9,6 @@ their sizes beside the dense `model.pdparams`.
 """
 
 import dataclasses
-import json
 import zipfile
 from pathlib import Path
 from typing import Literal, Optional
@@ -20,7 +19,7 @@ import paddle
 from ..core.errors import ConfigError
 from ..core.schema import option
 from ..core.surgery import capture, restore
-from ..models.checkpoint import ARCH, WEIGHTS, load_into
+from ..models.checkpoint import ARCH, WEIGHTS, load_into, read_architecture
 from ..sparsity.criteria import get_sparsity_criterion, sparse_prunable_layers
 from ..sparsity.masks import (MASKED, apply_masks, mask_name, masked_layers, remove_masks, sparsify, sparsity_stats,
                               strip_masks)
@@ -138,7 +137,7 @@ class SparsePruning(Strategy, type_name="sparse_pruning"):
     def restore(self, model, folder, ctx):
         """Load the stage's weights; mask buffers saved with `strip: false` are recreated first."""
         folder = Path(folder)
-        arch = json.loads((folder / ARCH).read_text()) if (folder / ARCH).is_file() else {"layers": {}}
+        arch = read_architecture(folder) if (folder / ARCH).is_file() else {"layers": {}}
         own = dict(model.named_sublayers(include_self=True))
         added = set()
         for prefix, info in arch["layers"].items():

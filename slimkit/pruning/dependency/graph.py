@@ -70,9 +70,13 @@ class DependencyGraph:
         # (auxiliary heads); None when both modes call the same layers.
         self.train_structure = None
         self._by_root = {root: g for g in groups for root in g.roots}
+        self.parameter_layers = {}  # parameter name -> its layer (`analyze` fills it): `group` takes either
 
     def group(self, layer_name):
         """The Group holding `layer_name`'s output channels (any of its root layers' names works).
+
+        A parameter's name works too: its state-dict key (`features.0.weight`) or Paddle's
+        name of it (`conv2d_22.w_0`, as PaddleSlim's tutorials name layers).
 
         A depthwise conv's output channels are its input's: it resolves to the group that
         produces them.
@@ -84,6 +88,13 @@ class DependencyGraph:
                 return self.followers[layer_name]
             raise ModelError(f"depthwise conv {layer_name!r} carries the channels of several layers "
                              "(a concatenation); prune those layers instead")
+        layer = self.parameter_layers.get(layer_name)
+        if layer is not None and layer != layer_name:  # a parameter's name (`conv2d_22.w_0`): its layer's group
+            try:
+                return self.group(layer)
+            except ModelError as err:
+                raise ModelError(f"parameter {layer_name!r} belongs to layer {layer!r}: {err.message}",
+                                 err.hint) from None
         names = [g.name for g in self.groups]
         if layer_name in self.unused:
             raise ModelError(f"layer {layer_name!r} is not prunable: {self.unused[layer_name]}",
