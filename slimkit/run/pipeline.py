@@ -205,7 +205,9 @@ class Pipeline:
         record_spec(folder, self.model_spec)
 
     def retime(self, clock=None):
-        """Time every stage's export interleaved (one go) and update the rows' latency and notes."""
+        """Time every stage's export interleaved (one go) and update the rows' latency and notes.
+
+        `clock`: a report.timing.Clock (injectable)."""
         folders = [self.out_dir / "00-baseline"] + [self.stage_dir(i) for i in range(len(self.reports) - 1)]
         shape = [self.report_config.latency_batch, *self.input_shape[1:]]
         retime_interleaved(self.reports, folders, self.report_config, shape, clock=clock)
@@ -216,7 +218,7 @@ class Pipeline:
             notes = ConsoleTable(metric_names=None)
             notes.note("latency re-timed with all stages' exports interleaved: " + ", ".join(
                 f"{r.latency_ms:.3g}" for r in self.reports) + " ms")
-            for note in (n for r in self.reports for n in r.notes if getattr(n, 'kind', '') == 'slower'):
+            for note in (n for r in self.reports for n in r.notes if getattr(n, 'kind', '') in ('slower', 'noisy')):
                 notes.note(note)
 
     def measure(self, model, folder, name, strategy, start, ctx=None, stage=None):
@@ -246,6 +248,7 @@ class Pipeline:
             notes.append(Note(f"paddle.flops counts these layer types as zero FLOPs: {', '.join(zero_types)}", name,
                               "flops_zero_types"))
         deployed = measure_stage(model, folder, cfg, latency_shape)
+        notes += [Note(text, name, "noisy") for text in deployed["notes"]]
         report = StageReport(
             stage=name, strategy=strategy, flops=flops, params=count_params(model),
             top1=metrics.get("top1"), top5=metrics.get("top5"), size_bytes=saved_size(folder / "model.pdparams"),
