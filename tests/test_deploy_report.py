@@ -115,6 +115,11 @@ def test_bench_retimes_a_finished_run(run, capsys):
     assert all(s["latency_ms"] > 0 for s in saved["stages"]) and saved["config"]["input_shape"] == [1, 1, 8, 8]
 
 
+def test_bench_with_a_bad_timing_option_exits_2(run, capsys):
+    assert main(["bench", str(run[2]), "--width", "1.5"]) == 2
+    assert "latency_ci_width" in capsys.readouterr().err
+
+
 def test_bench_of_a_folder_without_a_run_exits_2(tmp_path, capsys):
     assert main(["bench", str(tmp_path)]) == 2
     assert "report.json" in capsys.readouterr().err
