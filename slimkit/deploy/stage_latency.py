@@ -11,6 +11,7 @@ interval, timed until the intervals are narrower than `report.latency_ci_width` 
 measures slower than the one before it gets a note ("never silently slower").
 """
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -71,15 +72,22 @@ def measure_stage(model, folder, cfg, shape):
 
     `notes`: texts saying which figures stayed noisy (the caller makes them the stage's notes).
     """
-    eager = measure_eager(model, shape, report_precision(cfg, eager=True))
-    eager_timing = eager.timing("eager")
-    extra = {"eager_latency_ms": round(eager_timing.median, 4), "runtime": cfg.runtime, "threads": cfg.threads,
-             "device": devices.current()}
-    notes = [f"eager forward: {eager.noise_note()}"] if eager.noise_note() else []
     prefix = exported(folder)
+    deployed = cfg.runtime != "eager" and prefix is not None
+    # Beside a deployed figure the eager one is for comparison: latency_runs runs, its interval
+    # recorded, no stopping rule; as the row's own figure it is timed until it is known.
+    eager_precision = report_precision(cfg, eager=True)
+    if deployed:
+        eager_precision = dataclasses.replace(eager_precision, max_rounds=eager_precision.min_rounds)
+    eager = measure_eager(model, shape, eager_precision)
+    eager_timing = eager.timing("eager")
+    extra = {"eager_latency_ms": round(eager_timing.median, 4), "eager_latency_low_ms": round(eager_timing.low, 4),
+             "eager_latency_high_ms": round(eager_timing.high, 4), "runtime": cfg.runtime, "threads": cfg.threads,
+             "device": devices.current()}
+    notes = [f"eager forward: {eager.noise_note()}"] if eager.noise_note() and not deployed else []
     if prefix is not None:
         extra["inference_model"] = str(prefix)
-    if cfg.runtime == "eager" or prefix is None:
+    if not deployed:
         extra.update(_interval_extra(eager_timing), latency_timing=eager.to_dict())
         return {"latency_ms": eager_timing.median, "latency_method": latency_method(cfg, shape, eager=True),
                 "extra": extra, "notes": notes}
