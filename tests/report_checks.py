@@ -1,8 +1,10 @@
 """Report comparisons that leave out what is timed (latencies differ from one measurement to the next)."""
 
-TIMED_EXTRA = ("eager_latency_ms", "latency_p10_ms", "latency_p90_ms", "float_export_latency_ms",
-               "int8_speedup_vs_float_export")
-TIMED_NOTES = ("slower", "int8_speed")  # note kinds that quote a latency
+TIMED_EXTRA = ("eager_latency_ms", "eager_latency_low_ms", "eager_latency_high_ms", "latency_p10_ms",
+               "latency_p90_ms", "latency_low_ms", "latency_high_ms", "latency_wall_ms", "latency_timing",
+               "latency_vs_baseline", "latency_vs_previous", "float_export_latency_ms",
+               "int8_speedup_vs_float_export", "int8_speedup_interval")
+TIMED_NOTES = ("slower", "noisy", "int8_speed")  # note kinds that quote a latency
 
 
 def untimed(report):

@@ -4,16 +4,18 @@ latency, ratios come from one interleaved timing, and a slower stage is never si
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import paddle
 import pytest
+from timing_machine import Machine
 
 import slimkit
 from slimkit import FilterPruning, Finetune, Pipeline, ReportConfig
 from slimkit.core.errors import ConfigError
 from slimkit.deploy import InferenceModel, stage_export_prefix, stage_latency
-from slimkit.report.timing import Timing
+from slimkit.report.rows import to_markdown
 from slimkit.run.cli import main
 
 REPORT = {"latency_runs": 6, "latency_warmup": 1, "latency_rounds": 2}
@@ -59,19 +61,49 @@ def test_every_stage_folder_holds_the_stage_model_for_paddle_inference(run, digi
     assert reports[2].params < reports[1].params
 
 
-def test_slower_stage_gets_a_note(run, monkeypatch):
+def test_slower_stage_gets_a_note_and_ratios_carry_their_interval(run, monkeypatch):
     pipeline, _, _ = run
-    # The pruned stage (runner 2) measures slower than the trained one (runner 1).
-    fake = {0: 2.0, 1: 1.0, 2: 1.5}
-    monkeypatch.setattr(stage_latency, "time_runners",
-                        lambda runners, *a, **k: {key: Timing(fake[key], fake[key], fake[key], 1) for key in runners})
-    pipeline.retime()
+    machine = Machine(noise=0.02)
+    fake = {"00-baseline": 2.0, "01-train": 1.0, "02-filter_pruning": 1.5}  # the pruned stage slower than train
+
+    class Scripted:
+        def __init__(self, prefix, cfg):
+            self.ms = fake[Path(prefix).parent.parent.name]
+
+        def runner(self, shape):
+            return machine.runner(self.ms)
+
+    monkeypatch.setattr(stage_latency, "_predictor", Scripted)
+    pipeline.retime(clock=machine.clock())
     notes = [n for r in pipeline.reports for n in r.notes if n.kind == "slower"]
-    assert len(notes) == 1 and notes[0].startswith("filter_pruning:") and "x1.50" in notes[0]
-    assert [r.latency_ms for r in pipeline.reports] == [2.0, 1.0, 1.5]
-    fake[2] = 0.5  # faster again: the note goes away on the next timing
-    pipeline.retime()
+    assert len(notes) == 1 and notes[0].startswith("filter_pruning:")
+    assert float(notes[0].rsplit("x", 1)[1].rstrip(")")) == pytest.approx(1.5, abs=0.05)
+    assert [round(r.latency_ms, 1) for r in pipeline.reports] == [2.0, 1.0, 1.5]
+    to_baseline = pipeline.reports[2].extra["latency_vs_baseline"]
+    assert to_baseline["low"] <= 0.75 <= to_baseline["high"] and to_baseline["high"] - to_baseline["low"] < 0.03
+    assert "0.75x, 0.7" in to_markdown(pipeline.reports)  # the table quotes the measured ratio with its interval
+    fake["02-filter_pruning"] = 0.5  # faster again: the note goes away on the next timing
+    pipeline.retime(clock=machine.clock())
     assert not [n for r in pipeline.reports for n in r.notes if n.kind == "slower"]
+
+
+def test_a_ratio_left_wide_by_the_budget_gets_a_noise_note(run, monkeypatch):
+    pipeline, _, _ = run
+    machine = Machine(noise=0.8)
+
+    class Scripted:
+        def __init__(self, prefix, cfg):
+            pass
+
+        def runner(self, shape):
+            return machine.runner(1.0)
+
+    monkeypatch.setattr(stage_latency, "_predictor", Scripted)
+    monkeypatch.setattr(pipeline.report_config, "latency_budget_s", 0.5)
+    pipeline.retime(clock=machine.clock())
+    noisy = [n for r in pipeline.reports for n in r.notes if n.kind == "noisy"]
+    assert noisy and all("is noisy" in n and "wide after" in n for n in noisy)
+    assert not any(r.extra["latency_timing"]["converged"] for r in pipeline.reports)
 
 
 def test_bench_retimes_a_finished_run(run, capsys):
@@ -81,6 +113,11 @@ def test_bench_retimes_a_finished_run(run, capsys):
     saved = json.loads((out / "report.json").read_text())
     assert [s["stage"] for s in saved["stages"]] == ["baseline", "train", "filter_pruning"]
     assert all(s["latency_ms"] > 0 for s in saved["stages"]) and saved["config"]["input_shape"] == [1, 1, 8, 8]
+
+
+def test_bench_with_a_bad_timing_option_exits_2(run, capsys):
+    assert main(["bench", str(run[2]), "--width", "1.5"]) == 2
+    assert "latency_ci_width" in capsys.readouterr().err
 
 
 def test_bench_of_a_folder_without_a_run_exits_2(tmp_path, capsys):

@@ -184,7 +184,8 @@ def test_latency_methods_name_the_device_and_cpu_flags_only_on_the_cpu(monkeypat
     monkeypatch.setattr(devices, "describe", lambda d: "GPU 0 (Fake card, CUDA 12.6)" if d != "cpu" else "CPU x")
     cfg = ReportConfig(**REPORT)
     gpu = latency_method(cfg, SHAPE, device="gpu:0")
-    for fact in ("gpu:0", "Paddle's GPU kernels", "[1, 1, 8, 8]", "GPU 0 (Fake card, CUDA 12.6)"):
+    for fact in ("gpu:0", "Paddle's GPU kernels", "[1, 1, 8, 8]", "GPU 0 (Fake card, CUDA 12.6)",
+                 "wall time"):  # a GPU run is timed on the wall clock
         assert fact in gpu
     assert "oneDNN" not in gpu and "CPU" not in gpu
     assert latency_method(ReportConfig(**REPORT, tensorrt=True), SHAPE, device="gpu:1").startswith(

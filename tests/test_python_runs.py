@@ -14,7 +14,7 @@ import pytest
 import slimkit
 from slimkit import Finetune, Pipeline, Strategy
 from slimkit.deploy import stage_latency
-from slimkit.report.timing import Timing
+from timing_machine import Machine
 
 QUICK = {"epochs": 1, "batch_size": 64, "max_steps_per_epoch": 2, "progress": False}
 FAST = {"latency_runs": 2, "latency_warmup": 0, "latency_rounds": 1}
@@ -46,11 +46,13 @@ def test_a_python_run_keeps_native_lines_in_run_log(digits, tmp_path, capfd):
 
 
 def test_the_console_ends_with_the_table_report_md_holds(digits, tmp_path, capsys, monkeypatch):
-    def fake(runners, *args, **kwargs):  # each stage's own timing 1 ms; the interleaved re-timing 7.77 ms
-        value = 7.77 if len(runners) > 1 else 1.0
-        return {key: Timing(value, value, value, 1) for key in runners}
+    machine, real = Machine(), stage_latency.measure
 
-    monkeypatch.setattr(stage_latency, "time_runners", fake)
+    def scripted(runners, pairs, precision, clock=None):  # each stage's own timing 1 ms; the re-timing 7.77 ms
+        ms = 7.77 if len(runners) > 1 else 1.0
+        return real({key: machine.runner(ms) for key in runners}, pairs, precision, machine.clock())
+
+    monkeypatch.setattr(stage_latency, "measure", scripted)
     Pipeline(small(), digits, [Finetune(name="train")], train=QUICK, report=FAST, out_dir=tmp_path).run()
     lines = capsys.readouterr().out.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("latency re-timed"))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import paddle
+from report_checks import TIMED_NOTES
 
 import slimkit
 from slimkit import FilterPruning, Finetune, Pipeline
@@ -21,7 +22,8 @@ TIMED = ("seconds", "latency_ms")  # wall-clock measurements: the only numbers a
 
 def measured(report_json):
     stages = json.loads(Path(report_json).read_text())["stages"]
-    return [{k: v for k, v in s.items() if k not in TIMED and k != "extra"} for s in stages]
+    return [{**{k: v for k, v in s.items() if k not in TIMED and k not in ("extra", "notes")},
+             "notes": [n for n in s["notes"] if n.get("kind") not in TIMED_NOTES]} for s in stages]
 
 
 def readme_snippet():

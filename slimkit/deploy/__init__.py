@@ -3,7 +3,9 @@
 from .paddle_inference import (INFERENCE_DIR, InferenceModel, export_float, export_int8, export_stage,
                                exported_size, int8_verdict, stage_export_prefix)
 from ..core.cpu import cpu_features  # handed on: the deployed latency depends on them
-from ..report.timing import Timing, eager_latency, time_runners  # the timer every latency goes through
+# The timer every latency goes through:
+from ..report.timing import Clock, Measurement, Precision, Timing, eager_latency, measure, time_runners
 
 __all__ = ["InferenceModel", "export_float", "export_int8", "export_stage", "exported_size", "int8_verdict",
-           "stage_export_prefix", "INFERENCE_DIR", "Timing", "time_runners", "eager_latency", "cpu_features"]
+           "stage_export_prefix", "INFERENCE_DIR", "measure", "Precision", "Clock", "Measurement", "Timing",
+           "time_runners", "eager_latency", "cpu_features"]

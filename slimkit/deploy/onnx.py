@@ -128,6 +128,7 @@ class OnnxModel:
     evaluate = InferenceModel.evaluate
     evaluate_batches = InferenceModel.evaluate_batches
     latency = InferenceModel.latency
+    measure = InferenceModel.measure
     run = InferenceModel.run
     position = InferenceModel.position
 

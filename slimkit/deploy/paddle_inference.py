@@ -380,10 +380,16 @@ class InferenceModel:
         return {**metric.result(), "samples": total}
 
     def latency(self, input_shape, warmup=10, runs=50):
-        """Median wall time (ms) of `predictor.run()` on a random batch of `input_shape`."""
-        from ..report.timing import time_runners
+        """Median wall time (ms) of `runs` runs of the model on a random batch of `input_shape`."""
+        from ..report.timing import Precision
 
-        return time_runners({"model": self.runner(input_shape)}, warmup=warmup, runs=runs, rounds=1)["model"].median
+        return self.measure(input_shape, Precision.fixed(warmup, runs)).timing("model").median
+
+    def measure(self, input_shape, precision=None, clock=None):
+        """A report.timing Measurement of the model (runner "model"): its median latency with its interval."""
+        from ..report.timing import measure
+
+        return measure({"model": self.runner(input_shape)}, None, precision, clock)
 
     def optimized_program(self):
         """The program Paddle Inference runs after its passes (legacy IR), or None if it wrote none."""

@@ -1,4 +1,4 @@
-"""Choose how many channels each group keeps: explicit ratios, or a measured FLOPs target.
+"""Choose how many channels each group keeps: explicit ratios, or a measured FLOPs (or latency) target.
 
 The user-facing target is `target_flops_reduction`, the fraction of FLOPs removed as
 `paddle.flops` (slimkit.count_flops) counts them on the actually pruned model. A channel
@@ -6,7 +6,10 @@ ratio is not a FLOPs ratio: removing a layer's output channels also shrinks the 
 layer's input, so a uniform channel ratio of 0.5 removes about 75 % of a plain CNN's FLOPs.
 
 Three ways to reach a target, each a family of plans indexed by one number that is
-bisected on FLOPs measured after pruning (each probe prunes in place, counts, restores):
+bisected on a probe's cost: FLOPs measured after pruning (`FlopsProbe`: each probe prunes in
+place, counts, restores) or the predicted latency of `latency.LatencyProbe`. A probe has
+`base`, `cost(counts)`, `reduction(counts)`, `per_channel(groups)`, its `unit` and the
+option its target comes from (`target_option`), so the selections never ask which it is:
 
 - `uniform`:   the same channel ratio for every group.
 - `threshold`: PaddleSlim's `get_ratios_by_sensitivity`: each group gets the largest ratio
@@ -28,9 +31,9 @@ from ..core.surgery import capture, restore
 from ..report.measure import count_flops
 from .alignment import channel_step
 
-__all__ = ["Selection", "FlopsProbe", "channels_to_keep", "keep_indices", "explicit_ratios",
-           "select_uniform", "select_by_threshold", "select_greedy", "check_ratio", "temporarily_pruned",
-           "interpolate_loss"]
+__all__ = ["Selection", "FlopsProbe", "channels_to_keep", "keep_count", "keep_counts", "keep_indices",
+           "explicit_ratios", "select_uniform", "select_by_threshold", "select_greedy", "check_ratio",
+           "temporarily_pruned", "interpolate_loss"]
 
 
 def check_ratio(name, ratio, path="ratios"):
@@ -56,6 +59,17 @@ def channels_to_keep(channels, ratio, round_to=1, min_channels=1, multiple=1):
     floor = max(1, int(min_channels))
     floor = int(math.ceil(floor / step)) * step
     return int(min(channels, max(keep, floor)))
+
+
+def keep_count(group, ratio, round_to=1, min_channels=1):
+    """Channels `group` keeps at `ratio`: `channels_to_keep` with the group's own floor and channel multiple."""
+    return channels_to_keep(group.channels, ratio, round_to, max(min_channels, group.min_channels),
+                            group.channel_multiple)
+
+
+def keep_counts(groups, ratios, round_to=1, min_channels=1):
+    """{group name: channels kept} at `ratios` ({group name: ratio}, 0 for a group not named)."""
+    return {g.name: keep_count(g, ratios.get(g.name, 0.0), round_to, min_channels) for g in groups}
 
 
 def keep_indices(scores, keep, group=None):
@@ -110,6 +124,9 @@ class FlopsProbe:
     single group; pruning two adjacent groups saves less than the sum).
     """
 
+    unit = "FLOPs"
+    target_option = "target_flops_reduction"
+
     def __init__(self, model, graph, input_shape, snapshot=None):
         self.model, self.graph, self.input_shape = model, graph, list(input_shape)
         self.snapshot = snapshot or capture(model)
@@ -118,7 +135,7 @@ class FlopsProbe:
         self._per_channel = {}
         self.probes = 0
 
-    def flops(self, counts):
+    def cost(self, counts):
         """FLOPs with group g keeping counts[g] channels (the first ones: FLOPs do not depend on which)."""
         cut = {g: int(n) for g, n in counts.items() if int(n) < self.graph.group(g).channels}
         key = tuple(sorted(cut.items()))
@@ -134,7 +151,7 @@ class FlopsProbe:
         return self._cache[key]
 
     def reduction(self, counts):
-        return 1.0 - self.flops(counts) / self.base
+        return 1.0 - self.cost(counts) / self.base
 
     def per_channel(self, groups):
         """{group: FLOPs saved per removed channel}, measured with each group pruned to half alone."""
@@ -142,55 +159,79 @@ class FlopsProbe:
             if g.name not in self._per_channel:
                 keep = max(1, g.channels // 2)
                 removed = g.channels - keep
-                saved = self.base - self.flops({g.name: keep}) if removed else 0
+                saved = self.base - self.cost({g.name: keep}) if removed else 0
                 self._per_channel[g.name] = saved / removed if removed else 0.0
         return {g.name: self._per_channel[g.name] for g in groups}
 
 
 @dataclasses.dataclass
 class Selection:
-    """Kept channels per group, the ratios they came from, and the measured FLOPs."""
+    """Kept channels per group, the ratios they came from, and the probe's cost before and after.
+
+    The cost is in the probe's `unit`: FLOPs measured with paddle.flops (`FlopsProbe`), or the
+    predicted latency in ms (`latency.LatencyProbe`).
+    """
 
     method: str
     keep: dict                 # group name -> channels kept
     channels: dict             # group name -> channels before
     ratios: dict               # group name -> requested ratio (before rounding)
-    flops_before: int
-    flops_after: int
+    cost_before: float
+    cost_after: float
     predicted_loss: dict = dataclasses.field(default_factory=dict)  # group -> scanned loss at its ratio
+    unit: str = "FLOPs"
+
+    @classmethod
+    def on(cls, probe, method, groups, counts, ratios, predicted_loss=None):
+        """The Selection of `counts` with the probe's cost before and after."""
+        return cls(method, counts, {g.name: g.channels for g in groups}, dict(ratios), probe.base,
+                   probe.cost(counts), dict(predicted_loss or {}), probe.unit)
+
+    @property
+    def reduction(self):
+        """The fraction of the cost removed (of FLOPs, or of the predicted latency)."""
+        return 1.0 - self.cost_after / self.cost_before if self.cost_before else 0.0
+
+    # The FLOPs view of a FLOPs selection (what slimkit.prune users and the demos read).
+    @property
+    def flops_before(self):
+        return self._flops(self.cost_before)
+
+    @property
+    def flops_after(self):
+        return self._flops(self.cost_after)
 
     @property
     def flops_reduction(self):
-        return 1.0 - self.flops_after / self.flops_before if self.flops_before else 0.0
+        return self._flops(self.reduction)
+
+    def _flops(self, value):
+        if self.unit != "FLOPs":
+            raise AttributeError(f"a selection on the {self.unit} probe has no FLOPs; read cost_before/"
+                                 "cost_after/reduction")
+        return value
 
     def to_dict(self):
-        return {"method": self.method, "flops_before": self.flops_before, "flops_after": self.flops_after,
-                "flops_reduction": round(self.flops_reduction, 5),
+        return {"method": self.method, "unit": self.unit, "cost_before": self.cost_before,
+                "cost_after": self.cost_after, "reduction": round(self.reduction, 5),
                 "ratios": {k: round(v, 4) for k, v in self.ratios.items()},
                 "channels": {g: [self.channels[g], self.keep[g]] for g in self.keep},
                 "predicted_loss": {k: round(v, 5) for k, v in self.predicted_loss.items()}}
 
 
-def _counts(groups, ratios, round_to, min_channels):
-    return {g.name: channels_to_keep(g.channels, ratios.get(g.name, 0.0), round_to, max(min_channels, g.min_channels),
-                                     g.channel_multiple) for g in groups}
-
-
 def explicit_ratios(probe, groups, ratios, round_to=1, min_channels=1):
     """A Selection for explicit per-group ratios ({group name: ratio})."""
-    counts = _counts(groups, ratios, round_to, min_channels)
-    return Selection("explicit", counts, {g.name: g.channels for g in groups}, dict(ratios),
-                     probe.base, probe.flops(counts))
+    return Selection.on(probe, "explicit", groups, keep_counts(groups, ratios, round_to, min_channels), ratios)
 
 
 def _bisect(probe, plan_for, lo, hi, target, describe, iterations=30):
-    """Smallest t in [lo, hi] whose plan's measured FLOPs reduction reaches `target`."""
+    """Smallest t in [lo, hi] whose plan's reduction on the probe reaches `target`."""
     best = plan_for(hi)
     reached = probe.reduction(best[0])
     if reached < target:
-        raise ModelError(f"a {target:.1%} FLOPs reduction cannot be reached: at most {reached:.1%} "
+        raise ModelError(f"a {target:.1%} {_what(probe)} cannot be reached: at most {reached:.1%} "
                          f"({describe}); the model is unchanged",
-                         "lower target_flops_reduction, skip fewer layers, lower min_channels/round_to, "
+                         f"lower {probe.target_option}, skip fewer layers, lower min_channels/round_to, "
                          "or allow larger ratios (max_ratio / larger sensitivity ratios)")
     for _ in range(iterations):
         if hi - lo <= 1e-6 * max(1.0, abs(hi)):
@@ -205,17 +246,16 @@ def _bisect(probe, plan_for, lo, hi, target, describe, iterations=30):
 
 
 def select_uniform(probe, groups, target, round_to=1, min_channels=1, max_ratio=0.9):
-    """The smallest uniform channel ratio whose measured FLOPs reduction reaches `target`."""
-    _check_groups(groups, target)
+    """The smallest uniform channel ratio whose reduction on the probe reaches `target`."""
+    _check_groups(probe, groups, target)
 
     def plan_for(r):
         ratios = {g.name: r for g in groups}
-        return _counts(groups, ratios, round_to, min_channels), ratios
+        return keep_counts(groups, ratios, round_to, min_channels), ratios
 
     counts, ratios = _bisect(probe, plan_for, 0.0, max_ratio, target,
                              f"uniform ratio {max_ratio} on {len(groups)} groups")
-    return Selection("uniform", counts, {g.name: g.channels for g in groups}, ratios,
-                     probe.base, probe.flops(counts))
+    return Selection.on(probe, "uniform", groups, counts, ratios)
 
 
 def interpolate_loss(curve, ratio):
@@ -248,30 +288,29 @@ def _ratio_under_loss(curve, threshold):
 
 def select_by_threshold(probe, groups, sensitivities, target, round_to=1, min_channels=1):
     """PaddleSlim's loss-threshold bisection: the smallest loss threshold whose ratios reach `target`."""
-    _check_groups(groups, target)
+    _check_groups(probe, groups, target)
     curves = _curves_for(groups, sensitivities)
 
     def plan_for(t):
         ratios = {g.name: _ratio_under_loss(curves[g.name], t) for g in groups}
-        return _counts(groups, ratios, round_to, min_channels), ratios
+        return keep_counts(groups, ratios, round_to, min_channels), ratios
 
     top = max(max(c.values()) for c in curves.values())
     counts, ratios = _bisect(probe, plan_for, min(0.0, top), max(top, 0.0) + 1e-9, target,
                              "every group at its largest scanned ratio")
     loss = {g: interpolate_loss(curves[g], ratios[g]) for g in ratios if counts[g] < probe.graph.group(g).channels}
-    return Selection("threshold", counts, {g.name: g.channels for g in groups}, ratios,
-                     probe.base, probe.flops(counts), loss)
+    return Selection.on(probe, "threshold", groups, counts, ratios, loss)
 
 
 def select_greedy(probe, groups, sensitivities, target, round_to=1, min_channels=1):
-    """Remove channels in order of scanned accuracy loss per FLOP saved until the measured target is met.
+    """Remove channels in order of scanned accuracy loss per unit of cost saved until the probe's target is met.
 
     Each group's scanned curve (channels removed -> loss) is reduced to its lower convex
     hull; hull segments of all groups are taken cheapest-first. The predicted saving is
     the sum of per-group savings (an overestimate where adjacent groups are both pruned),
     so the predicted target is bisected upwards until the measured reduction reaches it.
     """
-    _check_groups(groups, target)
+    _check_groups(probe, groups, target)
     curves = _curves_for(groups, sensitivities)
     per_channel = probe.per_channel(groups)
     segments = []
@@ -280,12 +319,12 @@ def select_greedy(probe, groups, sensitivities, target, round_to=1, min_channels
         step = math.lcm(channel_step(g.channels, round_to), max(1, g.channel_multiple))
         points = {0: 0.0}
         for r, loss in curves[g.name].items():
-            kept = channels_to_keep(g.channels, r, round_to, max(min_channels, g.min_channels), g.channel_multiple)
+            kept = keep_count(g, r, round_to, min_channels)
             if kept < g.channels:
                 points[g.channels - kept] = min(points.get(g.channels - kept, math.inf), loss)
         most[g.name] = max(points)
         if per_channel[g.name] <= 0:
-            continue  # removing its channels saves no counted FLOPs: never worth a loss
+            continue  # removing its channels saves no cost: never worth a loss
         for k, (a, b) in enumerate(_lower_hull(sorted(points.items()))):
             slope = (b[1] - a[1]) / ((b[0] - a[0]) * per_channel[g.name])
             segments.append((slope, gi, k, g, a, b, step))
@@ -316,8 +355,8 @@ def select_greedy(probe, groups, sensitivities, target, round_to=1, min_channels
     predicted_max = sum(most[g.name] * per_channel[g.name] for g in groups) / base if base else 0.0
     counts, ratios, loss = _bisect(probe, plan_for, target, max(target, predicted_max) + 1e-9, target,
                                    "every group at its largest scanned ratio")
-    return Selection("greedy", counts, {g.name: g.channels for g in groups}, ratios, base, probe.flops(counts),
-                     {g: v for g, v in loss.items() if counts[g] < probe.graph.group(g).channels})
+    return Selection.on(probe, "greedy", groups, counts, ratios,
+                        {g: v for g, v in loss.items() if counts[g] < probe.graph.group(g).channels})
 
 
 def _lower_hull(points):
@@ -343,11 +382,15 @@ def _curves_for(groups, sensitivities):
     return {g.name: {float(r): float(l) for r, l in sensitivities[g.name].items()} for g in groups}
 
 
-def _check_groups(groups, target):
+def _what(probe):
+    return "FLOPs reduction" if probe.unit == "FLOPs" else "predicted latency reduction"
+
+
+def _check_groups(probe, groups, target):
     if not 0 < target < 1:
-        raise ConfigError("target_flops_reduction", f"{target!r} is outside (0, 1)",
-                          "the fraction of FLOPs to remove, e.g. 0.5")
+        raise ConfigError(probe.target_option, f"{target!r} is outside (0, 1)",
+                          "the fraction to remove, e.g. 0.5")
     if not groups:
-        raise ModelError(f"a {target:.1%} FLOPs reduction cannot be reached: at most 0.0% "
+        raise ModelError(f"a {target:.1%} {_what(probe)} cannot be reached: at most 0.0% "
                          "(no prunable layer is left after skips); the model is unchanged",
                          "skip fewer layers")

@@ -36,7 +36,7 @@ from ..core.errors import ConfigError, ModelError
 from ..core.surgery import capture, model_digest, restore
 from .criteria import get_criterion, score_groups
 from .prefix_cache import PrefixCache
-from .selection import _member_layers, channels_to_keep, check_ratio, keep_indices, temporarily_pruned
+from .selection import _member_layers, check_ratio, keep_count, keep_indices, temporarily_pruned
 
 __all__ = ["sensitive", "load_sensitivity", "plot_sensitivity", "format_sensitivity", "DEFAULT_RATIOS"]
 
@@ -161,8 +161,7 @@ class _Scan:
             if bar is not None:
                 bar.set_postfix_str(f"{g.name} {r:g}")
             if _key(r) not in entry["losses"]:
-                kept = channels_to_keep(g.channels, r, round_to, max(min_channels, g.min_channels),
-                                        g.channel_multiple)
+                kept = keep_count(g, r, round_to, min_channels)
                 if kept >= g.channels:
                     loss = 0.0  # nothing removed at this ratio
                 elif kept in by_kept:

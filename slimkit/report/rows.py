@@ -19,7 +19,8 @@ class ReportConfig(Options):
     """How stages are measured (config block `report`)."""
 
     latency_warmup: int = option(10, "forward passes before timing", ge=0)
-    latency_runs: int = option(50, "timed forward passes (the median is reported)", ge=1)
+    latency_runs: int = option(20, "timed runs of every model before the latency intervals are first judged (more "
+                                   "rounds follow until they are narrow enough)", ge=1)
     latency_batch: int = option(1, "batch size of the latency measurement", ge=1)
     runtime: Literal["paddle_inference", "eager"] = option(
         "paddle_inference", "what `latency_ms` times: the stage's Paddle Inference export in the predictor "
@@ -27,8 +28,18 @@ class ReportConfig(Options):
     threads: int = option(1, "CPU math threads of the Paddle Inference predictor", ge=1)
     tensorrt: bool = option(False, "run the GPU predictor through TensorRT (int8 for int8 exports); needs "
                                    "device: gpu and a Paddle compiled with TensorRT")
-    latency_rounds: int = option(5, "rounds of the interleaved timing of all stages' exports at the end of a "
-                                    "run (latency_runs are split over them)", ge=1)
+    latency_rounds: int = option(20, "round-robin rounds latency_runs are split over (every model's turn in a round: "
+                                     "one untimed run, then latency_runs / latency_rounds timed ones); many short "
+                                     "rounds give the most precise ratios between models", ge=1)
+    latency_ci_width: float = option(0.04, "time until the 95 % interval of every latency, and of every ratio between "
+                                           "two stages' latencies, is narrower than this fraction of its value",
+                                     gt=0, lt=1)
+    latency_budget_s: float = option(60.0, "seconds one latency measurement may take to narrow its intervals; when "
+                                           "they run out, the report says how noisy the figures are", gt=0)
+    latency_clock: Literal["auto", "cpu", "wall"] = option(
+        "auto", "what a run's latency is read on: the process's CPU time (leaves out the time other work held the "
+                "core; a one-thread run's wall time on an idle core), or the wall clock; auto = cpu for the "
+                "one-thread CPU predictor, wall for several threads, a GPU and the eager forward")
     eval_split: str = option("test", "split whose accuracy is reported: test or val")
 
     def check(self):
@@ -44,7 +55,7 @@ class Note(str):
     A note reads as its message (so it prints and joins like text); code that needs to
     pick notes out (e.g. replace the FLOPs note of a quantized stage) selects by `kind`,
     never by matching the text. Kinds used: info, skipped, target, flops_zero_types, export, export_failed, onnx,
-    slower, int8_speed.
+    slower, noisy, int8_speed.
     """
 
     def __new__(cls, message, stage="", kind="info"):
@@ -138,6 +149,7 @@ class Column:
     text: Callable = str
     exact: Optional[Callable] = None
     ratio: bool = False
+    ratio_interval: Optional[Callable] = None  # report -> {value, low, high} of its measured ratio to the baseline
 
     def cell(self, report, baseline=None, exact=False):
         value = self.value(report)
@@ -145,7 +157,11 @@ class Column:
             return "-"
         text = (self.exact or self.text)(value) if exact else self.text(value)
         base = self.value(baseline) if baseline is not None else None
-        if self.ratio and base:
+        measured = self.ratio_interval(report) if self.ratio_interval and base else None
+        if measured:  # the ratio timed in the same rounds as the baseline, with its interval
+            text += (f" ({measured['value']:.2f}x, {measured['low']:.2f}-{measured['high']:.2f})" if exact
+                     else f" {measured['value']:.2f}x")
+        elif self.ratio and base:
             text += f" ({value / base:.2f}x)" if exact else f" {value / base:.2f}x"
         return text
 
@@ -176,7 +192,8 @@ COLUMNS = [
     Column("top5", "top-5 %", 7, 30, _attr("top5"), _percent),
     Column("size_bytes", "size", 11, 70, _attr("size_bytes"), lambda v: compact_bytes(v), lambda v: human_bytes(v),
            ratio=True),
-    Column("latency_ms", "latency ms", 11, 60, _attr("latency_ms"), "{:.3g}".format, "{:.3f}".format, ratio=True),
+    Column("latency_ms", "latency ms", 11, 60, _attr("latency_ms"), "{:.3g}".format, "{:.3f}".format, ratio=True,
+           ratio_interval=lambda report: report.extra.get("latency_vs_baseline")),
     Column("sparsity", "zeros %", 7, 50, _attr("sparsity"), lambda v: f"{100 * v:.1f}", lambda v: f"{100 * v:.2f}"),
     Column("seconds", "time s", 6, 20, _attr("seconds"), "{:.0f}".format, "{:.1f}".format),
 ]
@@ -375,5 +392,5 @@ def print_retimed(reports):
     final.header()
     for report in reports:
         final.row(report, notes=False)
-    for note in (n for r in reports for n in r.notes if getattr(n, "kind", "") == "slower"):
+    for note in (n for r in reports for n in r.notes if getattr(n, "kind", "") in ("slower", "noisy")):
         final.note(note)

@@ -42,9 +42,16 @@ def _parser():
 
     bench = sub.add_parser("bench", help="re-measure a finished run's stages, all exports timed interleaved")
     bench.add_argument("folder")
-    bench.add_argument("--runs", type=int, default=50, help="timed runs per stage (default 50)")
+    bench.add_argument("--runs", type=int, default=20,
+                       help="timed runs per stage before the intervals are first judged (default 20)")
     bench.add_argument("--warmup", type=int, default=10, help="warm-up runs per stage (default 10)")
-    bench.add_argument("--rounds", type=int, default=5, help="round-robin rounds the runs are split over")
+    bench.add_argument("--rounds", type=int, default=20, help="round-robin rounds the runs are split over")
+    bench.add_argument("--width", type=float, default=0.04,
+                       help="time until every latency ratio's 95%% interval is narrower than this (default 0.04)")
+    bench.add_argument("--budget", type=float, default=60.0,
+                       help="seconds the timing may take to narrow the intervals (default 60)")
+    bench.add_argument("--clock", choices=["auto", "cpu", "wall"], default="auto",
+                       help="process CPU time or wall time of each run (default auto: cpu for 1 thread on the CPU)")
     bench.add_argument("--threads", type=int, default=1, help="predictor CPU threads (default 1)")
     bench.add_argument("--device", help="auto, cpu, gpu or gpu:N (default: the device the run used)")
 
@@ -223,7 +230,9 @@ def _bench(args):
     from .rundir import verify_run
 
     cfg = ReportConfig.from_dict({"latency_runs": args.runs, "latency_warmup": args.warmup,
-                                  "latency_rounds": args.rounds, "threads": args.threads}, "bench")
+                                  "latency_rounds": args.rounds, "latency_ci_width": args.width,
+                                  "latency_budget_s": args.budget, "latency_clock": args.clock,
+                                  "threads": args.threads}, "bench")
     verify_run(args.folder, only=(f"{INFERENCE_DIR}/", f"{FLOAT_EXPORT_DIR}/"))  # what is timed is what ran
     with RunLock(args.folder):  # it rewrites the run's reports: not while a run works there
         reports = bench_run(args.folder, cfg, device=args.device)
@@ -231,8 +240,15 @@ def _bench(args):
     table.header()
     for r in reports:
         table.row(r)
-    print(f"\nlatency: {r.latency_method}")
+    print("\nlatency vs baseline, timed in the same rounds (95 % interval): " + ", ".join(
+        f"{r.stage} {_ratio_text(r)}" for r in reports[1:]))
+    print(f"latency: {r.latency_method}")
     return 0
+
+
+def _ratio_text(report):
+    ratio = report.extra.get("latency_vs_baseline")
+    return f"{ratio['value']:.3f}x ({ratio['low']:.3f}-{ratio['high']:.3f})" if ratio else "-"
 
 
 def _report(args):

@@ -237,7 +237,9 @@ class Pipeline:
         record_spec(folder, self.model_spec)
 
     def retime(self, clock=None):
-        """Time every stage's export interleaved (one go) and update the rows' latency and notes."""
+        """Time every stage's export interleaved (one go) and update the rows' latency and notes.
+
+        `clock`: a report.timing.Clock (injectable)."""
         folders = [self.out_dir / "00-baseline"] + [self.stage_dir(i) for i in range(len(self.reports) - 1)]
         shape = [self.report_config.latency_batch, *self.input_shape[1:]]
         retime_interleaved(self.reports, folders, self.report_config, shape, clock=clock)
@@ -278,6 +280,7 @@ class Pipeline:
             if why:
                 notes.append(Note(why, name, "original"))
         deployed = measure_stage(model, folder, cfg, latency_shape)
+        notes += [Note(text, name, "noisy") for text in deployed["notes"]]
         report = StageReport(
             stage=name, strategy=strategy, flops=flops, params=count_params(model),
             top1=metrics.get("top1"), top5=metrics.get("top5"), size_bytes=saved_size(folder / "model.pdparams"),

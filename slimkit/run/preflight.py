@@ -128,7 +128,7 @@ def layer_name_errors(stages, model, input_shape, indices=None):
                     from ..pruning.analysis import analyze
 
                     graph = analyze(model, input_shape)
-                stage._resolve_names(graph)
+                stage.targets(graph)  # unknown or unprunable layer names
                 if not structure_changed:
                     _check_target(stage, model, graph, input_shape)
                 structure_changed = True
@@ -154,15 +154,16 @@ def _check_target(stage, model, graph, input_shape):
     target = getattr(stage, "target_flops_reduction", None)
     if target is None:
         return
-    from ..pruning.selection import FlopsProbe, _counts
+    from ..pruning.selection import FlopsProbe, keep_counts
 
-    groups = stage._groups(graph)
+    groups = stage.targets(graph).groups
     if stage.method == "uniform":
         most = stage.max_ratio
     else:
         most = max(stage.sensitivity.ratios)
     probe = FlopsProbe(model, graph, input_shape)
-    reached = probe.reduction(_counts(groups, {g.name: most for g in groups}, stage.round_to, stage.min_channels))
+    reached = probe.reduction(keep_counts(groups, {g.name: most for g in groups}, stage.round_to,
+                                          stage.min_channels))
     if reached + 1e-9 < target:
         raise ConfigError("target_flops_reduction", f"{target:.1%} cannot be reached: at most {reached:.1%} with "
                                                     f"every prunable group at ratio {most}",

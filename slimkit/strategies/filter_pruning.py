@@ -13,9 +13,10 @@ import dataclasses
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from ..core.errors import ConfigError, ModelError, raise_all
+from ..core.errors import ConfigError, ModelError
 from ..core.schema import Options, option
 from ..core.surgery import capture, restore
+from ..pruning import plan
 from ..pruning.criteria import CRITERIA, Criterion, get_criterion
 from ..pruning.latency import check_latency_target
 from ..report.measure import count_flops
@@ -68,6 +69,12 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
                                            "channel block oneDNN's kernels use on this CPU, 16 with AVX-512 "
                                            "else 8 (less for small layers); 1 turns alignment off", ge=1)
     min_channels: int = option(1, "never keep fewer channels than this in a group", ge=1)
+    latency_ci_width: Optional[float] = option(
+        None, "with target_latency_reduction: time every latency ratio until its 95 % interval is narrower than "
+              "this fraction of it; null = report.latency_ci_width", gt=0, lt=1)
+    latency_budget_s: Optional[float] = option(
+        None, "with target_latency_reduction: seconds each latency measurement may take to narrow its interval; "
+              "null = report.latency_budget_s", gt=0)
     steps: int = option(1, "prune in this many rounds, a linear schedule towards the ratio/target", ge=1)
     finetune_epochs: int = option(0, "epochs of training between rounds (needs steps >= 2)", ge=0)
     finetune_lr: Optional[float] = option(None, "learning rate of the training between rounds; null = train.lr",
@@ -103,6 +110,11 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         if self.selection == "uniform" and self.sensitivity is not None:
             raise ConfigError("sensitivity", "uniform selection does not use the scan",
                               "remove `sensitivity`, or use selection: greedy")
+        for key in ("latency_ci_width", "latency_budget_s"):
+            if getattr(self, key) is not None and self.target_latency_reduction is None:
+                raise ConfigError(key, "only the latency target times the model while pruning",
+                                  "remove it, or set report.latency_ci_width / report.latency_budget_s for the "
+                                  "report's latencies")
         if self.finetune_epochs and self.steps == 1:
             raise ConfigError("finetune_epochs", "training runs between rounds, and steps is 1",
                               "set steps >= 2, or add a finetune stage after this one")
@@ -127,11 +139,9 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         snapshot = capture(model)
         try:
             graph = analyze(model, ctx.input_shape)
-            self._resolve_names(graph)
-            for name, reason in graph.skipped().items():
+            targets = self.targets(graph)
+            for name, reason in targets.skipped.items():
                 ctx.note(f"{self.display_name}: {name} not pruned: {reason}", "skipped")
-            for name in self.skip:
-                ctx.note(f"{self.display_name}: {graph.group(name).name} not pruned: in `skip`", "skipped")
             flops_before = count_flops(model, ctx.input_shape)[0]
             original = {g.name: g.channels for g in graph.prunable()}
             channels = dict(original)
@@ -139,7 +149,8 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
             for step in range(1, self.steps + 1):
                 if step > 1:
                     graph = analyze(model, ctx.input_shape)  # shapes changed: trace the pruned model
-                selection = self._prune_round(model, graph, ctx, step, flops_before, original)
+                    targets = self.targets(graph)
+                selection = self._prune_round(model, graph, targets, ctx, step, flops_before, original)
                 channels.update(selection.keep)
                 rounds.append(selection.to_dict())
                 if step < self.steps and self.finetune_epochs:
@@ -148,6 +159,10 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         except BaseException:
             restore(model, snapshot)
             raise
+        self._record(model, ctx, flops_before, original, channels, rounds)
+        return model
+
+    def _record(self, model, ctx, flops_before, original, channels, rounds):
         flops_after = count_flops(model, ctx.input_shape)[0]
         ctx.metrics.update({
             "criterion": self.to_dict()["criterion"], "selection": self.method,
@@ -161,68 +176,33 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         if self.target_flops_reduction is not None and 1 - flops_after / flops_before < self.target_flops_reduction:
             ctx.note(f"{self.display_name}: measured FLOPs reduction {1 - flops_after / flops_before:.1%} is below "
                      f"the target {self.target_flops_reduction:.1%}", "target")
-        return model
 
-    def _resolve_names(self, graph):
-        # Unknown names fail here, all of them, before anything changed (graph.group suggests close names).
-        errors = []
-        for key, names in (("skip", self.skip), ("ratios", self.ratios if isinstance(self.ratios, dict) else ())):
-            for name in names:
-                try:
-                    g = graph.group(name)
-                    if key == "ratios" and not g.prunable:
-                        raise ModelError(f"layer {name!r} cannot be pruned: {g.reason}", "remove it from `ratios`")
-                except ModelError as err:
-                    errors.append(err)
-        raise_all(errors)
-        if not self._groups(graph):
-            reasons = [f"{name}: {why}" for name, why in graph.skipped().items()]
-            reasons += [f"{name}: in `skip`" for name in self.skip]
+    def targets(self, graph):
+        """The plan's Targets on `graph`: groups pruned, explicit ratios, groups skipped and why.
+
+        Unknown or unprunable layer names fail here, all at once, before anything changed; so
+        does a model with nothing left to prune.
+        """
+        targets = plan.resolve(graph, self.ratios, self.skip)
+        if not any(g.name not in targets.skipped for g in graph.prunable()):
+            reasons = [f"{name}: {why}" for name, why in targets.skipped.items()]
             more = f"; ... ({len(reasons) - 4} more)" if len(reasons) > 4 else ""
             raise ModelError(f"{self.display_name}: no prunable layer in the model, nothing could be traced as "
                              "prunable (" + "; ".join(reasons[:4]) + more + ")",
                              "a forward that branches on tensor values (if x.mean() > 0) traces one branch: write "
                              "it with tensor ops (paddle.where), or use sparse_pruning, which needs no trace; "
                              "layers named in `skip` are left out")
+        return targets
 
-    def _groups(self, graph):
-        skipped = {graph.group(n).name for n in self.skip}
-        return [g for g in graph.prunable() if g.name not in skipped]
-
-    def _prune_round(self, model, graph, ctx, step, flops_before, original):
-        """One round: choose how many channels each group keeps, then the one prune path removes the rest."""
-        from ..pruning.api import prune_to_counts
-
+    def _prune_round(self, model, graph, targets, ctx, step, flops_before, original):
+        """One round: choose how many channels each group keeps (the plan), then the one removal path."""
         if self.target_latency_reduction is not None:  # steps is 1 (checked): measured, removed and confirmed
-            return self._latency_round(model, graph, ctx)
-        selection = self._select(model, graph, ctx, step, flops_before, original)
-        prune_to_counts(model, graph, selection.keep, self.criterion, ctx.engine, loss_fn=ctx.task.eval_loss_fn)
+            return self._latency_round(model, graph, targets, ctx)
+        selection = plan.select(self, model, graph, ctx.input_shape, targets, step / self.steps, flops_before,
+                                original, scan=lambda: self._scan(model, graph, ctx, step))
+        plan.prune_to_counts(model, graph, selection.keep, self.criterion, ctx.engine,
+                             loss_fn=ctx.task.eval_loss_fn)
         return selection
-
-    def _select(self, model, graph, ctx, step, flops_before, original):
-        """This round's Selection (kept channels per group) for the stage's goal.
-
-        Each goal kind is one branch returning a Selection: explicit ratios, a FLOPs
-        target; another target kind (e.g. latency) is one more branch of the same shape.
-        """
-        from ..pruning import selection as sel
-
-        groups = self._groups(graph)
-        probe = sel.FlopsProbe(model, graph, ctx.input_shape)
-        share = step / self.steps  # the linear schedule: this round's cumulative share of the goal
-        if self.ratios is not None:
-            chosen = self._explicit(graph, groups, share, original)
-            return sel.explicit_ratios(probe, [g for g in groups if g.name in chosen], chosen,
-                                       self.round_to, self.min_channels)
-        goal = self.target_flops_reduction * share
-        target = 1 - (1 - goal) * flops_before / probe.base  # relative to the model as it is now
-        if target <= 0:
-            return sel.Selection(self.method, {}, {}, {}, probe.base, probe.base)
-        if self.method == "uniform":
-            return sel.select_uniform(probe, groups, target, self.round_to, self.min_channels, self.max_ratio)
-        losses = self._scan(model, graph, ctx, step)
-        pick = sel.select_greedy if self.method == "greedy" else sel.select_by_threshold
-        return pick(probe, groups, losses, target, self.round_to, self.min_channels)
 
     def _scan(self, model, graph, ctx, step):
         """The sensitivity scan of the model as it is at this round (its own file per round)."""
@@ -242,44 +222,20 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
                          min_channels=self.min_channels,
                          progress=bool(ctx.train.progress))
 
-    def _latency_round(self, model, graph, ctx):
-        """Select on the measured latency table, remove, and confirm on the exported model (refining)."""
-        from ..pruning import selection as sel
-        from ..pruning.api import prune_to_counts
-        from ..pruning.latency import prune_to_latency
+    def _latency_round(self, model, graph, targets, ctx):
+        """The plan's latency path: select on the measured table, remove, confirm on the export (refining)."""
+        from ..deploy.stage_latency import report_precision
+        from ..pruning.latency import ExportBench
 
-        groups = self._groups(graph)
         losses = self._scan(model, graph, ctx, 1) if self.sensitivity is not None else None
-
-        def select(probe, goal):
-            if self.method == "uniform":
-                return sel.select_uniform(probe, groups, goal, self.round_to, self.min_channels, self.max_ratio)
-            pick = sel.select_greedy if self.method == "greedy" else sel.select_by_threshold
-            return pick(probe, groups, losses, goal, self.round_to, self.min_channels)
-
-        reached = prune_to_latency(model, graph, ctx.input_shape, groups, self.target_latency_reduction, select,
-                                   lambda chosen: prune_to_counts(model, graph, chosen.keep, self.criterion,
-                                                                  ctx.engine, loss_fn=ctx.task.eval_loss_fn))
+        precision = report_precision(ctx.report, width=self.latency_ci_width, budget=self.latency_budget_s)
+        bench = ExportBench(ctx.input_shape, precision)
+        try:
+            reached, _, _ = plan.prune_latency(self, model, graph, ctx.input_shape, targets, bench, losses,
+                                               ctx.engine, loss_fn=ctx.task.eval_loss_fn)
+        finally:
+            bench.close()
         ctx.metrics["latency_target"] = reached.to_dict()
-        if not reached.reached:
-            ctx.note(f"{self.display_name}: measured predictor latency reduction {reached.reduction:.1%} is below "
-                     f"the target {self.target_latency_reduction:.1%} after {reached.attempts} selection(s)",
-                     "target")
+        if not reached.reached or reached.noise:
+            ctx.note(f"{self.display_name}: {reached.summary()}", "target")
         return reached.selection
-
-    def _explicit(self, graph, groups, share, original):
-        """This round's ratios relative to the current channels, reaching `share` of the final cut."""
-        from ..pruning.selection import channels_to_keep
-
-        if isinstance(self.ratios, dict):
-            wanted = {graph.group(n).name: r for n, r in self.ratios.items()}
-        else:
-            wanted = {g.name: self.ratios for g in groups}
-        out = {}
-        for g in groups:
-            if g.name not in wanted:
-                continue
-            base = original.get(g.name, g.channels)
-            goal = channels_to_keep(base, wanted[g.name] * share, 1, 1)
-            out[g.name] = max(0.0, 1 - goal / g.channels)
-        return out

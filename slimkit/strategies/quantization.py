@@ -17,8 +17,8 @@ from .. import compat
 from ..core.errors import ConfigError
 from ..core.schema import option
 from ..deploy.paddle_inference import INFERENCE_DIR, InferenceModel, export_float, exported_size, int8_verdict
-from ..deploy.stage_latency import FLOAT_EXPORT_DIR
-from ..report.timing import time_runners
+from ..deploy.stage_latency import FLOAT_EXPORT_DIR, report_precision
+from ..report.timing import measure
 from ..models.checkpoint import load_into
 from ..quant.export import export_quantized
 from ..quant.ptq import calibrate, prepare_ptq
@@ -81,7 +81,6 @@ class _Quantization(Strategy):
 
     def _measure_export(self, ctx, report):
         shape = [ctx.report.latency_batch, *ctx.input_shape[1:]]
-        warmup, runs = ctx.report.latency_warmup, ctx.report.latency_runs
         trt = ctx.report.tensorrt  # on the run's device (the session's), like every stage's latency
         exported = InferenceModel(ctx.out_dir / EXPORT_DIR / "model", self.runtime, tensorrt=trt)
         reference = InferenceModel(ctx.out_dir / FLOAT_EXPORT_DIR / "model", self.runtime, tensorrt=trt)
@@ -90,8 +89,11 @@ class _Quantization(Strategy):
         ops = exported.optimized_ops()
         verdict = int8_verdict(ops)
         # The int8 and float exports timed turn by turn, so their ratio holds on a busy machine.
-        timings = time_runners({"int8": exported.runner(shape), "float": reference.runner(shape)}, warmup, runs)
-        latency, float_latency = timings["int8"].median, timings["float"].median
+        precision = report_precision(ctx.report)
+        found = measure({"int8": exported.runner(shape), "float": reference.runner(shape)}, [("float", "int8")],
+                        precision)
+        latency, float_latency = found.timing("int8").median, found.timing("float").median
+        speedup = found.ratio("float", "int8")
         size = exported_size(exported.prefix)
         float_size = exported_size(reference.prefix)
         extra = ctx.scratch
@@ -100,7 +102,7 @@ class _Quantization(Strategy):
             eager_latency_ms=report.extra.get("eager_latency_ms", report.latency_ms),
             export_dir=str(ctx.out_dir / EXPORT_DIR), runtime=self.runtime, cpu_execution=verdict,
             optimized_ops=ops, float_export_latency_ms=round(float_latency, 4),
-            int8_speedup_vs_float_export=round(float_latency / latency, 3),
+            int8_speedup_vs_float_export=round(speedup.value, 3), int8_speedup_interval=speedup.to_dict(),
             float_export_bytes=float_size, size_vs_float_export=round(size / float_size, 3),
             quant_params=report.params - extra["float_params"])
         report.top1, report.top5 = metrics.get("top1"), metrics.get("top5")
@@ -108,7 +110,7 @@ class _Quantization(Strategy):
         report.metrics = {k: v for k, v in metrics.items() if k != "samples"}
         report.size_bytes = size
         report.latency_ms = latency
-        report.latency_method = exported.latency_method(shape, warmup, runs)
+        report.latency_method = f"{exported.describe()}, input {list(shape)}; {precision.describe()}"
         report.flops, report.params = extra["float_flops"], extra["float_params"]
         report.drop_notes("flops_zero_types")
         accuracy = "top-1/top-5" if report.top1 is not None else ", ".join(report.metrics)
@@ -119,12 +121,12 @@ class _Quantization(Strategy):
         report.extra["flops_zero_types"] = extra["float_flops_zero_types"]
         interesting = {k: v for k, v in ops.items() if k in ("quantize", "dequantize", "requantize",
                                                                "quantize_linear", "dequantize_linear")}
-        faster = "faster" if latency < float_latency else "not faster"
+        faster = "faster" if speedup.low > 1 else "not faster" if speedup.high <= 1 else "not measurably faster"
         report.add_note(
             f"{exported.device.upper() if exported.on_gpu else 'CPU'} execution: {verdict} "
             f"({self.runtime}; quantize/dequantize ops after Paddle Inference's passes: "
             f"{interesting or 'none'}); the int8 export runs in {latency:.3f} ms vs {float_latency:.3f} ms for the "
-            f"float export in the same predictor ({faster})", "int8_speed")
+            f"float export in the same predictor, {speedup.text(2, 'x')} as fast ({faster})", "int8_speed")
 
     # --- resume ---------------------------------------------------------------------------
     def restore(self, model, folder, ctx):
