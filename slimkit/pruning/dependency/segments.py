@@ -102,12 +102,6 @@ def reshape_segs(segs, src, dst):
     return None
 
 
-def splits_channels(src, dst):
-    """[N, C, rest] -> [N, a, b, rest] with a*b = C, a and b > 1 (the first reshape of a channel shuffle)."""
-    return (len(dst) == len(src) + 1 and len(src) >= 2 and min(src + dst) > 0 and dst[0] == src[0]
-            and dst[1] * dst[2] == src[1] and dst[3:] == src[2:] and dst[1] > 1 and dst[2] > 1)
-
-
 def positions(segs):
     """(node, channel) of every feature along the channel axis."""
     return [(s.node, s.start + k // s.repeat) for s in segs for k in range(s.width)]

@@ -16,24 +16,9 @@ importing this module registers them.
 - a transpose moves the channel axis (NCHW <-> NHWC, [N, C, L] <-> [N, L, C] tokens).
 """
 
-import dataclasses
-
 from ..ops import OpHandler, PassThrough, register_op
-from .segments import compress, constant, positions, reshape_segs, splits_channels, take
-
-
-@dataclasses.dataclass
-class ShuffleView:
-    """Channels regrouped to [N, a, b, ...] on the way through a channel shuffle (`done`: transposed already)."""
-
-    segs: list
-    a: int
-    b: int
-    done: bool = False
-
-    def refused(self, op_name):
-        return (f"regrouped to [N, {self.a}, {self.b}, ...] along channels and used by `{op_name}`: "
-                "only a channel shuffle (transpose, reshape back) is followed")
+from . import views
+from .segments import compress, constant, positions, reshape_segs, take
 
 
 def unknown_view(walk, op, segs, reason):
@@ -42,16 +27,33 @@ def unknown_view(walk, op, segs, reason):
     walk.unknown(op, reason)
 
 
-def note_fixed_shape(walk, op, segs):
+def note_fixed_shape(walk, op, segs, channel_axes=(1,)):
     # A size written into the forward ([-1, 2048]) looks the same in the trace as one
     # computed from x.shape: `probe_fixed_shapes` tells them apart by trying.
     fixed = constant(op.operand_source(1)) if op.num_operands() > 1 else None
-    if isinstance(fixed, list) and len(fixed) >= 2 and fixed[1] > 0:
+    if isinstance(fixed, list) and any(0 <= a < len(fixed) and fixed[a] > 0 for a in channel_axes):
         walk.fixed_shape(f"`{op.name()}` to the fixed shape {[int(d) for d in fixed]}", segs)
 
 
+def follow_view(walk, op, view, segs, reason, result=0):
+    """Give `op`'s result the channels of `view`: plain again, a shuffle's permutation, or still a view.
+
+    `view` None (the op cuts across the channels' factors) blocks `segs` with `reason`.
+    """
+    if view is None:
+        return unknown_view(walk, op, segs, reason)
+    back = views.plain(view)
+    if back is not None:
+        return walk.set_channels(op.result(result), *back)
+    shuffle = views.swapped(view)
+    if shuffle is not None:
+        return _shuffle(walk, op, view.segs, *shuffle)
+    walk.note(op.result(result), view)
+    return None
+
+
 class Transpose(OpHandler):
-    """A permutation of axes moves the channel axis; inside a channel shuffle it is the middle step."""
+    """A permutation of axes moves the channel axis, or the channel factors of a view."""
 
     any_axis = True
     accepts_views = True
@@ -61,51 +63,55 @@ class Transpose(OpHandler):
         perm = [int(p) % len(list(x.shape)) for p in op.attrs()["perm"]]
         view = walk.view(x)
         if view is not None:
-            if view.done or perm != [0, 2, 1] + list(range(3, len(perm))):
-                return unknown_view(walk, op, view.segs, f"regrouped channels [N, {view.a}, {view.b}, ...] "
-                                                         f"transposed by {perm}: only a channel shuffle "
-                                                         "(perm [0, 2, 1, ...]) is followed")
-            walk.note(op.result(0), dataclasses.replace(view, done=True))
-            return None
+            return follow_view(walk, op, views.transpose(view, perm), view.segs, "")
         segs = walk.channels(x)
         if segs:
             walk.set_channels(op.result(0), segs, perm.index(walk.channel_axis(x)))
 
 
 class Reshape(OpHandler):
-    """reshape / flatten / squeeze / unsqueeze: spatial regrouping, flatten to features, or a shuffle's steps."""
+    """reshape / flatten / squeeze / unsqueeze: spatial regrouping, flatten to features, or channel factors."""
 
     any_axis = True
     accepts_views = True
 
     def visit(self, walk, op):
         x = op.operand_source(0)
-        if walk.view(x) is not None:
-            return _shuffle(walk, op)
-        segs = walk.channels(x)
-        if not segs:
-            return
         src, dst = list(x.shape), list(op.result(0).shape)
-        if walk.channel_axis(x) != 1:
-            # Channels last ([N, L, C] tokens <-> [N, H, W, C]): only the axes before them may regroup.
-            if walk.channel_axis(x) == len(src) - 1 and src[-1] == dst[-1] > 0 and src[0] == dst[0] and len(dst) > 2:
-                return walk.set_channels(op.result(0), segs, len(dst) - 1)
-            return walk.unknown(op, f"reshaped from {src} to {dst} with channels on axis {walk.channel_axis(x)}: "
-                                    "not followed")
-        out = reshape_segs(segs, src, dst)
-        regrouped = out is None and splits_channels(src, dst)
-        if out is not None or regrouped:
-            note_fixed_shape(walk, op, segs)
-        if regrouped:
-            # [N, C, ...] -> [N, a, b, ...]: the first step of a channel shuffle, followed to its end.
-            walk.note(op.result(0), ShuffleView(list(segs), dst[1], dst[2]))
-            return None
-        if out is None:
-            return walk.unknown(op, f"reshaped from {src} to {dst}: the channel order after it is not followed")
-        walk.set_channels(op.result(0), out)
+        view = walk.view(x)
+        if view is None:
+            segs = walk.channels(x)
+            if not segs or self._simple(walk, op, segs, src, dst):
+                return None
+            view = views.from_channels(segs, walk.channel_axis(x), src)
+            if view is None:
+                return walk.unknown(op, f"reshaped from {src} to {dst} with channels on axis "
+                                        f"{walk.channel_axis(x)}: the channel order after it is not followed")
+        out = views.reshape(view, dst)
+        if out is not None:
+            out.label = out.label or views.label_of(out, dst)
+            note_fixed_shape(walk, op, view.segs, out.holders())
+        return follow_view(walk, op, out, view.segs,
+                           f"reshaped from {src} to {dst}: the channel order after it is not followed")
+
+    @staticmethod
+    def _simple(walk, op, segs, src, dst):
+        """The reshapes that keep the channels on one axis without factoring them: True when handled."""
+        axis = walk.channel_axis(op.operand_source(0))
+        if axis == 1:
+            out = reshape_segs(segs, src, dst)
+            if out is not None:
+                note_fixed_shape(walk, op, segs)
+                walk.set_channels(op.result(0), out)
+            return out is not None
+        # Channels last ([N, L, C] tokens <-> [N, H, W, C]), with sizes the trace may leave symbolic.
+        if axis == len(src) - 1 and src[-1] == dst[-1] > 0 and src[0] == dst[0] and len(dst) > 2:
+            walk.set_channels(op.result(0), segs, len(dst) - 1)
+            return True
+        return False
 
 
-def _shuffle(walk, op):
+def _shuffle(walk, op, segs, a, b):
     """The reshape back of [N, a, b, ...] -> transpose(0, 2, 1, ...) -> [N, a*b, ...] (ShuffleNet).
 
     Output channel j*a + i is input channel i*b + j. Removing channels keeps that order only
@@ -113,13 +119,6 @@ def _shuffle(walk, op):
     the sub-blocks' producers are pruned with the same indices (one layer per sub-block), or
     one layer spanning all of them keeps the same positions in each (`Group.aligned`).
     """
-    x = op.operand_source(0)
-    view = walk.view(x)
-    segs, a, b = view.segs, view.a, view.b
-    dst = list(op.result(0).shape)
-    if not view.done or len(dst) != len(list(x.shape)) - 1 or dst[1] != a * b:
-        return unknown_view(walk, op, segs, f"regrouped channels [N, {a}, {b}, ...] reshaped to {dst}: only a "
-                                            "channel shuffle back to [N, C, ...] is followed")
     sub = [take(segs, i * b, b) for i in range(a)]
     if any(part is None for part in sub):
         return unknown_view(walk, op, segs, "a channel shuffle that cuts through flattened features of a channel")
