@@ -10,7 +10,12 @@ from ...core.schema import _suggest
 
 @dataclasses.dataclass
 class Group:
-    """Output channels of one or more layers that must be pruned together."""
+    """Output channels of one or more layers that must be pruned together.
+
+    `members` lists every (layer, tensor, axis) that shrinks with the channels, and (layer, None,
+    None) for a layer whose attributes change with them (the attention layer whose head count a
+    "heads" group changes, updated by its removal hook).
+    """
 
     name: str
     roots: list
@@ -28,6 +33,10 @@ class Group:
     aligned: bool = False
     # Exact positions behind `members`: which tensor range holds which channel (see ChannelSlice).
     slices: list = dataclasses.field(default_factory=list, repr=False)
+    # What the channels are: "heads" (attention heads: each channel is one head, `head_dim` features
+    # wide in every tensor), "embed" (a token stream attention reads), "mlp" (linear layers on tokens),
+    # "channels" (conv filters and everything else). `prune(prune_heads=..., ...)` chooses by it.
+    kind: str = "channels"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,11 +120,31 @@ class DependencyGraph:
 
 
 def group_weights(model, group):
-    """The weight arrays of `group`'s root layers, output channels on axis 0 (criterion input)."""
+    """The weights of `group`'s root layers, one row per channel (criterion input): per root, [channels, ...].
+
+    A root's output slices sit side by side in its row: a head's rows of q, k and v in a qkv layer.
+    """
     layers = dict(model.named_sublayers(include_self=True))
-    out = []
+    parts = {}
     for s in group.slices:
         if s.role == "out":
-            w = layers[s.layer].weight.numpy()
-            out.append(np.moveaxis(w, s.axis, 0))
+            w = np.moveaxis(layers[s.layer].weight.numpy(), s.axis, 0)
+            parts.setdefault(s.layer, []).append((s, w[s.offset:s.offset + s.count * s.repeat]))
+    return [channel_rows(group.channels, found) for found in parts.values()]
+
+
+def channel_rows(channels, parts):
+    """[channels, features] of (ChannelSlice, values [count * repeat, ...]) parts, each at its channels.
+
+    Parts side by side; where a part does not cover a channel its columns are zero. A single part
+    of one feature per channel keeps its own shape ([channels, ...]).
+    """
+    if len(parts) == 1 and parts[0][0].start == 0 and parts[0][0].count == channels and parts[0][0].repeat == 1:
+        return parts[0][1]  # one root, one slice: the weight as the layer holds it (filters stay [in, kh, kw])
+    flat = [(s, v.reshape(s.count, -1)) for s, v in parts]
+    out = np.zeros((channels, sum(v.shape[1] for _, v in flat)), dtype=flat[0][1].dtype)
+    column = 0
+    for s, v in flat:
+        out[s.start:s.start + s.count, column:column + v.shape[1]] = v
+        column += v.shape[1]
     return out

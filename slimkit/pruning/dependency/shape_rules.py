@@ -1,19 +1,19 @@
-"""How channels pass ops that move, regroup, join or cut them: transpose, reshape, channel shuffles,
-concat, split, slice, reductions and pooling.
+"""How channels pass ops that move, regroup or join them: transpose, reshape, channel shuffles, concat, pooling.
 
 Each rule is an op handler (slimkit.pruning.ops) that uses only the walk's public methods;
-importing this module registers them.
+importing this module registers them (cuts along one axis are in axis_rules).
 
 - `concat` along channels gives each input its own offset slice of the consumer's input
-  channels (each producer stays independently prunable); a `split` into equal parts
-  (`paddle.chunk`) makes its input lose as many channels from every part; unequal
-  sections and `slice` along channels use fixed sizes, so the channels they cut are not
-  prunable (their parts are still followed);
-- a channel shuffle (reshape to [N, g, C/g, ...], transpose(0, 2, 1, ...), reshape back) is
-  a known permutation: the channels after it are followed, and its g sub-blocks keep the
-  same positions (sub-blocks from different layers are pruned with the same indices);
+  channels (each producer stays independently prunable); along another axis it couples its
+  inputs, and a parameter among them (a class token) is sliced with them;
 - flatten/reshape to [N, features] maps each channel to its H*W consecutive features;
-- a transpose moves the channel axis (NCHW <-> NHWC, [N, C, L] <-> [N, L, C] tokens).
+- a transpose moves the channel axis (NCHW <-> NHWC, [N, C, L] <-> [N, L, C] tokens);
+- any other reshape is followed through views (views.FactorView): the channels split into
+  sub-factors over several axes (heads, windows, MobileViT's patches) and merged back; a
+  channel shuffle (reshape to [N, g, C/g, ...], transpose(0, 2, 1, ...), reshape back) is the
+  case of two swapped sub-factors, a known permutation: the channels after it are followed,
+  and its g sub-blocks keep the same positions (sub-blocks from different layers are pruned
+  with the same indices).
 """
 
 from ..ops import OpHandler, PassThrough, register_op
@@ -152,7 +152,13 @@ def _align(walk, sub, a):
 
 
 class Concat(OpHandler):
-    """concat along channels lists its inputs' channels in order; along another axis it couples them."""
+    """concat along the channels lists its inputs' channels in order; along another axis it couples them.
+
+    Along another axis (class and distillation tokens concatenated along N) a parameter among the
+    inputs (`cls_token.expand([B, -1, -1])`) is sliced with the channels it is concatenated to.
+    """
+
+    any_axis = True
 
     def visit(self, walk, op):
         combine = op.operand_source(0).get_defining_op()
@@ -162,127 +168,37 @@ class Concat(OpHandler):
             return walk.unknown(op, "`concat` whose inputs or axis are not known")
         axis = int(axis) % len(list(op.result(0).shape))
         segs_in = [walk.channels(v) for v in inputs]
-        if axis == 1 and all(segs_in):
-            walk.set_channels(op.result(0), [s for segs in segs_in for s in segs])
-        elif axis != 1 and all(segs_in):
-            for other in segs_in[1:]:
-                walk.couple(segs_in[0], other, "`concat` along a non-channel axis of tensors with other channels")
-            walk.set_channels(op.result(0), segs_in[0])
-        else:
+        channel_axes = {walk.channel_axis(v) for v, segs in zip(inputs, segs_in) if segs}
+        if not channel_axes:
+            return None
+        if len(channel_axes) > 1:
+            return walk.unknown(op, "`concat` of tensors with channels on different axes")
+        channel_axis = channel_axes.pop()
+        if axis == channel_axis and all(segs_in):
+            return walk.set_channels(op.result(0), [s for segs in segs_in for s in segs], channel_axis)
+        if axis == channel_axis:
             for segs in segs_in:
                 walk.block(segs, "concatenated with a tensor slimkit cannot follow")
-            walk.untraced(op.result(0), "concatenation with a tensor slimkit cannot follow")
+            return walk.untraced(op.result(0), "concatenation with a tensor slimkit cannot follow")
+        first = next(segs for segs in segs_in if segs)
+        for v, segs in zip(inputs, segs_in):
+            if segs:
+                walk.couple(first, segs, "`concat` along a non-channel axis of tensors with other channels")
+            elif not _slice_parameter(walk, v, first, channel_axis):
+                walk.block(first, "concatenated along another axis with a tensor slimkit cannot follow")
+        return walk.set_channels(op.result(0), first, channel_axis)
 
 
-class Split(OpHandler):
-    """split / split_with_num: the parts come out of `builtin.split` (UnpackSplit), which reads this note."""
-
-    def visit(self, walk, op):
-        segs = walk.channels(op.operand_source(0))
-        if not segs:
-            return
-        axis = constant(op.operand_source(op.num_operands() - 1))
-        rank = len(list(op.operand_source(0).shape))
-        if axis is None:
-            return walk.unknown(op, "`split` along an unknown axis")
-        walk.note(op.result(0), (segs, int(axis) % rank, op))
-
-
-class UnpackSplit(OpHandler):
-    """builtin.split: each part of a channel split gets its channels; equal parts lose channels evenly."""
-
-    def visit(self, walk, op):
-        entry = walk.noted(op.operand_source(0))
-        if entry is None:
-            return
-        segs, axis, split_op = entry
-        if axis != 1:
-            for i in range(op.num_results()):
-                walk.set_channels(op.result(i), segs)
-            return
-        sizes = [list(op.result(i).shape)[1] for i in range(op.num_results())]
-        if len(sizes) > 1 and len(set(sizes)) == 1 and sizes[0] > 0:
-            _equal_parts(walk, segs, len(sizes), split_op)
-        else:
-            # Unequal sections are sizes written into the forward: removing channels would break them.
-            walk.block(segs, "split along channels into parts of fixed size")
-        offset = 0
-        for i in range(op.num_results()):
-            size = list(op.result(i).shape)[1]
-            part = take(segs, offset, size)
-            if part is None:
-                return walk.unknown(split_op, "`split` through flattened features of one channel")
-            walk.set_channels(op.result(i), part)
-            offset += size
-
-
-def _equal_parts(walk, segs, parts, split_op):
-    """`paddle.split(x, n, axis=1)` / `paddle.chunk`: the parts must stay equal, so they lose as many channels.
-
-    One layer's whole output loses as many channels from each part (`Group.blocks`); parts
-    that are whole outputs of different layers are pruned with the same indices.
-    """
-    width = sum(s.width for s in segs) // parts
-    pieces = [take(segs, i * width, width) for i in range(parts)]
-    if any(p is None for p in pieces):
-        return walk.block(segs, "split along channels through the flattened features of a channel")
-    s0 = segs[0]
-    if len(segs) == 1 and s0.start == 0 and s0.count == walk.node_channels(s0.node) and s0.count % parts == 0:
-        walk.constrain(s0.node, parts)
-    elif all(walk.covers_whole(pieces[0], p) for p in pieces[1:]):
-        for p in pieces[1:]:
-            walk.couple(pieces[0], p, "")
-    else:
-        return walk.block(segs, f"split along channels into {parts} equal parts that mix several layers' "
-                                "channels: they cannot lose channels evenly")
-    sections = constant(split_op.operand_source(1)) if split_op.name() == "pd_op.split" else None
-    if isinstance(sections, list):
-        # Sections from x.shape[1] // 2 and [8, 8] written in the forward trace alike: probed.
-        walk.fixed_shape(f"`pd_op.split` into the sections {[int(v) for v in sections]}", segs)
-    return None
-
-
-class Slice(OpHandler):
-    """slice: along other axes the channels pass; along channels, at fixed positions, they stay whole."""
-
-    def visit(self, walk, op):
-        segs = walk.channels(op.operand_source(0))
-        if not segs:
-            return
-        axes = list(op.attrs().get("axes", []))
-        src, dst = list(op.operand_source(0).shape), list(op.result(0).shape)
-        starts = constant(op.operand_source(1))
-        if 1 not in axes or src[1] == dst[1]:
-            if len(dst) == len(src):
-                return walk.set_channels(op.result(0), segs)
-            return walk.unknown(op, "`slice` that drops axes")
-        start = starts[axes.index(1)] if isinstance(starts, list) else None
-        if start is None or len(axes) != 1 or len(dst) != len(src):
-            return walk.unknown(op, "`slice` of channels with unknown bounds")
-        start = start % src[1] if start < 0 else min(start, src[1])
-        walk.block(segs, "sliced along channels at fixed positions")
-        part = take(segs, start, dst[1])
-        if part is None:
-            return walk.unknown(op, "`slice` through flattened features of one channel")
-        walk.set_channels(op.result(0), part)
-
-
-class Reduce(OpHandler):
-    """mean / sum / max ... over spatial axes keep the channels; over the channel axis they are not followed."""
-
-    def visit(self, walk, op):
-        x = op.operand_source(0)
-        segs = walk.channels(x)
-        if not segs:
-            return
-        src, dst = list(x.shape), list(op.result(0).shape)
-        axes = constant(op.operand_source(1)) if op.num_operands() > 1 else op.attrs().get("axis")
-        axes = [axes] if isinstance(axes, (int, float)) else list(axes or [])
-        axes = [int(a) % len(src) for a in axes]
-        if axes and 0 not in axes and 1 not in axes and len(dst) >= 2 and dst[1] == src[1]:
-            walk.set_channels(op.result(0), segs)
-        else:
-            walk.unknown(op, f"`{op.name()}` reduces over the channel axis")
+def _slice_parameter(walk, value, segs, channel_axis):
+    """Slice the parameter `value` is made of along the axis lined up with the channels; False if it is none."""
+    derived = walk.param_axes(value)
+    owner = walk.owner_of(derived) if derived is not None else None
+    axis = derived.param_axis(channel_axis) if derived is not None else None
+    width = sum(s.width for s in segs)
+    if owner is None or axis is None or derived.shape[axis] != width:
+        return False
+    walk.add_slices(owner[0], owner[1], axis, segs)
+    return True
 
 
 class Pool(PassThrough):
@@ -301,7 +217,3 @@ register_op(("transpose", "transpose_"), Transpose())
 register_op(("reshape", "reshape_", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "flatten", "flatten_",
              "view_shape"), Reshape())
 register_op("concat", Concat())
-register_op(("split", "split_with_num"), Split())
-register_op("builtin.split", UnpackSplit())
-register_op("slice", Slice())
-register_op(("mean", "sum", "max", "min", "amax", "amin", "logsumexp"), Reduce())

@@ -199,3 +199,28 @@ def insert_axis(view, at):
     axes = list(view.axes)
     axes.insert(at, [])
     return dataclasses.replace(view, axes=axes)
+
+
+def unit_segs(walk, view, keep, kind=None):
+    """The channels of the entries of sub-factors `keep` (row-major, in channel order), each entry being the
+    features that differ only in the other sub-factors; None unless one fold of one node gives them.
+
+    The fold (`walk.fold`: channel c of the node is channel (c // unit) % entries of the fold node) must
+    send every feature of entry e to channel e: a head of q in qkv [3, heads, head_dim] (unit head_dim;
+    k's and v's heads fold onto the same channels), a group of k neighbours reduced together (unit k),
+    the same position in each of k equal parts summed together (unit 1). An entry of one feature is
+    that channel itself (attention scores, whose channels are heads already).
+    """
+    at = [view.order.index(k) for k in keep]
+    rest = [i for i in range(len(view.order)) if i not in at]
+    entries = math.prod(view.sizes[k] for k in keep)
+    g = np.transpose(grid(view), at + rest + [len(view.order)]).reshape(entries, -1, 2)
+    if g.shape[1] == 1:
+        return compress([tuple(p) for p in g[:, 0].tolist()])
+    nodes = set(g[:, :, 0].ravel().tolist())
+    first = g[:, :, 1].min(axis=1)
+    unit = int(first[1] - first[0]) if entries > 1 else 0
+    if len(nodes) != 1 or unit <= 0 or ((g[:, :, 1] // unit) % entries != np.arange(entries)[:, None]).any():
+        return None
+    folded = walk.fold(nodes.pop(), unit, entries, kind)
+    return None if folded is None else [Seg(folded, 0, entries)]

@@ -25,8 +25,9 @@ import math
 import paddle
 
 from .. import ops
-from . import layer_rules, shape_rules  # noqa: F401  (importing them registers the structural rules)
-from .graph import ChannelSlice, DependencyGraph, Group
+from . import attention_rules, axis_rules, layer_rules, shape_rules  # noqa: F401  (they register the structural rules)
+from . import grouping, params
+from .graph import ChannelSlice, DependencyGraph
 from .segments import Node, Seg, covers_whole_nodes, present
 from .trace import PARAM_VIEWS
 
@@ -52,12 +53,16 @@ class ChannelWalk:
         self.axes = {}  # value id -> its channel axis when not 1 (channels-last blocks, tokens)
         self.param_of = {}  # value id -> parameter name, for parameters and views of them
         self.notes = {}  # value id -> what a rule left on a value for a later op (views, split vectors)
+        self.derived = {}  # value id -> ParamAxes of a tensor computed from one parameter alone
+        self.folds = {}  # node -> (fold node, unit, count): its channels leave in whole units (heads)
+        self.kinds = {}  # node -> what its channels are ("heads", "embed", "mlp"), for Group.kind
         self.layer_node = {}  # layer name -> its output node (a layer called twice keeps one node)
         self.layer_inputs = {}  # layer name -> input segments of its first call
         self.followers = {}  # depthwise conv name -> nodes whose channels its output carries
         self.constraints = {}  # node -> [(blocks, aligned)] from the grouped convs it meets
         self.fixed_shapes = []  # (description, segments) of reshapes/splits to sizes constant in the trace
         self.training_failed = ""  # why the training-mode forward could not be followed, if it was tried
+        self.class_groups = {}  # class root -> its Group, once `graph` built them
 
     # -- union-find over nodes
     def _new_node(self, channels, layer=None, reason=""):
@@ -80,7 +85,7 @@ class ChannelWalk:
     # -- walking the program
     def run(self, program, outputs):
         """Follow one traced program; a second one (the training forward) adds to the same layers' nodes."""
-        self.info, self.axes, self.param_of, self.notes = {}, {}, {}, {}  # values belong to one program
+        self.info, self.axes, self.param_of, self.notes, self.derived = {}, {}, {}, {}, {}  # per program
         for op in program.global_block().ops:
             self._visit(op)
         for v in outputs:
@@ -96,13 +101,15 @@ class ChannelWalk:
     def _visit(self, op):
         kind = op.name().split(".", 1)[1] if op.name().startswith("pd_op.") else op.name()
         if kind == "builtin.parameter":
-            self.param_of[op.result(0).id] = op.attrs()["parameter_name"]
+            name = op.attrs()["parameter_name"]
+            self.param_of[op.result(0).id] = name
+            self.derived[op.result(0).id] = params.of_parameter(name, list(op.result(0).shape))
         elif kind == "data":
             shape = list(op.result(0).shape)
             if len(shape) >= 2 and shape[1] > 0:
                 self.info[op.result(0).id] = [Seg(self._new_node(shape[1], reason="model input"), 0, shape[1])]
-        elif kind in PARAM_VIEWS and present(op.operand_source(0)) and op.operand_source(0).id in self.param_of:
-            self.param_of[op.result(0).id] = self.param_of[op.operand_source(0).id]
+        elif self._from_parameter(op, kind):
+            return None
         else:
             handler = self.handler(kind)
             if handler is None:
@@ -117,6 +124,21 @@ class ChannelWalk:
                                         f"{self.channel_axis(op.operand_source(moved[0]))}, and that op is only "
                                         "followed with channels on axis 1")
             handler.visit(self, op)
+
+    def _from_parameter(self, op, kind):
+        """A reshape, transpose, gather, ... of a parameter alone: its axes are followed (params.py)."""
+        x = op.operand_source(0) if op.num_operands() else None
+        source = self.param_axes(x) if x is not None else None
+        if source is None or kind not in params.DERIVED_OPS or any(
+                self.channels(op.operand_source(i)) or self.view(op.operand_source(i))
+                for i in range(op.num_operands())):
+            return False
+        if kind in PARAM_VIEWS and x.id in self.param_of:
+            self.param_of[op.result(0).id] = self.param_of[x.id]  # still the parameter (Linear weights)
+        derived = params.derive(op, kind, source)
+        if derived is not None:
+            self.derived[op.result(0).id] = derived
+        return True
 
     def _refuses_views(self, op, handler):
         # A view (channels regrouped into several axes, e.g. [N, a, b, ...]) is followed only by
@@ -190,9 +212,13 @@ class ChannelWalk:
             self.info[value.id] = [Seg(self._new_node(shape[1], reason=reason), 0, shape[1])]
 
     def unknown(self, op, reason):
-        """Block every channel reaching `op` with `reason`; its outputs are not followed."""
-        self.block([s for i in range(op.num_operands()) for s in (self.channels(op.operand_source(i)) or [])],
-                   reason)
+        """Block every channel reaching `op` (views too) with `reason`; its outputs are not followed."""
+        segs = []
+        for i in range(op.num_operands()):
+            value = op.operand_source(i)
+            view = self.view(value)
+            segs += (self.channels(value) or []) + (view.segs if view is not None else [])
+        self.block(segs, reason)
         self.opaque(op)
 
     def note(self, value, data):
@@ -219,6 +245,43 @@ class ChannelWalk:
 
     def is_param(self, value):
         return present(value) and value.id in self.param_of
+
+    def param_axes(self, value):
+        """The `params.ParamAxes` of a parameter or a tensor computed from one alone, else None."""
+        return self.derived.get(value.id) if present(value) else None
+
+    def owner_of(self, axes):
+        """(layer, tensor, shape) of the parameter a `ParamAxes` comes from (None if no layer owns it)."""
+        return self.param_owner.get(axes.name)
+
+    def fold(self, node, unit, count, kind=None):
+        """Node `node`'s channels leave in whole units: channel c is unit c // unit, one of `count` folded
+        alike (unit u is channel u % count of the node returned); None when `node` is folded otherwise.
+
+        A qkv layer's output [3 * heads * head_dim] folds with unit head_dim and count heads: removing a
+        head removes it from q, k and v. `kind` ("heads") becomes the Group's kind.
+        """
+        if node in self.folds:
+            folded, old_unit, old_count = self.folds[node]
+            return folded if (old_unit, old_count) == (unit, count) else None
+        if self.nodes[node].channels % (unit * count):
+            return None
+        folded = self._new_node(count)
+        self.folds[node] = (folded, unit, count)
+        if kind:
+            self.kinds[folded] = kind
+        layer = self.nodes[node].layer
+        if kind == "heads" and layer in self.layer_inputs:
+            # The stream the attention reads: an embedding width. Its forward may compute head sizes
+            # from that width (head_dim = C // num_heads), which only trying tells.
+            self.mark(self.layer_inputs[layer], "embed")
+            self.fixed_shape(f"the head sizes of the attention after `{layer}`", self.layer_inputs[layer])
+        return folded
+
+    def mark(self, segs, kind):
+        """The nodes of `segs` carry channels of `kind` ("embed": a stream attention reads, "mlp": token MLPs)."""
+        for s in segs or []:
+            self.kinds.setdefault(s.node, kind)
 
     def add_slices(self, layer, tensor, axis, segs, offset=0, role="channel"):
         """`layer`.`tensor` holds the channels of `segs` along `axis`, from `offset` on (they are cut with them)."""
@@ -290,57 +353,32 @@ class ChannelWalk:
         return {name for name in self.weighted_layers if name not in self.layer_node and name not in self.followers}
 
     def fixed_shape_groups(self, graph):
-        """[(description, [Group])] for every reshape/split to constant sizes, with the prunable groups reaching it."""
-        by_class = {self._find(self.layer_node[g.roots[0]]): g for g in graph.groups}
-        out = []
+        """[(description, [Group])] for every reshape/split to constant sizes, with the prunable groups reaching it.
+
+        Candidates reaching the same groups are tried once (the first description is kept).
+        """
+        out, seen = [], set()
         for description, segs in self.fixed_shapes:
-            groups = [by_class.get(self._find(s.node)) for s in segs]
+            groups = [self.class_groups.get(self._find(s.node)) for s in segs]
             groups = list({id(g): g for g in groups if g is not None and g.prunable}.values())
-            if groups:
+            key = tuple(sorted(g.name for g in groups))
+            if groups and key not in seen:
+                seen.add(key)
                 out.append((description, groups))
         return out
 
     def graph(self, input_shape, output_shapes):
         """The DependencyGraph of everything the walk saw: one Group per class of coupled layer outputs."""
-        classes = {}
-        for node in self.nodes:
-            classes.setdefault(self._find(node.index), []).append(node)
-        slices_by_class = {}
-        for node_index, s in self.slices:
-            slices_by_class.setdefault(self._find(node_index), []).append(s)
+        groups, self.class_groups = grouping.build_groups(self)
         shapes = {(layer, tensor): shape for layer, tensor, shape in self.param_owner.values()}
         tensor_shapes = {(s.layer, s.tensor): shapes[(s.layer, s.tensor)] for _, s in self.slices}
-        groups = [self._group(nodes, slices_by_class.get(root, [])) for root, nodes in sorted(classes.items())
-                  if any(n.layer for n in nodes)]
         return DependencyGraph(groups, input_shape, output_shapes, tensor_shapes, self._unused(groups, input_shape),
-                               self._followers(groups))
+                               self._followers())
 
-    def _group(self, nodes, slices):
-        layered = [n for n in nodes if n.layer]
-        reasons = []
-        for n in nodes:
-            reasons += [r for r in n.reasons if r not in reasons]
-        if any(n.reasons == ["model input"] for n in nodes):
-            reasons = [r if r != "model input" else "coupled with the model input (e.g. an identity shortcut)"
-                       for r in reasons]
-        # Every node of a class has the same channel indices; slices refer to class channels.
-        members = list(dict.fromkeys((s.layer, s.tensor, s.axis) for s in slices))
-        roots = [n.layer for n in layered]
-        found = {c for n in nodes for c in self.constraints.get(n.index, [])}
-        blocks = sorted({b for b, _ in found})
-        if len(blocks) > 1:
-            reasons.append(f"its channels pass grouped convolutions with different group counts {blocks}")
-        group_blocks = blocks[0] if len(blocks) == 1 else 1
-        return Group(name=roots[0], roots=roots, channels=layered[0].channels, members=members,
-                     prunable=not reasons, reason="; ".join(reasons[:3]), slices=list(slices),
-                     channel_multiple=group_blocks, blocks=group_blocks,
-                     aligned=any(aligned for _, aligned in found))
-
-    def _followers(self, groups):
-        class_group = {self._find(self.layer_node[g.roots[0]]): g for g in groups}
+    def _followers(self):
         followers = {}
         for layer, nodes in self.followers.items():
-            owners = [class_group.get(self._find(n)) for n in nodes]
+            owners = [self.class_groups.get(self._find(n)) for n in nodes]
             followers[layer] = owners[0] if all(o is owners[0] for o in owners) else None
         return followers
 

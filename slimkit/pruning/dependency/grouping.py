@@ -1,0 +1,143 @@
+"""From the walk's classes of coupled nodes to Groups: folded channels (attention heads) and what each group is.
+
+Every class of coupled nodes (union-find over layer outputs and other channels) becomes one
+Group. A node whose channels leave in whole units (`ChannelWalk.fold`: a qkv layer's output
+[3 * heads * head_dim] folded into heads) gives its class to the class of its fold node: the
+group's channels are then the units (the heads), and every slice of the folded class becomes
+slices of whole units (`repeat` = the unit size, one slice per run of units that does not wrap
+around: q, k and v of a qkv weight are three slices of the same heads).
+
+A group's `kind`: "heads" (attention heads), "embed" (a token stream attention reads: the
+residual stream of a transformer), "mlp" (the width of linear layers on tokens), or
+"channels" (everything else: conv filters, classifier widths).
+"""
+
+import dataclasses
+
+from .graph import Group
+
+
+@dataclasses.dataclass
+class _Unit:
+    nodes: list
+    slices: list
+    channels: int
+    reasons: list
+
+
+def build_groups(walk):
+    """([Group], {class root: Group}) of the walk's classes of coupled nodes."""
+    folded = _folded_classes(walk)
+    classes, slices_by_class = {}, {}
+    for node in walk.nodes:
+        classes.setdefault(walk._find(node.index), []).append(node)
+    for node_index, s in walk.slices:
+        slices_by_class.setdefault(walk._find(node_index), []).append(s)
+    units, class_unit = {}, {}
+    for root, nodes in classes.items():
+        if root not in folded:
+            units[root] = _Unit(list(nodes), list(slices_by_class.get(root, [])), nodes[0].channels, [])
+            class_unit[root] = root
+    for root, (target, unit, count, reasons) in folded.items():
+        part = units.get(target)
+        if part is None:  # folded twice over: not followed
+            continue
+        part.nodes += classes[root]
+        part.reasons += reasons
+        for s in slices_by_class.get(root, []):
+            converted = _whole_units(s, unit, count)
+            if converted is None:
+                part.reasons.append(f"its channels are also used apart from whole heads (`{s.layer}`.{s.tensor})")
+            else:
+                part.slices += converted
+        class_unit[root] = target
+    groups, by_root = [], {}
+    for root in sorted(units):
+        part = units[root]
+        if any(n.layer for n in part.nodes):
+            by_root[root] = _group(walk, part)
+            groups.append(by_root[root])
+    return groups, {c: by_root[u] for c, u in class_unit.items() if u in by_root}
+
+
+def _folded_classes(walk):
+    """{folded class root: (fold class root, unit, count, reasons)}; folds of coupled channels are merged first."""
+    first = {}
+    for node, (fold_node, unit, count) in walk.folds.items():
+        root = walk._find(node)
+        if root in first and (first[root][1], first[root][2]) == (unit, count):
+            walk._union(first[root][0], fold_node)  # two folds of coupled channels: the same heads
+        first.setdefault(root, (fold_node, unit, count))
+    out = {}
+    for node, (_, unit, count) in walk.folds.items():
+        root = walk._find(node)
+        reasons = out.get(root, (None, None, None, []))[3]
+        if (unit, count) != first[root][1:]:
+            reasons.append("its channels are split into heads in two different ways")
+        for blocks, _ in walk.constraints.get(node, []):
+            if (walk.nodes[node].channels // blocks) % (unit * count):
+                reasons.append(f"its {blocks} equal parts do not fall on whole heads")
+        out[root] = (walk._find(first[root][0]), first[root][1], first[root][2], reasons)
+    return {root: entry for root, entry in out.items() if root != entry[0]}
+
+
+def _whole_units(s, unit, count):
+    """A slice of folded channels as slices of whole units (None if it cuts through a unit)."""
+    if s.start % unit or s.count % unit:
+        return None
+    out, first, last = [], s.start // unit, (s.start + s.count) // unit
+    u = first
+    while u < last:
+        end = min(last, (u // count + 1) * count)
+        out.append(dataclasses.replace(s, offset=s.offset + (u - first) * unit * s.repeat, start=u % count,
+                                       count=end - u, repeat=s.repeat * unit))
+        u = end
+    return out
+
+
+def _kind(walk, nodes):
+    kinds = {walk.kinds.get(n.index) for n in nodes}
+    layered = [n for n in nodes if n.layer]
+    for kind in ("heads", "embed"):
+        if kind in kinds:
+            return kind
+    return "mlp" if layered and all(walk.kinds.get(n.index) == "mlp" for n in layered) else "channels"
+
+
+def _group(walk, part):
+    nodes, slices = part.nodes, part.slices
+    layered = [n for n in nodes if n.layer]
+    reasons = []
+    for n in nodes:
+        reasons += [r for r in n.reasons if r not in reasons]
+    reasons += [r for r in part.reasons if r not in reasons]
+    if any(n.reasons == ["model input"] for n in nodes):
+        reasons = [r if r != "model input" else "coupled with the model input (e.g. an identity shortcut)"
+                   for r in reasons]
+    # Every node of a class has the same channel indices; slices refer to class channels.
+    members = list(dict.fromkeys((s.layer, s.tensor, s.axis) for s in slices))
+    kind = _kind(walk, nodes)
+    if kind == "heads":
+        # The layer holding the attention (its head count changes with the group: a removal hook).
+        members.append((_common_layer([s.layer for s in slices]), None, None))
+    folds = {n.index for n in nodes if n.index in walk.folds}
+    found = {c for n in nodes if n.index not in folds for c in walk.constraints.get(n.index, [])}
+    blocks = sorted({b for b, _ in found})
+    if len(blocks) > 1:
+        reasons.append(f"its channels pass grouped convolutions with different group counts {blocks}")
+    group_blocks = blocks[0] if len(blocks) == 1 else 1
+    return Group(name=layered[0].layer, roots=[n.layer for n in layered], channels=part.channels, members=members,
+                 prunable=not reasons, reason="; ".join(reasons[:3]), slices=list(slices),
+                 channel_multiple=group_blocks, blocks=group_blocks,
+                 aligned=any(aligned for _, aligned in found), kind=kind)
+
+
+def _common_layer(names):
+    """The innermost layer holding all of `names` ("" for the model itself)."""
+    parts = [n.split(".") for n in names]
+    common = []
+    for level in zip(*parts):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    return ".".join(common)
