@@ -18,6 +18,7 @@ from .dependency import DependencyGraph
 from .latency import check_latency_target
 from .remove import remove_with_undo
 from .selection import channels_to_keep, check_ratio, keep_indices, select_uniform
+from .units import check_units, unit_skips
 
 DEFAULT_RATIO = 0.3
 
@@ -45,7 +46,8 @@ def prunable_layers(model, input_shape):
 
 
 def prune(model, input_shape, criterion="l1", ratios=None, skip=(), round_to=None, min_channels=1, graph=None,
-          batches=None, target_latency_reduction=None, device=None):
+          batches=None, target_latency_reduction=None, device=None, prune_heads=True, prune_mlp=True,
+          prune_embed=False):
     """Remove the fraction `ratios` of output channels of conv/linear layers, in place; return a PruneResult.
 
     `ratios` is one float in [0, 1) for every prunable group, or {layer name: ratio}
@@ -62,14 +64,16 @@ def prune(model, input_shape, criterion="l1", ratios=None, skip=(), round_to=Non
     `device` ("cpu", "gpu", "gpu:N"; default: where the model's parameters are) is where the
     work runs and every tensor it creates lives; the model is moved there. The session's
     `paddle.get_device()` is put back afterwards.
+    `prune_heads`, `prune_mlp`, `prune_embed` choose the units of attention models (see
+    `pruning.units`): whole heads and MLP hidden widths are pruned, embedding widths not.
     """
     with devices.model_on(model, device):
         return _prune(model, input_shape, criterion, ratios, skip, round_to, min_channels, graph, batches,
-                      target_latency_reduction)
+                      target_latency_reduction, (prune_heads, prune_mlp, prune_embed))
 
 
 def _prune(model, input_shape, criterion, ratios, skip, round_to, min_channels, graph, batches,
-           target_latency_reduction):
+           target_latency_reduction, units):
     check_latency_target(_Targets(ratios, target_latency_reduction))
     if ratios is None:
         ratios = 0.0 if target_latency_reduction is not None else DEFAULT_RATIO
@@ -80,6 +84,7 @@ def _prune(model, input_shape, criterion, ratios, skip, round_to, min_channels, 
             continue  # the default alignment
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
             raise ConfigError(key, f"must be an integer >= 1, got {value!r}")
+    check_units(*units)
     scorer = get_criterion(criterion)
     if getattr(scorer, "needs_data", False) and batches is None:
         raise ConfigError("criterion", f"{criterion!r} scores channels from activations and gradients: pass "
@@ -87,8 +92,10 @@ def _prune(model, input_shape, criterion, ratios, skip, round_to, min_channels, 
                                                                           "or the filter_pruning strategy")
     graph = graph or analyze(model, input_shape)
     skip = [skip] if isinstance(skip, str) else list(skip)
-    targets = _targets(graph, ratios, skip)
+    switched_off = unit_skips(graph, ratios, *units)
+    targets = _targets(graph, ratios, skip + list(switched_off))
     skipped = graph.skipped()
+    skipped.update(switched_off)
     for name in skip:
         skipped.setdefault(graph.group(name).name, f"skipped as asked (skip={skip})")
 

@@ -73,6 +73,12 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
     finetune_epochs: int = option(0, "epochs of training between rounds (needs steps >= 2)", ge=0)
     finetune_lr: Optional[float] = option(None, "learning rate of the training between rounds; null = train.lr",
                                           gt=0)
+    prune_heads: bool = option(True, "remove whole attention heads (from q, k, v and the projection's inputs; "
+                                     "head_dim is kept, the layer's head count follows)")
+    prune_mlp: bool = option(True, "prune the hidden width of MLPs on tokens (fc1 outputs with fc2 inputs)")
+    prune_embed: bool = option(False, "prune the embedding width of token streams attention reads (every "
+                                      "LayerNorm, qkv input, projection output, position embedding, class token "
+                                      "and head on the stream); not exact through LayerNorms: finetune after")
 
     def to_dict(self):
         out = super().to_dict()
@@ -133,6 +139,8 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
                 ctx.note(f"{self.display_name}: {name} not pruned: {reason}", "skipped")
             for name in self.skip:
                 ctx.note(f"{self.display_name}: {graph.group(name).name} not pruned: in `skip`", "skipped")
+            for name, reason in self._unit_skips(graph).items():
+                ctx.note(f"{self.display_name}: {name} not pruned: {reason}", "skipped")
             flops_before = count_flops(model, ctx.input_shape)[0]
             original = {g.name: g.channels for g in graph.prunable()}
             channels = dict(original)
@@ -164,10 +172,16 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
                      f"the target {self.target_flops_reduction:.1%}", "target")
         return model
 
+    def _unit_skips(self, graph):
+        from ..pruning.units import unit_skips
+
+        return unit_skips(graph, self.ratios, self.prune_heads, self.prune_mlp, self.prune_embed)
+
     def _resolve_names(self, graph):
         # Unknown names fail here, before anything changed (graph.group suggests close names).
         for name in self.skip:
             graph.group(name)
+        self._unit_skips(graph)  # ratios naming a unit switched off fail here too
         if isinstance(self.ratios, dict):
             for name in self.ratios:
                 g = graph.group(name)
@@ -175,7 +189,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
                     raise ModelError(f"layer {name!r} cannot be pruned: {g.reason}", "remove it from `ratios`")
 
     def _groups(self, graph):
-        skipped = {graph.group(n).name for n in self.skip}
+        skipped = {graph.group(n).name for n in self.skip} | set(self._unit_skips(graph))
         return [g for g in graph.prunable() if g.name not in skipped]
 
     def _prune_round(self, model, graph, ctx, step, flops_before, original):
@@ -226,7 +240,8 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         def eval_fn(m):
             return primary_metric(engine, engine.evaluate(m, "val", max_batches=cfg.eval_batches))
 
-        return sensitive(model, ctx.input_shape, eval_fn, cfg.ratios, self.criterion, file=file, skip=self.skip,
+        return sensitive(model, ctx.input_shape, eval_fn, cfg.ratios, self.criterion, file=file,
+                         skip=self.skip + list(self._unit_skips(graph)),
                          graph=graph, engine=engine, round_to=self.round_to, min_channels=self.min_channels,
                          progress=bool(ctx.train.progress))
 
