@@ -11,9 +11,11 @@ the same way:
 - `paddle.nn.MultiHeadAttention`: `num_heads` (from `q_proj` and `head_dim`), `embed_dim`,
   `kdim`, `vdim`;
 - any other layer (`paddle.nn.Layer`): the feature count of per-channel layers
-  (`_num_features`, `_normalized_shape`, PReLU's `_num_parameters`), and for the layer holding
-  pruned heads an int attribute named like a head count (`num_heads`, `heads`, `n_heads`, ...)
-  that equals the heads before.
+  (`_num_features`, `_normalized_shape`, PReLU's `_num_parameters`); for the layer holding
+  pruned heads the one int attribute named like a head count (`num_heads`, `heads`,
+  `n_heads`, ...) that equals the heads before; for the layer whose forward splits channels
+  into equal constant sections (MixNet's `paddle.split(x, self.splitted_in_channels, 1)`) the
+  one list attribute equal to the sections before.
 
 A hook is `hook(layer, change)` with `change` a `LayerChange`; it changes plain attributes
 only (ints, lists of ints): they are snapshot with the tensors, restored when removal fails,
@@ -22,7 +24,8 @@ saved by `slimkit.save_model`. A custom attention that keeps its head count else
     from slimkit.pruning import layer_hooks
 
     def fix_heads(layer, change):
-        layer.h = change.heads[0][1]  # (heads before, heads after) of its pruned heads group
+        (before, after), = change.heads  # of its pruned heads group
+        layer.h = after
     layer_hooks.register_layer_hook(MyAttention, fix_heads)
 """
 
@@ -37,6 +40,22 @@ _HOOKS = {}
 HEAD_COUNT_ATTRS = ("num_heads", "_num_heads", "n_heads", "heads", "num_head", "n_head", "nhead")
 
 
+@dataclasses.dataclass(frozen=True)
+class GroupChange:
+    """A group that lost channels and whose sizes a layer's attributes hold (a head count, split sections)."""
+
+    group: str
+    kind: str      # Group.kind: "heads" for attention heads
+    before: int    # channels (heads) before
+    after: int     # channels (heads) kept
+    split: tuple = None  # the constant sections of a split of these channels, before (None: not a split)
+
+    @property
+    def sections(self):
+        """(sections before, sections after) of the split: every part keeps its share of the channels kept."""
+        return list(self.split), [s * self.after // self.before for s in self.split]
+
+
 @dataclasses.dataclass
 class LayerChange:
     """What removal did to one layer, for its hook."""
@@ -44,7 +63,12 @@ class LayerChange:
     name: str       # the layer's name in the model ("" for the model itself)
     before: dict    # its int attributes before removal (slimkit.core.surgery.shape_attrs)
     removed: dict   # {tensor name: {axis: positions removed}} of its own tensors
-    heads: list     # [(heads before, heads after)] of the attention head groups it holds
+    groups: list    # [GroupChange] of the groups whose sizes its attributes hold
+
+    @property
+    def heads(self):
+        """[(heads before, heads after)] of the attention head groups the layer holds."""
+        return [(g.before, g.after) for g in self.groups if g.kind == "heads"]
 
 
 def register_layer_hook(layer_type, hook, replace=True):
@@ -111,7 +135,7 @@ def multi_head_attention_hook(layer, change):
 
 
 def default_hook(layer, change):
-    """Per-channel layers' feature counts; a head count attribute of a layer holding pruned heads."""
+    """Per-channel layers' feature counts; a head count, split sections held by a layer whose groups changed."""
     params = [p for p in layer._parameters.values() if p is not None and len(p.shape) == 1]
     if params and change.removed:
         size = params[0].shape[0]
@@ -123,11 +147,26 @@ def default_hook(layer, change):
         if isinstance(getattr(layer, "_normalized_shape", None), (list, tuple)) and len(layer._normalized_shape) == 1:
             layer._normalized_shape = [size]
     if len(change.heads) == 1:
-        before, after = change.heads[0]
-        for key in HEAD_COUNT_ATTRS:
-            value = getattr(layer, key, None)
-            if isinstance(value, int) and not isinstance(value, bool) and value == before:
-                setattr(layer, key, after)
+        _replace_unique(layer, HEAD_COUNT_ATTRS, *change.heads[0])
+    for group in change.groups:
+        if group.split:
+            _replace_unique(layer, list(vars(layer)), *group.sections)
+
+
+def _replace_unique(layer, names, old, new):
+    # Only an attribute that is the one holding `old` is changed: two would make it a guess.
+    holders = [key for key in names if _same(getattr(layer, key, None), old)]
+    if len(holders) == 1:
+        current = getattr(layer, holders[0])
+        setattr(layer, holders[0], type(current)(new) if isinstance(current, (list, tuple)) else new)
+
+
+def _same(value, target):
+    if isinstance(value, bool) or isinstance(target, bool):
+        return False
+    if isinstance(target, list):
+        return isinstance(value, (list, tuple)) and list(value) == target
+    return isinstance(value, int) and value == target
 
 
 register_layer_hook(paddle.nn.Layer, default_hook)

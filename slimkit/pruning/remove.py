@@ -20,7 +20,7 @@ from ..core.errors import ModelError
 from ..core.schema import _suggest
 from ..core.surgery import capture, eval_mode, replace_tensor, restore, shape_attrs, train_mode
 from .dependency import DependencyGraph, flat_outputs, output_structure
-from .layer_hooks import LayerChange, hook_for, is_transposed_conv
+from .layer_hooks import GroupChange, LayerChange, hook_for, is_transposed_conv
 
 
 def remove_channels(model, graph, keep):
@@ -33,17 +33,17 @@ def remove_with_undo(model, graph, keep):
     masks = _keep_masks(graph, keep)
     _check_graph_fits(model, graph)
     removed = _removed_positions(graph, masks)
-    heads = _pruned_heads(graph, masks)
+    attributes = _attribute_changes(graph, masks)
     layers = dict(model.named_sublayers(include_self=True))
     # Only the layers that change are copied: a full snapshot of a large model costs seconds.
-    snapshot = {name: capture(layers[name]) for name in {layer for layer, _ in removed} | set(heads)}
+    snapshot = {name: capture(layers[name]) for name in {layer for layer, _ in removed} | set(attributes)}
 
     def undo():
         for name, snap in snapshot.items():
             restore(layers[name], snap)
 
     try:
-        _cut_tensors(model, removed, heads)
+        _cut_tensors(model, removed, attributes)
         _check_layers(layers, graph, masks, removed)
         _check_forward(model, graph)
     except Exception as err:
@@ -117,21 +117,21 @@ def _removed_positions(graph, masks):
             for key, axes in removed.items()}
 
 
-def _pruned_heads(graph, masks):
-    """{layer holding an attention: [(heads before, heads after)]} for the head groups that lose heads."""
+def _attribute_changes(graph, masks):
+    """{layer: [GroupChange]} for the layers whose attributes hold sizes of groups that lose channels."""
     out = {}
     for group in graph.groups:
         mask = masks.get(group.name)
-        if group.kind == "heads" and mask is not None and not mask.all():
-            for layer, tensor, _ in group.members:
-                if tensor is None:
-                    out.setdefault(layer, []).append((group.channels, int(mask.sum())))
+        if mask is not None and not mask.all():
+            for layer, sections in group.sizes.items():
+                change = GroupChange(group.name, group.kind, group.channels, int(mask.sum()), sections)
+                out.setdefault(layer, []).append(change)
     return out
 
 
-def _cut_tensors(model, removed, heads):
+def _cut_tensors(model, removed, attributes):
     layers = dict(model.named_sublayers(include_self=True))
-    changed = {layer for layer, _ in removed} | set(heads)
+    changed = {layer for layer, _ in removed} | set(attributes)
     before = {name: shape_attrs(layers[name]) for name in changed}
     cut = {}
     for (layer_name, tensor), axes in removed.items():
@@ -151,7 +151,7 @@ def _cut_tensors(model, removed, heads):
     # Inner layers first: a layer's hook sees its sublayers' attributes already updated.
     for name in sorted(changed, key=lambda n: (-n.count(".") - bool(n), n)):
         layer = layers[name]
-        hook_for(layer)(layer, LayerChange(name, before[name], cut.get(name, {}), heads.get(name, [])))
+        hook_for(layer)(layer, LayerChange(name, before[name], cut.get(name, {}), attributes.get(name, [])))
 
 
 def _check_layers(layers, graph, masks, removed):

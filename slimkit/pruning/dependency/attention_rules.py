@@ -61,7 +61,7 @@ def matmul_of_tensors(walk, op):
     if problem:
         walk.block(traced, problem)
         return walk.opaque(op)
-    heads = _heads(walk, a, b, len(out_shape))
+    heads = _heads(walk, op, a, b, len(out_shape))
     if isinstance(heads, str):
         walk.block(traced, heads)
         return walk.opaque(op)
@@ -84,7 +84,7 @@ def _problem(a, b):
     return ""
 
 
-def _heads(walk, a, b, out_rank):
+def _heads(walk, op, a, b, out_rank):
     """(heads axis of the output, heads segments) when a batch axis holds the heads on both sides, None
     without heads, or a reason when the channels on the batch axes cannot be followed."""
     found = []
@@ -104,6 +104,7 @@ def _heads(walk, a, b, out_rank):
         return ("attention heads that are not whole runs of one layer's output channels (or a layer whose "
                 "outputs are split into heads in two ways)")
     walk.couple(heads_a, heads_b, "attention heads of q and k (or of the scores and v) that do not line up")
+    walk.attribute_owner(heads_a, walk.owner_layer(op))  # its head count changes with them
     return out_rank - back, heads_a
 
 

@@ -138,7 +138,9 @@ def _equal_parts(walk, segs, parts, split_op):
                                 "channels: they cannot lose channels evenly")
     sections = constant(split_op.operand_source(1)) if split_op.name() == "pd_op.split" else None
     if isinstance(sections, list):
-        # Sections from x.shape[1] // 2 and [8, 8] written in the forward trace alike: probed.
+        # Sections from x.shape[1] // 2, [8, 8] written in the forward and MixNet's `self.splitted_in_channels`
+        # trace alike: the layer holding the split may update an attribute (its removal hook), then probed.
+        walk.attribute_owner(segs, walk.owner_layer(split_op), [int(v) for v in sections])
         walk.fixed_shape(f"`pd_op.split` into the sections {[int(v) for v in sections]}", segs)
     return None
 

@@ -37,6 +37,9 @@ class Group:
     # wide in every tensor), "embed" (a token stream attention reads), "mlp" (linear layers on tokens),
     # "channels" (conv filters and everything else). `prune(prune_heads=..., ...)` chooses by it.
     kind: str = "channels"
+    # {layer: split sections (a tuple of sizes) or None (a head count)}: layers whose attributes hold
+    # sizes of these channels; their removal hooks get the change (see slimkit.pruning.layer_hooks).
+    sizes: dict = dataclasses.field(default_factory=dict, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,7 @@ residual stream of a transformer), "mlp" (the width of linear layers on tokens),
 """
 
 import dataclasses
+import math
 
 from .graph import Group
 
@@ -117,19 +118,25 @@ def _group(walk, part):
     # Every node of a class has the same channel indices; slices refer to class channels.
     members = list(dict.fromkeys((s.layer, s.tensor, s.axis) for s in slices))
     kind = _kind(walk, nodes)
-    if kind == "heads":
-        # The layer holding the attention (its head count changes with the group: a removal hook).
-        members.append((_common_layer([s.layer for s in slices]), None, None))
+    sizes = {layer: sections for n in nodes for layer, sections in walk.owners.get(n.index, {}).items()}
+    if kind == "heads" and not sizes:
+        sizes = {_common_layer([s.layer for s in slices]): None}  # the layer holding the attention's layers
+    # Layers whose attributes hold sizes of these channels: their removal hooks get the change.
+    members += [(layer, None, None) for layer in sorted(sizes)]
     folds = {n.index for n in nodes if n.index in walk.folds}
     found = {c for n in nodes if n.index not in folds for c in walk.constraints.get(n.index, [])}
     blocks = sorted({b for b, _ in found})
-    if len(blocks) > 1:
-        reasons.append(f"its channels pass grouped convolutions with different group counts {blocks}")
-    group_blocks = blocks[0] if len(blocks) == 1 else 1
+    # Equal runs for every count at once: as many runs as the least common multiple, each keeping as
+    # many (at the same positions when one of them asks so, which keeps every coarser run equal too).
+    group_blocks = math.lcm(*blocks) if blocks else 1
+    if part.channels % group_blocks:
+        reasons.append(f"its channels pass grouped convolutions or equal splits of {blocks} parts at once, "
+                       f"which {part.channels} channels cannot all keep even")
+        group_blocks = 1
     return Group(name=layered[0].layer, roots=[n.layer for n in layered], channels=part.channels, members=members,
                  prunable=not reasons, reason="; ".join(reasons[:3]), slices=list(slices),
                  channel_multiple=group_blocks, blocks=group_blocks,
-                 aligned=any(aligned for _, aligned in found), kind=kind)
+                 aligned=any(aligned for _, aligned in found), kind=kind, sizes=sizes)
 
 
 def _common_layer(names):

@@ -37,6 +37,19 @@ class Seg:
 
 
 
+def merge_adjacent(segs):
+    """`segs` with neighbours that continue each other (same node and repeat, consecutive channels) joined:
+    the parts of a split concatenated back in order are the whole node again."""
+    out = []
+    for s in segs:
+        last = out[-1] if out else None
+        if last and (last.node, last.repeat, last.start + last.count) == (s.node, s.repeat, s.start):
+            out[-1] = Seg(s.node, last.start, last.count + s.count, s.repeat)
+        else:
+            out.append(s)
+    return out
+
+
 def one_node_per_group(segs, groups, in_per_group, channels_of):
     """The segments when each of a grouped conv's `groups` input runs is one whole node, else None.
 

@@ -18,7 +18,7 @@ importing this module registers them (cuts along one axis are in axis_rules).
 
 from ..ops import OpHandler, PassThrough, register_op
 from . import views
-from .segments import compress, constant, positions, reshape_segs, take
+from .segments import compress, constant, merge_adjacent, positions, reshape_segs, take
 
 
 def unknown_view(walk, op, segs, reason):
@@ -175,7 +175,7 @@ class Concat(OpHandler):
             return walk.unknown(op, "`concat` of tensors with channels on different axes")
         channel_axis = channel_axes.pop()
         if axis == channel_axis and all(segs_in):
-            return walk.set_channels(op.result(0), [s for segs in segs_in for s in segs], channel_axis)
+            return walk.set_channels(op.result(0), merge_adjacent([s for segs in segs_in for s in segs]), channel_axis)
         if axis == channel_axis:
             for segs in segs_in:
                 walk.block(segs, "concatenated with a tensor slimkit cannot follow")

@@ -26,7 +26,7 @@ import paddle
 
 from .. import ops
 from . import attention_rules, axis_rules, layer_rules, shape_rules  # noqa: F401  (they register the structural rules)
-from . import grouping, params
+from . import grouping, params, scopes
 from .graph import ChannelSlice, DependencyGraph
 from .segments import Node, Seg, covers_whole_nodes, present
 from .trace import PARAM_VIEWS
@@ -42,6 +42,7 @@ class ChannelWalk:
             for name, p in layer._parameters.items():
                 if p is not None:
                     self.param_owner[p.name] = (prefix, name, list(p.shape))
+        self.layer_types = {prefix: type(layer).__name__ for prefix, layer in model.named_sublayers(include_self=True)}
         self.weighted_layers = {prefix: type(layer).__name__ for prefix, layer in model.named_sublayers()
                                 if isinstance(layer, (paddle.nn.Linear, paddle.nn.layer.conv._ConvNd))}
         # This analysis's own handlers, looked up before the registry (`analyze(..., handlers={...})`).
@@ -56,6 +57,8 @@ class ChannelWalk:
         self.derived = {}  # value id -> ParamAxes of a tensor computed from one parameter alone
         self.folds = {}  # node -> (fold node, unit, count): its channels leave in whole units (heads)
         self.kinds = {}  # node -> what its channels are ("heads", "embed", "mlp"), for Group.kind
+        self.owners = {}  # node -> {layer: split sections or None}: attributes that hold sizes of its channels
+        self.scopes = {}  # call path of layer classes -> layer name, for the program being walked
         self.layer_node = {}  # layer name -> its output node (a layer called twice keeps one node)
         self.layer_inputs = {}  # layer name -> input segments of its first call
         self.followers = {}  # depthwise conv name -> nodes whose channels its output carries
@@ -86,6 +89,7 @@ class ChannelWalk:
     def run(self, program, outputs):
         """Follow one traced program; a second one (the training forward) adds to the same layers' nodes."""
         self.info, self.axes, self.param_of, self.notes, self.derived = {}, {}, {}, {}, {}  # per program
+        self.scopes = scopes.layer_scopes(program, self.param_owner, self.layer_types)
         for op in program.global_block().ops:
             self._visit(op)
         for v in outputs:
@@ -186,12 +190,29 @@ class ChannelWalk:
                 node.reasons.append(reason)
 
     def couple(self, a, b, reason):
-        """Channel i of `a` is channel i of `b`: pruned with the same indices (else both are blocked with `reason`)."""
+        """Channel i of `a` is channel i of `b`: pruned with the same indices (else both are blocked with `reason`).
+
+        One whole node against k copies of another ([x, x] of GhostNet's concat of a layer and its
+        depthwise copy, added to a shortcut conv) folds the first: its k parts keep the same channels.
+        """
         if covers_whole_nodes(a, b, self.node_channels):
             for sa, sb in zip(a, b):
                 self._union(sa.node, sb.node)
-        else:
+        elif not (self._fold_copies(a, b) or self._fold_copies(b, a)):
             self.block(list(a) + list(b), reason)
+
+    def _fold_copies(self, whole, copies):
+        if len(whole) != 1 or len(copies) < 2 or any(s != copies[0] for s in copies):
+            return False
+        if not (covers_whole_nodes(whole, whole, self.node_channels)
+                and covers_whole_nodes(copies[:1], copies[:1], self.node_channels) and copies[0].repeat == 1):
+            return False
+        if whole[0].repeat != 1 or whole[0].count != copies[0].count * len(copies):
+            return False
+        folded = self.fold(whole[0].node, 1, copies[0].count)
+        if folded is not None:
+            self._union(folded, copies[0].node)
+        return folded is not None
 
     def constrain(self, node, blocks, aligned=False):
         """Node `node`'s channels leave evenly from `blocks` equal runs (`aligned`: at the same positions in each)."""
@@ -277,6 +298,20 @@ class ChannelWalk:
             self.mark(self.layer_inputs[layer], "embed")
             self.fixed_shape(f"the head sizes of the attention after `{layer}`", self.layer_inputs[layer])
         return folded
+
+    def owner_layer(self, op):
+        """The name of the layer whose forward emitted `op` (scopes.py), or None when it cannot be told."""
+        return self.scopes.get(scopes.scope_of(op))
+
+    def attribute_owner(self, segs, layer, sections=None):
+        """`layer`'s attributes hold sizes of these channels: its removal hook gets the change.
+
+        `sections` are the constant sizes a split of them uses (None: a head count). `Group.members`
+        lists the layer as (layer, None, None), `Group.sizes` maps it to the sections.
+        """
+        if layer is not None:
+            for s in segs or []:
+                self.owners.setdefault(s.node, {})[layer] = tuple(sections) if sections else None
 
     def mark(self, segs, kind):
         """The nodes of `segs` carry channels of `kind` ("embed": a stream attention reads, "mlp": token MLPs)."""
