@@ -352,7 +352,8 @@ class GhostModule(nn.Layer):
     def __init__(self, c_in, c_out, relu=True):
         super().__init__()
         self.oup, init = c_out, (c_out + 1) // 2
-        self.primary = nn.Sequential(nn.Conv2D(c_in, init, 1), nn.BatchNorm2D(init), nn.ReLU() if relu else nn.Identity())
+        self.primary = nn.Sequential(nn.Conv2D(c_in, init, 1), nn.BatchNorm2D(init),
+                                     nn.ReLU() if relu else nn.Identity())
         self.cheap = nn.Sequential(nn.Conv2D(init, init, 3, padding=1, groups=init), nn.BatchNorm2D(init),
                                    nn.ReLU() if relu else nn.Identity())
 
