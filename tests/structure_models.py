@@ -421,3 +421,42 @@ class MixNetLike(nn.Layer):
         x = self.stem(x)
         x = x + self.project(F.relu(self.mix_bn(self.mix(self.expand(x)))))
         return self.fc(F.adaptive_avg_pool2d(self.wide(x), 1).flatten(1))
+
+
+class ENetDownsampling(nn.Layer):
+    """ENet's downsampling bottleneck: max pooling padded with zeros up to the extension branch's width
+    (`paddle.zeros` sized from the branches' shapes), added to it; then a regular bottleneck."""
+
+    def __init__(self, c_in=16, c_out=32):
+        super().__init__()
+        self.pool = nn.MaxPool2D(2, stride=2)
+        self.ext = nn.Sequential(nn.Conv2D(c_in, c_in // 2, 2, stride=2), nn.BatchNorm2D(c_in // 2), nn.PReLU(),
+                                 nn.Conv2D(c_in // 2, c_out, 1), nn.BatchNorm2D(c_out))
+        self.act = nn.PReLU(c_out)
+
+    def forward(self, x):
+        main, ext = self.pool(x), self.ext(x)
+        n, c_ext, h, w = ext.shape
+        padding = paddle.zeros((n, c_ext - main.shape[1], h, w))
+        return self.act(paddle.concat((main, padding), 1) + ext)
+
+
+class ENetLike(nn.Layer):
+    """ENet's initial block (a strided conv concatenated with the pooled input), a downsampling bottleneck,
+    a regular one, and a transposed-conv decoder back to the input's size; `[logits]`."""
+
+    def __init__(self, classes=4):
+        super().__init__()
+        self.initial = nn.Conv2D(3, 13, 3, stride=2, padding=1)
+        self.initial_bn = nn.BatchNorm2D(16)
+        self.down = ENetDownsampling(16, 32)
+        self.regular = nn.Sequential(nn.Conv2D(32, 8, 1), nn.BatchNorm2D(8), nn.ReLU(), nn.Conv2D(8, 8, 3, padding=1),
+                                     nn.BatchNorm2D(8), nn.ReLU(), nn.Conv2D(8, 32, 1), nn.BatchNorm2D(32))
+        self.up = nn.Conv2DTranspose(32, 16, 2, stride=2)
+        self.classifier = nn.Conv2DTranspose(16, classes, 2, stride=2)
+
+    def forward(self, x):
+        y = F.relu(self.initial_bn(paddle.concat((self.initial(x), F.max_pool2d(x, 3, stride=2, padding=1)), 1)))
+        y = self.down(y)
+        y = F.relu(y + self.regular(y))
+        return [self.classifier(F.relu(self.up(y)))]

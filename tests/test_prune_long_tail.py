@@ -1,11 +1,12 @@
 """The long tail of CNN structures: GhostNet's concatenation of a layer with its depthwise copy (added to a
-shortcut conv), MixNet's split into sections kept as a layer attribute, splits into several equal counts."""
+shortcut conv), MixNet's split into sections kept as a layer attribute, splits into several equal counts,
+ENet's zero padding up to a branch's width (a layer added to several layers' channels in a row)."""
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 from prune_checks import prune_and_check
-from structure_models import GhostNetLike, MixNetLike, cbr
+from structure_models import ENetLike, GhostNetLike, MixNetLike, cbr
 
 from slimkit.pruning import analyze
 
@@ -53,3 +54,15 @@ def test_splits_into_two_and_three_parts_keep_as_many_in_each_sixth(tmp_path):
     assert (stem.blocks, stem.channel_multiple, stem.prunable) == (6, 6, True)
     model, graph, result = prune_and_check(TwoSplits, SHAPE, ratio=0.5, tmp_path=tmp_path, round_to=1)
     assert np.bincount(result.keep["stem.0"] // 4, minlength=6).tolist() == [2] * 6
+
+
+def test_enet_zero_padding_and_the_initial_concat_prune_exactly(tmp_path):
+    # ext + [pooled 13 conv channels, 3 input channels, 16 zeros]: the conv adding to them is cut in three.
+    model, graph, result = prune_and_check(ENetLike, SHAPE, out_dim=None, tmp_path=tmp_path, round_to=1)
+    assert graph.group("initial").roots == ["initial"]
+    assert ("down.ext.3", "weight", 0) in graph.group("initial").members  # its first 13 filters
+    padding = graph.group("down.ext.3")
+    assert padding.name == "down.ext.3[16:32]" and padding.roots == ["down.ext.3", "regular.6"]
+    assert not graph.group("down.ext.3[13:16]").prunable  # the input's 3 pooled channels
+    kept = 13 - round(13 * 0.3) + 3 + 16 - round(16 * 0.3)
+    assert model.down.ext[3].weight.shape[0] == kept and model.down.act.weight.shape == [kept]

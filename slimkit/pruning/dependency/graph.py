@@ -78,6 +78,7 @@ class DependencyGraph:
         # (auxiliary heads); None when both modes call the same layers.
         self.train_structure = None
         self._by_root = {root: g for g in groups for root in g.roots}
+        self._by_root.update({g.name: g for g in groups})  # a part of a layer's channels: `layer[start:end]`
 
     def group(self, layer_name):
         """The Group holding `layer_name`'s output channels (any of its root layers' names works).

@@ -24,6 +24,8 @@ class _Unit:
     slices: list
     channels: int
     reasons: list
+    name: str = ""  # for a part of a layer's channels that no layer of its own roots: `layer[start:end]`
+    cut: list = dataclasses.field(default_factory=list)  # the layers such a part is cut from (its roots)
 
 
 def build_groups(walk):
@@ -35,10 +37,24 @@ def build_groups(walk):
     for node_index, s in walk.slices:
         slices_by_class.setdefault(walk._find(node_index), []).append(s)
     units, class_unit = {}, {}
+    cut = set(_partitioned_classes(walk, folded))
     for root, nodes in classes.items():
-        if root not in folded:
+        if root not in folded and root not in cut:
             units[root] = _Unit(list(nodes), list(slices_by_class.get(root, [])), nodes[0].channels, [])
             class_unit[root] = root
+    for root, parts in _partitioned_classes(walk, folded).items():
+        for part_root, start, count in parts:
+            part = units.get(part_root)
+            if part is None:
+                continue
+            layered = [n for n in classes[root] if n.layer]
+            if layered and not any(n.layer for n in part.nodes):
+                # No layer of its own: the part is named after (and rooted at) the layer it is cut from.
+                part.name = part.name or f"{layered[0].layer}[{start}:{start + count}]"
+                part.cut += layered
+            part.reasons += [r for n in classes[root] for r in n.reasons]
+            part.slices += [p for s in slices_by_class.get(root, []) for p in _within(s, start, count)]
+        class_unit[root] = parts[0][0]
     for root, (target, unit, count, reasons) in folded.items():
         part = units.get(target)
         if part is None:  # folded twice over: not followed
@@ -55,7 +71,7 @@ def build_groups(walk):
     groups, by_root = [], {}
     for root in sorted(units):
         part = units[root]
-        if any(n.layer for n in part.nodes):
+        if any(n.layer for n in part.nodes + part.cut):
             by_root[root] = _group(walk, part)
             groups.append(by_root[root])
     return groups, {c: by_root[u] for c, u in class_unit.items() if u in by_root}
@@ -80,6 +96,24 @@ def _folded_classes(walk):
                 reasons.append(f"its {blocks} equal parts do not fall on whole heads")
         out[root] = (walk._find(first[root][0]), first[root][1], first[root][2], reasons)
     return {root: entry for root, entry in out.items() if root != entry[0]}
+
+
+def _partitioned_classes(walk, folded):
+    """{class root: [(part class root, start, count)]} of the classes cut into parts (`ChannelWalk._partition`)."""
+    out = {}
+    for node, parts in walk.parts.items():
+        root = walk._find(node)
+        if root not in folded:
+            out[root] = [(walk._find(part), start, count) for part, start, count in parts]
+    return out
+
+
+def _within(s, start, count):
+    """The part of slice `s` on class channels [start, start + count), renumbered from 0 (none if outside)."""
+    lo, hi = max(s.start, start), min(s.start + s.count, start + count)
+    if lo >= hi:
+        return []
+    return [dataclasses.replace(s, offset=s.offset + (lo - s.start) * s.repeat, start=lo - start, count=hi - lo)]
 
 
 def _whole_units(s, unit, count):
@@ -107,7 +141,7 @@ def _kind(walk, nodes):
 
 def _group(walk, part):
     nodes, slices = part.nodes, part.slices
-    layered = [n for n in nodes if n.layer]
+    layered = [n for n in nodes if n.layer] or part.cut
     reasons = []
     for n in nodes:
         reasons += [r for r in n.reasons if r not in reasons]
@@ -133,7 +167,8 @@ def _group(walk, part):
         reasons.append(f"its channels pass grouped convolutions or equal splits of {blocks} parts at once, "
                        f"which {part.channels} channels cannot all keep even")
         group_blocks = 1
-    return Group(name=layered[0].layer, roots=[n.layer for n in layered], channels=part.channels, members=members,
+    return Group(name=part.name or layered[0].layer, roots=[n.layer for n in layered], channels=part.channels,
+                 members=members,
                  prunable=not reasons, reason="; ".join(reasons[:3]), slices=list(slices),
                  channel_multiple=group_blocks, blocks=group_blocks,
                  aligned=any(aligned for _, aligned in found), kind=kind, sizes=sizes)

@@ -174,6 +174,8 @@ class Concat(OpHandler):
         if len(channel_axes) > 1:
             return walk.unknown(op, "`concat` of tensors with channels on different axes")
         channel_axis = channel_axes.pop()
+        if axis == channel_axis:
+            segs_in = [segs or _constant_channels(walk, v, axis) for v, segs in zip(inputs, segs_in)]
         if axis == channel_axis and all(segs_in):
             return walk.set_channels(op.result(0), merge_adjacent([s for segs in segs_in for s in segs]), channel_axis)
         if axis == channel_axis:
@@ -187,6 +189,19 @@ class Concat(OpHandler):
             elif not _slice_parameter(walk, v, first, channel_axis):
                 walk.block(first, "concatenated along another axis with a tensor slimkit cannot follow")
         return walk.set_channels(op.result(0), first, channel_axis)
+
+
+def _constant_channels(walk, value, axis):
+    """A constant concatenated along the channels (ENet's zero padding up to the other branch's width) brings
+    channels of its own, which may go if its size follows the others (probed: it may be written in the code)."""
+    op = value.get_defining_op()
+    shape = list(value.shape)
+    if op is None or op.name() not in ("pd_op.full", "pd_op.full_like", "pd_op.full_with_tensor") or \
+            axis >= len(shape) or shape[axis] <= 0:
+        return None
+    segs = walk.new_channels(value, axis)
+    walk.fixed_shape(f"a constant of shape {shape} concatenated along the channels", segs)
+    return segs
 
 
 def _slice_parameter(walk, value, segs, channel_axis):

@@ -56,6 +56,7 @@ class ChannelWalk:
         self.notes = {}  # value id -> what a rule left on a value for a later op (views, split vectors)
         self.derived = {}  # value id -> ParamAxes of a tensor computed from one parameter alone
         self.folds = {}  # node -> (fold node, unit, count): its channels leave in whole units (heads)
+        self.parts = {}  # node -> [(part node, start, count)]: its channels are several nodes' in a row
         self.kinds = {}  # node -> what its channels are ("heads", "embed", "mlp"), for Group.kind
         self.owners = {}  # node -> {layer: split sections or None}: attributes that hold sizes of its channels
         self.scopes = {}  # call path of layer classes -> layer name, for the program being walked
@@ -198,8 +199,28 @@ class ChannelWalk:
         if covers_whole_nodes(a, b, self.node_channels):
             for sa, sb in zip(a, b):
                 self._union(sa.node, sb.node)
-        elif not (self._fold_copies(a, b) or self._fold_copies(b, a)):
+        elif not (self._fold_copies(a, b) or self._fold_copies(b, a) or self._partition(a, b)
+                  or self._partition(b, a)):
             self.block(list(a) + list(b), reason)
+
+    def _partition(self, whole, pieces):
+        """One whole node against several whole nodes in a row (ENet's [pooled input, zero padding] added to
+        a conv, MixNet's sections of several layers added to one): the node is cut into one part per piece."""
+        if len(whole) != 1 or len(pieces) < 2 or whole[0].node in self.folds or whole[0].node in self.parts:
+            return False
+        if not covers_whole_nodes(whole, whole, self.node_channels) or whole[0].repeat != 1:
+            return False
+        if any(p.repeat != 1 or not covers_whole_nodes([p], [p], self.node_channels) for p in pieces) or \
+                len({p.node for p in pieces}) != len(pieces) or sum(p.count for p in pieces) != whole[0].count:
+            return False
+        parts, start = [], 0
+        for piece in pieces:
+            part = self._new_node(piece.count)
+            self._union(part, piece.node)
+            parts.append((part, start, piece.count))
+            start += piece.count
+        self.parts[whole[0].node] = parts
+        return True
 
     def _fold_copies(self, whole, copies):
         if len(whole) != 1 or len(copies) < 2 or any(s != copies[0] for s in copies):
@@ -231,6 +252,12 @@ class ChannelWalk:
             return
         if len(shape) >= 2 and shape[1] > 0:
             self.info[value.id] = [Seg(self._new_node(shape[1], reason=reason), 0, shape[1])]
+
+    def new_channels(self, value, axis=1):
+        """`value`'s channels along `axis` are new ones, free to go (a constant padding): their segments."""
+        segs = [Seg(self._new_node(list(value.shape)[axis]), 0, list(value.shape)[axis])]
+        self.set_channels(value, segs, axis)
+        return segs
 
     def unknown(self, op, reason):
         """Block every channel reaching `op` (views too) with `reason`; its outputs are not followed."""
@@ -285,7 +312,7 @@ class ChannelWalk:
         if node in self.folds:
             folded, old_unit, old_count = self.folds[node]
             return folded if (old_unit, old_count) == (unit, count) else None
-        if self.nodes[node].channels % (unit * count):
+        if self.nodes[node].channels % (unit * count) or node in self.parts:
             return None
         folded = self._new_node(count)
         self.folds[node] = (folded, unit, count)
@@ -418,7 +445,9 @@ class ChannelWalk:
         return followers
 
     def _unused(self, groups, input_shape):
-        seen = {r for g in groups for r in g.roots} | set(self.followers)
+        # A layer whose output is cut into parts of several groups roots none of them: its slices show it.
+        seen = {r for g in groups for r in g.roots} | set(self.followers) | {
+            s.layer for g in groups for s in g.slices if s.role == "out"}
         why = f" (the training forward, which might, cannot be traced: {self.training_failed})" \
             if self.training_failed else ""
         return {name: f"{kind} not called by forward on input_shape {list(input_shape)}{why}"
