@@ -65,4 +65,4 @@ def test_enet_zero_padding_and_the_initial_concat_prune_exactly(tmp_path):
     assert padding.name == "down.ext.3[16:32]" and padding.roots == ["down.ext.3", "regular.6"]
     assert not graph.group("down.ext.3[13:16]").prunable  # the input's 3 pooled channels
     kept = 13 - round(13 * 0.3) + 3 + 16 - round(16 * 0.3)
-    assert model.down.ext[3].weight.shape[0] == kept and model.down.act.weight.shape == [kept]
+    assert model.down.ext[3].weight.shape[0] == kept and model.down.act._weight.shape == [kept]
