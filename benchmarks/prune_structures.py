@@ -32,10 +32,11 @@ import paddle
 
 import slimkit
 from slimkit.core.surgery import capture
-from slimkit.pruning import analyze, dependency, prune
+from slimkit.pruning import analyze, dependency, layer_hooks, prune
 from slimkit.pruning.dependency.walk import ChannelWalk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import attention_models as A  # noqa: E402
 import structure_models as M  # noqa: E402
 from prune_checks import _randomize_bn, check_attributes, check_exact, check_jit_roundtrip, check_train_step, run  # noqa: E402
 
@@ -49,10 +50,12 @@ class Case:
     `exact=False` for models whose channels pass a LayerNorm/GroupNorm (their statistics
     change with the channels). `fixed`: the groups a size written into the forward keeps
     whole (the pass criterion for them: exactly these groups whole, with that reason).
+    `hooks`: {layer class: removal hook} registered for the row (slimkit.pruning.layer_hooks).
     """
 
-    def __init__(self, structure, build, shape, exact=True, fixed=()):
+    def __init__(self, structure, build, shape, exact=True, fixed=(), hooks=None):
         self.structure, self.build, self.shape, self.exact, self.fixed = structure, build, shape, exact, set(fixed)
+        self.hooks = dict(hooks or {})
 
 
 # Sizes the constructors need (the smallest of 32, 64, 75, 96, 128, 224 they run on; inception_v3 needs 75).
@@ -107,8 +110,29 @@ MODELS = {
                               [1, 3, 32, 32], fixed={"stem.0"}),
     "fixed_reshape": Case("reshape(x, [-1, 64]) before fc", lambda: M.FixedWidthHead(False), [1, 3, 16, 16],
                           fixed={"last"}),
+    "ghost_modules": Case("concat of a conv and its depthwise copy, sliced; shortcut conv (GhostNet)",
+                          M.GhostNetLike, [1, 3, 32, 32]),
+    "mixed_kernels": Case("split into sections kept as an attribute, mixed kernels (MixNet)", M.MixNetLike,
+                          [1, 3, 32, 32]),
+    "enet_blocks": Case("conv + pooled input concat, zero padding to a branch's width (ENet), [logits]",
+                        M.ENetLike, [1, 3, 32, 32]),
+    "vit": Case("ViT: qkv heads, class token, position embedding", A.ViT, [1, 3, 16, 16]),
+    "deit": Case("DeiT: + distillation token and head, unbind", lambda: A.ViT(distilled=True, unbind=True),
+                 [1, 3, 16, 16]),
+    "vit_head_dim_from_width": Case("ViT as PaddleClas writes it (C // num_heads): heads kept whole",
+                                    lambda: A.ViT(c_from_x=True), [1, 3, 16, 16],
+                                    fixed={"blocks.0.attn.qkv", "blocks.1.attn.qkv", "patch_embed"}),
+    "multi_head_attention": Case("paddle.nn.MultiHeadAttention block", A.MHABlock, [1, 3, 16, 16]),
+    "swin": Case("Swin: window attention, relative position bias, shift (roll), patch merging", A.Swin,
+                 [1, 3, 16, 16]),
+    "pvt": Case("PVT: spatial-reduction attention, dwconv MLP", A.PVT, [1, 3, 16, 16]),
+    "cvt": Case("CvT: conv projections of q, k, v", A.CvT, [1, 3, 16, 16]),
+    "mobilevit": Case("MobileViT block: unfold into patches, transformer, fold", A.MobileViT, [1, 3, 16, 16]),
+    "svtr_neck": Case("SVTR mixing blocks as in the PP-OCR recogniser's neck (with a removal hook)",
+                      A.SVTRRecognizer, [1, 3, 32, 64], hooks={A.SVTRAttention: A.svtr_attention_hook}),
+    "segformer": Case("SegFormer: MiT stages, Mix-FFN, all-MLP decoder, [logits]", A.SegFormer, [1, 3, 32, 32]),
 }
-SMOKE = ["lenet", "encoder_decoder", "convnext_tiny", "channel_shuffle", "equal_split_fixed"]
+SMOKE = ["lenet", "encoder_decoder", "convnext_tiny", "channel_shuffle", "equal_split_fixed", "vit", "swin"]
 
 
 def parse_args(argv=None):
@@ -128,6 +152,16 @@ def parse_args(argv=None):
 
 def bench(name, ratio):
     case = MODELS[name]
+    for layer_type, hook in case.hooks.items():
+        layer_hooks.register_layer_hook(layer_type, hook)
+    try:
+        return _bench(name, case, ratio)
+    finally:
+        for layer_type in case.hooks:
+            layer_hooks.unregister_layer_hook(layer_type)
+
+
+def _bench(name, case, ratio):
     paddle.seed(0)
     model = case.build()
     _randomize_bn(model)

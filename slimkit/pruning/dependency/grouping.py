@@ -8,8 +8,9 @@ slices of whole units (`repeat` = the unit size, one slice per run of units that
 around: q, k and v of a qkv weight are three slices of the same heads).
 
 A group's `kind`: "heads" (attention heads), "embed" (a token stream attention reads: the
-residual stream of a transformer), "mlp" (the width of linear layers on tokens), or
-"channels" (everything else: conv filters, classifier widths).
+residual stream of a transformer; or linear layers' width on tokens that LayerNorms normalize:
+Swin's merged patches), "mlp" (the hidden width of linear layers on tokens), or "channels"
+(everything else: conv filters, classifier widths).
 """
 
 import dataclasses
@@ -131,12 +132,15 @@ def _whole_units(s, unit, count):
 
 
 def _kind(walk, nodes):
-    kinds = {walk.kinds.get(n.index) for n in nodes}
+    marks = set().union(*(walk.kinds.get(n.index, set()) for n in nodes))
     layered = [n for n in nodes if n.layer]
     for kind in ("heads", "embed"):
-        if kind in kinds:
+        if kind in marks:
             return kind
-    return "mlp" if layered and all(walk.kinds.get(n.index) == "mlp" for n in layered) else "channels"
+    if layered and all("mlp" in walk.kinds.get(n.index, ()) for n in layered):
+        # Linear layers on tokens: an MLP's hidden width, or a token width that LayerNorms normalize.
+        return "embed" if "normed" in marks else "mlp"
+    return "channels"
 
 
 def _group(walk, part):

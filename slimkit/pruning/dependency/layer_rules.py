@@ -142,6 +142,7 @@ class LayerNorm(OpHandler):
         if int(op.attrs().get("begin_norm_axis", 1)) != rank - 1 or walk.channel_axis(x) != rank - 1:
             return walk.unknown(op, "`layer_norm` normalizes over more than the channel axis")
         if walk.per_channel_params(op, segs, range(1, op.num_operands())):
+            walk.mark(segs, "normed")
             walk.set_channels(op.result(0), segs, rank - 1)
 
 

@@ -57,7 +57,7 @@ class ChannelWalk:
         self.derived = {}  # value id -> ParamAxes of a tensor computed from one parameter alone
         self.folds = {}  # node -> (fold node, unit, count): its channels leave in whole units (heads)
         self.parts = {}  # node -> [(part node, start, count)]: its channels are several nodes' in a row
-        self.kinds = {}  # node -> what its channels are ("heads", "embed", "mlp"), for Group.kind
+        self.kinds = {}  # node -> {what its channels are: "heads", "embed", "mlp", "normed"}, for Group.kind
         self.owners = {}  # node -> {layer: split sections or None}: attributes that hold sizes of its channels
         self.scopes = {}  # call path of layer classes -> layer name, for the program being walked
         self.layer_node = {}  # layer name -> its output node (a layer called twice keeps one node)
@@ -317,7 +317,7 @@ class ChannelWalk:
         folded = self._new_node(count)
         self.folds[node] = (folded, unit, count)
         if kind:
-            self.kinds[folded] = kind
+            self.kinds[folded] = {kind}
         layer = self.nodes[node].layer
         if kind == "heads" and layer in self.layer_inputs:
             # The stream the attention reads: an embedding width. Its forward may compute head sizes
@@ -341,9 +341,10 @@ class ChannelWalk:
                 self.owners.setdefault(s.node, {})[layer] = tuple(sections) if sections else None
 
     def mark(self, segs, kind):
-        """The nodes of `segs` carry channels of `kind` ("embed": a stream attention reads, "mlp": token MLPs)."""
+        """The nodes of `segs` carry channels of `kind`: "embed" (a stream attention reads), "mlp" (a linear
+        layer's on tokens), "normed" (they pass a LayerNorm over the channels: a stream, not an MLP's width)."""
         for s in segs or []:
-            self.kinds.setdefault(s.node, kind)
+            self.kinds.setdefault(s.node, set()).add(kind)
 
     def add_slices(self, layer, tensor, axis, segs, offset=0, role="channel"):
         """`layer`.`tensor` holds the channels of `segs` along `axis`, from `offset` on (they are cut with them)."""
