@@ -181,6 +181,13 @@ def exported_size(prefix):
     return saved_size(prefix + ".pdmodel") + saved_size(prefix + ".pdiparams")
 
 
+def program_file(prefix):
+    """The exported program of `prefix`: `.pdmodel` (legacy IR), else `.json` (PIR: `paddle.jit.save` of models
+    with ops Paddle 3.3 traces under PIR only, such as GELU and attention's matmuls)."""
+    legacy = str(prefix) + ".pdmodel"
+    return legacy if Path(legacy).is_file() or not Path(str(prefix) + ".json").is_file() else str(prefix) + ".json"
+
+
 def _create_predictor(config):
     native = ""
     try:
@@ -233,9 +240,9 @@ class InferenceModel:
         self.tensorrt = bool(tensorrt)
         if self.tensorrt:
             devices.check_tensorrt(self.device, "tensorrt")
-        for suffix in (".pdmodel", ".pdiparams"):
-            if not Path(self.prefix + suffix).is_file():
-                raise ModelError(f"{self.prefix + suffix} does not exist", "export the model first")
+        for path in (program_file(self.prefix), self.prefix + ".pdiparams"):
+            if not Path(path).is_file():
+                raise ModelError(f"{path} does not exist", "export the model first")
         self.predictor = _create_predictor(self._config())
         self._input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self._outputs = [self.predictor.get_output_handle(name) for name in self.predictor.get_output_names()]
@@ -247,7 +254,7 @@ class InferenceModel:
         return self.device.startswith("gpu")
 
     def _config(self, optim_dir=None):
-        config = paddle.inference.Config(self.prefix + ".pdmodel", self.prefix + ".pdiparams")
+        config = paddle.inference.Config(program_file(self.prefix), self.prefix + ".pdiparams")
         if self.on_gpu:
             config.enable_use_gpu(GPU_MEMORY_MB, int(self.device.partition(":")[2]))
             if self.tensorrt:
