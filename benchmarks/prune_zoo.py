@@ -59,6 +59,7 @@ def parse_args(argv=None):
 
 def zoo_cases(path):
     sys.path.insert(0, str(Path(path).resolve()))
+    importlib.import_module("ppcls.utils.logger").init_logger()  # some backbones log while they are built
 
     def build(module, constructor):
         return lambda: getattr(importlib.import_module(f"ppcls.arch.backbone.{module}"), constructor)(class_num=10)

@@ -2,9 +2,10 @@
 
 `prune(prune_heads=True, prune_mlp=True, prune_embed=False)` and the filter_pruning stage's
 options of the same names leave the groups of a unit they switch off whole, with the option
-in the reason. Embedding widths are off by default: the residual stream of a transformer
-passes every LayerNorm, so removing its channels changes what the kept ones compute (the
-model is not the masked one; finetuning recovers it), and it touches every block at once.
+in the reason. Embedding widths are off by default: the residual stream of a transformer (or
+of a ConvNeXt) passes every LayerNorm, so removing its channels changes what the kept ones
+compute (the model is not the masked one; finetuning recovers it), and it touches every
+block at once.
 """
 
 from ..core.errors import ConfigError
@@ -12,7 +13,7 @@ from ..core.errors import ConfigError
 # Group.kind -> (option, what the unit is)
 UNITS = {"heads": ("prune_heads", "attention heads"),
          "mlp": ("prune_mlp", "MLP hidden width"),
-         "embed": ("prune_embed", "embedding width of a token stream")}
+         "embed": ("prune_embed", "embedding width (LayerNorms normalize it)")}
 
 
 def check_units(prune_heads, prune_mlp, prune_embed):

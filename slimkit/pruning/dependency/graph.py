@@ -34,9 +34,9 @@ class Group:
     # Exact positions behind `members`: which tensor range holds which channel (see ChannelSlice).
     slices: list = dataclasses.field(default_factory=list, repr=False)
     # What the channels are: "heads" (attention heads: each channel is one head, `head_dim` features
-    # wide in every tensor), "embed" (a token stream attention reads, or a token width LayerNorms
-    # normalize), "mlp" (the hidden width of linear layers on tokens), "channels" (conv filters and
-    # everything else). `prune(prune_heads=..., ...)` chooses by it.
+    # wide in every tensor), "embed" (a token stream attention reads, or any width LayerNorms
+    # normalize: its pruning is not exact), "mlp" (the hidden width of linear layers on tokens),
+    # "channels" (conv filters and everything else). `prune(prune_heads=..., ...)` chooses by it.
     kind: str = "channels"
     # {layer: split sections (a tuple of sizes) or None (a head count)}: layers whose attributes hold
     # sizes of these channels; their removal hooks get the change (see slimkit.pruning.layer_hooks).

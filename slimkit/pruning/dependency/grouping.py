@@ -7,10 +7,10 @@ group's channels are then the units (the heads), and every slice of the folded c
 slices of whole units (`repeat` = the unit size, one slice per run of units that does not wrap
 around: q, k and v of a qkv weight are three slices of the same heads).
 
-A group's `kind`: "heads" (attention heads), "embed" (a token stream attention reads: the
-residual stream of a transformer; or linear layers' width on tokens that LayerNorms normalize:
-Swin's merged patches), "mlp" (the hidden width of linear layers on tokens), or "channels"
-(everything else: conv filters, classifier widths).
+A group's `kind`: "heads" (attention heads), "embed" (a token stream attention reads, or any
+width LayerNorms normalize: the residual stream of a transformer or a ConvNeXt, Swin's merged
+patches), "mlp" (the hidden width of linear layers on tokens), or "channels" (everything else:
+conv filters, classifier widths).
 """
 
 import dataclasses
@@ -134,13 +134,13 @@ def _whole_units(s, unit, count):
 def _kind(walk, nodes):
     marks = set().union(*(walk.kinds.get(n.index, set()) for n in nodes))
     layered = [n for n in nodes if n.layer]
-    for kind in ("heads", "embed"):
-        if kind in marks:
-            return kind
-    if layered and all("mlp" in walk.kinds.get(n.index, ()) for n in layered):
-        # Linear layers on tokens: an MLP's hidden width, or a token width that LayerNorms normalize.
-        return "embed" if "normed" in marks else "mlp"
-    return "channels"
+    if "heads" in marks:
+        return "heads"
+    if "embed" in marks or "normed" in marks:
+        # A stream attention reads, or a width LayerNorms normalize (the residual stream of a ConvNeXt,
+        # Swin's merged patches): removing its channels changes what the kept ones compute.
+        return "embed"
+    return "mlp" if layered and all("mlp" in walk.kinds.get(n.index, ()) for n in layered) else "channels"
 
 
 def _group(walk, part):
