@@ -32,7 +32,9 @@ import paddle
 
 import slimkit
 from slimkit.core.surgery import capture
+from slimkit.core.cpu import cpu_description
 from slimkit.pruning import analyze, dependency, layer_hooks, prune
+from slimkit.pruning.alignment import default_alignment
 from slimkit.pruning.dependency.walk import ChannelWalk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -242,8 +244,9 @@ def trace_breakdown(shape, repeats=3):
 def table(rows, ratio, argv, breakdown):
     lines = [f"# Filter pruning across structures ({int(ratio * 100)} % of every prunable group, L1)", "",
              f"Command: `PYTHONPATH=. python3 benchmarks/prune_structures.py{' ' + ' '.join(argv) if argv else ''}`  ",
-             f"Machine: {platform.machine()}, {platform.python_version()}, paddle {paddle.__version__}, "
-             "shared 2-core CPU (times are indicative).", "",
+             f"Machine: {cpu_description()}, Python {platform.python_version()}, paddle {paddle.__version__}, "
+             f"shared CPU (times are indicative); default channel multiple {default_alignment()} on this CPU "
+             "(pruning.alignment).", "",
              "`trace` is one `analyze` (the PIR trace and channel walk), `prune` is scoring + removal + the forward "
              "check + two paddle.flops counts. pass = same output shapes, exact outputs vs. the masked unpruned "
              "model, attributes, FLOPs, jit.save/load, one SGD step, and FLOPs after below 0.85x before (`< 0.85x`) "

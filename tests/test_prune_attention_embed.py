@@ -34,7 +34,8 @@ def test_embedding_width_prunes_when_asked_and_runs_saves_and_trains(tmp_path):
 
 def test_embedding_width_is_left_alone_by_default_with_the_option_in_the_reason():
     result = prune(ViT(), SHAPE, ratios=0.5, round_to=1)
-    assert result.skipped["patch_embed"] == "embedding width (LayerNorms normalize it) not pruned (prune_embed is false)"
+    reason = result.skipped["patch_embed"]
+    assert reason == "embedding width (LayerNorms normalize it) not pruned (prune_embed is false)"
     result = prune(ViT(), SHAPE, ratios=0.5, round_to=1, prune_heads=False, prune_mlp=False, prune_embed=True)
     assert {name for name, _, _ in result.layers} >= {"patch_embed"}
     assert "prune_heads is false" in result.skipped["blocks.0.attn.qkv"]

@@ -113,3 +113,17 @@ def test_an_attention_it_cannot_follow_keeps_exactly_its_groups_whole_and_the_re
     assert isinstance(XCiT().block.mlp, Mlp) and graph.group("block.mlp.fc1").prunable
     model, graph, result = prune_and_check(XCiT, SHAPE, ratio=0.5, tmp_path=tmp_path, round_to=1)
     assert {name for name, _, _ in result.layers} == {"block.mlp.fc1"}
+
+
+def test_trial_removals_put_the_head_count_back():
+    # FLOPs probes and sensitivity trials prune, measure and restore: the head count must come back too.
+    from slimkit.core.surgery import model_digest
+    from slimkit.pruning import FlopsProbe
+
+    model = ViT()
+    graph = analyze(model, SHAPE)
+    digest = model_digest(model)
+    probe = FlopsProbe(model, graph, SHAPE)
+    assert probe.flops({"blocks.0.attn.qkv": 2}) < probe.base
+    assert model.blocks[0].attn.num_heads == 4 and model_digest(model) == digest
+    assert model(paddle.randn(SHAPE)).shape == [1, 10]

@@ -76,9 +76,10 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
     prune_heads: bool = option(True, "remove whole attention heads (from q, k, v and the projection's inputs; "
                                      "head_dim is kept, the layer's head count follows)")
     prune_mlp: bool = option(True, "prune the hidden width of MLPs on tokens (fc1 outputs with fc2 inputs)")
-    prune_embed: bool = option(False, "prune the embedding width of token streams attention reads (every "
-                                      "LayerNorm, qkv input, projection output, position embedding, class token "
-                                      "and head on the stream); not exact through LayerNorms: finetune after")
+    prune_embed: bool = option(False, "prune embedding widths: token streams attention reads (every LayerNorm, "
+                                      "qkv input, projection output, position embedding, class token and head on "
+                                      "the stream) and any width LayerNorms normalize (ConvNeXt's stream); not "
+                                      "exact through LayerNorms: finetune after")
 
     def to_dict(self):
         out = super().to_dict()
