@@ -32,10 +32,13 @@ import paddle
 
 import slimkit
 from slimkit.core.surgery import capture
-from slimkit.pruning import analyze, dependency, prune
+from slimkit.core.cpu import cpu_description
+from slimkit.pruning import analyze, dependency, layer_hooks, prune
+from slimkit.pruning.alignment import default_alignment
 from slimkit.pruning.dependency.walk import ChannelWalk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import attention_models as A  # noqa: E402
 import structure_models as M  # noqa: E402
 from prune_checks import _randomize_bn, check_attributes, check_exact, check_jit_roundtrip, check_train_step, run  # noqa: E402
 
@@ -49,10 +52,12 @@ class Case:
     `exact=False` for models whose channels pass a LayerNorm/GroupNorm (their statistics
     change with the channels). `fixed`: the groups a size written into the forward keeps
     whole (the pass criterion for them: exactly these groups whole, with that reason).
+    `hooks`: {layer class: removal hook} registered for the row (slimkit.pruning.layer_hooks).
     """
 
-    def __init__(self, structure, build, shape, exact=True, fixed=()):
+    def __init__(self, structure, build, shape, exact=True, fixed=(), hooks=None):
         self.structure, self.build, self.shape, self.exact, self.fixed = structure, build, shape, exact, set(fixed)
+        self.hooks = dict(hooks or {})
 
 
 # Sizes the constructors need (the smallest of 32, 64, 75, 96, 128, 224 they run on; inception_v3 needs 75).
@@ -92,7 +97,8 @@ MODELS = {
     "detector": Case("backbone + FPN + 2 heads, dict", M.Detector, [1, 3, 32, 32]),
     "resnet18_seg": Case("resnet18 + upsampled head, [logits]", M.ResNetSeg, [1, 3, 64, 64]),
     "resnet18_fpn": Case("resnet18 + FPN + 2 heads, dict", M.ResNetFPN, [1, 3, 64, 64]),
-    "convnext_tiny": Case("channels-last blocks (LayerNorm)", M.ConvNeXtTiny, [1, 3, 32, 32], exact=False),
+    "convnext_tiny": Case("channels-last blocks (LayerNorm): hidden widths; the stream is an embedding width",
+                          M.ConvNeXtTiny, [1, 3, 32, 32]),
     "token_block": Case("token flatten + Linear, GroupNorm", M.TokenBlock, [1, 3, 32, 32], exact=False),
     "mobile_ops": Case("max/min, PReLU, clip, pad, where, gates", M.MobileOps, [1, 3, 32, 32]),
     "interpolations": Case("interpolate with/without size, 1-D", lambda: M.Interpolations(True), [1, 3, 32, 32]),
@@ -107,8 +113,29 @@ MODELS = {
                               [1, 3, 32, 32], fixed={"stem.0"}),
     "fixed_reshape": Case("reshape(x, [-1, 64]) before fc", lambda: M.FixedWidthHead(False), [1, 3, 16, 16],
                           fixed={"last"}),
+    "ghost_modules": Case("concat of a conv and its depthwise copy, sliced; shortcut conv (GhostNet)",
+                          M.GhostNetLike, [1, 3, 32, 32]),
+    "mixed_kernels": Case("split into sections kept as an attribute, mixed kernels (MixNet)", M.MixNetLike,
+                          [1, 3, 32, 32]),
+    "enet_blocks": Case("conv + pooled input concat, zero padding to a branch's width (ENet), [logits]",
+                        M.ENetLike, [1, 3, 32, 32]),
+    "vit": Case("ViT: qkv heads, class token, position embedding", A.ViT, [1, 3, 16, 16]),
+    "deit": Case("DeiT: + distillation token and head, unbind", lambda: A.ViT(distilled=True, unbind=True),
+                 [1, 3, 16, 16]),
+    "vit_head_dim_from_width": Case("ViT as PaddleClas writes it (C // num_heads): heads kept whole",
+                                    lambda: A.ViT(c_from_x=True), [1, 3, 16, 16],
+                                    fixed={"blocks.0.attn.qkv", "blocks.1.attn.qkv", "patch_embed"}),
+    "multi_head_attention": Case("paddle.nn.MultiHeadAttention block", A.MHABlock, [1, 3, 16, 16]),
+    "swin": Case("Swin: window attention, relative position bias, shift (roll), patch merging", A.Swin,
+                 [1, 3, 16, 16]),
+    "pvt": Case("PVT: spatial-reduction attention, dwconv MLP", A.PVT, [1, 3, 16, 16]),
+    "cvt": Case("CvT: conv projections of q, k, v", A.CvT, [1, 3, 16, 16]),
+    "mobilevit": Case("MobileViT block: unfold into patches, transformer, fold", A.MobileViT, [1, 3, 16, 16]),
+    "svtr_neck": Case("SVTR mixing blocks as in the PP-OCR recogniser's neck (with a removal hook)",
+                      A.SVTRRecognizer, [1, 3, 32, 64], hooks={A.SVTRAttention: A.svtr_attention_hook}),
+    "segformer": Case("SegFormer: MiT stages, Mix-FFN, all-MLP decoder, [logits]", A.SegFormer, [1, 3, 32, 32]),
 }
-SMOKE = ["lenet", "encoder_decoder", "convnext_tiny", "channel_shuffle", "equal_split_fixed"]
+SMOKE = ["lenet", "encoder_decoder", "convnext_tiny", "channel_shuffle", "equal_split_fixed", "vit", "swin"]
 
 
 def parse_args(argv=None):
@@ -128,13 +155,27 @@ def parse_args(argv=None):
 
 def bench(name, ratio):
     case = MODELS[name]
+    for layer_type, hook in case.hooks.items():
+        layer_hooks.register_layer_hook(layer_type, hook)
+    try:
+        return _bench(name, case, ratio)
+    finally:
+        for layer_type in case.hooks:
+            layer_hooks.unregister_layer_hook(layer_type)
+
+
+def _bench(name, case, ratio):
     paddle.seed(0)
-    model = case.build()
-    _randomize_bn(model)
-    x = paddle.to_tensor(np.random.RandomState(0).randn(*case.shape).astype("float32"))
-    shapes_before = [o.shape for o in run(model, x)]
     row = {"model": name, "structure": case.structure, "input": "x".join(map(str, case.shape[1:])),
            "trace_s": float("nan"), "groups": "-", "prunable": "-", "skipped": "-", "reasons": []}
+    try:
+        model = case.build()
+        _randomize_bn(model)
+        x = paddle.to_tensor(np.random.RandomState(0).randn(*case.shape).astype("float32"))
+        shapes_before = [o.shape for o in run(model, x)]
+    except Exception as err:  # a model that does not even run as built: the row says so
+        row["status"] = f"FAIL: cannot build or run: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
+        return row
     try:
         start = time.perf_counter()
         graph = analyze(model, case.shape)
@@ -203,8 +244,9 @@ def trace_breakdown(shape, repeats=3):
 def table(rows, ratio, argv, breakdown):
     lines = [f"# Filter pruning across structures ({int(ratio * 100)} % of every prunable group, L1)", "",
              f"Command: `PYTHONPATH=. python3 benchmarks/prune_structures.py{' ' + ' '.join(argv) if argv else ''}`  ",
-             f"Machine: {platform.machine()}, {platform.python_version()}, paddle {paddle.__version__}, "
-             "shared 2-core CPU (times are indicative).", "",
+             f"Machine: {cpu_description()}, Python {platform.python_version()}, paddle {paddle.__version__}, "
+             f"shared CPU (times are indicative); default channel multiple {default_alignment()} on this CPU "
+             "(pruning.alignment).", "",
              "`trace` is one `analyze` (the PIR trace and channel walk), `prune` is scoring + removal + the forward "
              "check + two paddle.flops counts. pass = same output shapes, exact outputs vs. the masked unpruned "
              "model, attributes, FLOPs, jit.save/load, one SGD step, and FLOPs after below 0.85x before (`< 0.85x`) "

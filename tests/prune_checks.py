@@ -26,9 +26,11 @@ def run(model, x):
     return [o.numpy() for o in flat_outputs(out)]
 
 
-def prune_and_check(build, input_shape, ratio=0.3, out_dim=10, tmp_path=None, export=True, exact=True, round_to=None):
+def prune_and_check(build, input_shape, ratio=0.3, out_dim=10, tmp_path=None, export=True, exact=True, round_to=None,
+                    **options):
     """Prune `build()` uniformly by `ratio`; assert exactness, shapes, attributes, FLOPs, export, training.
     `round_to` None keeps the library default (channel alignment); 1 checks exact per-channel counts.
+    `options` go to `prune` (prune_heads, prune_mlp, prune_embed).
 
     `out_dim=None`: a model whose outputs are not [batch, classes] logits (feature maps, several
     heads, dicts); its outputs must keep the unpruned model's shapes. `exact=False` for groups
@@ -43,7 +45,7 @@ def prune_and_check(build, input_shape, ratio=0.3, out_dim=10, tmp_path=None, ex
     x = paddle.to_tensor(np.random.RandomState(0).randn(*input_shape).astype("float32"))
     shapes_before = [o.shape for o in run(model, x)]
 
-    result = prune(model, input_shape, ratios=ratio, graph=graph, round_to=round_to)
+    result = prune(model, input_shape, ratios=ratio, graph=graph, round_to=round_to, **options)
 
     assert result.layers and result.flops_after < result.flops_before
     assert slimkit.count_flops(model, input_shape)[0] == result.flops_after

@@ -343,3 +343,120 @@ class EqualSplit(nn.Layer):
             a, b = paddle.split(y, [8, 8], axis=1)
         y = paddle.concat([F.relu(self.p(a)), F.relu(self.q(b))], axis=1)
         return self.fc(F.adaptive_avg_pool2d(F.relu(self.out(y)), 1).flatten(1))
+
+
+class GhostModule(nn.Layer):
+    """GhostNet's module: a 1x1 conv, a depthwise "cheap" copy of its output, both concatenated, then sliced
+    to the width written in the code (`out[:, :self.oup]`, as the original GhostNet does)."""
+
+    def __init__(self, c_in, c_out, relu=True):
+        super().__init__()
+        self.oup, init = c_out, (c_out + 1) // 2
+        self.primary = nn.Sequential(nn.Conv2D(c_in, init, 1), nn.BatchNorm2D(init),
+                                     nn.ReLU() if relu else nn.Identity())
+        self.cheap = nn.Sequential(nn.Conv2D(init, init, 3, padding=1, groups=init), nn.BatchNorm2D(init),
+                                   nn.ReLU() if relu else nn.Identity())
+
+    def forward(self, x):
+        y = self.primary(x)
+        return paddle.concat([y, self.cheap(y)], axis=1)[:, :self.oup]
+
+
+class GhostBottleneck(nn.Layer):
+    """Two ghost modules, squeeze-excitation between them, a depthwise + 1x1 conv shortcut added to the output."""
+
+    def __init__(self, c_in, hidden, c_out):
+        super().__init__()
+        self.ghost1, self.ghost2 = GhostModule(c_in, hidden), GhostModule(hidden, c_out, relu=False)
+        self.squeeze, self.excite = nn.Conv2D(hidden, hidden // 4, 1), nn.Conv2D(hidden // 4, hidden, 1)
+        self.shortcut = nn.Sequential(nn.Conv2D(c_in, c_in, 3, padding=1, groups=c_in), nn.BatchNorm2D(c_in),
+                                      nn.Conv2D(c_in, c_out, 1), nn.BatchNorm2D(c_out))
+
+    def forward(self, x):
+        y = self.ghost1(x)
+        y = y * F.hardsigmoid(self.excite(F.relu(self.squeeze(F.adaptive_avg_pool2d(y, 1)))))
+        return self.ghost2(y) + self.shortcut(x)
+
+
+class GhostNetLike(nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.stem = cbr(3, 16)
+        self.blocks = nn.Sequential(GhostBottleneck(16, 32, 24), GhostBottleneck(24, 48, 24))
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1).flatten(1))
+
+
+class MixConv(nn.Layer):
+    """MixNet's mixed depthwise conv: the channels split into sections kept as an attribute
+    (`paddle.split(x, self.splitted_in_channels, axis=1)`), one kernel size per section, concatenated."""
+
+    def __init__(self, channels, kernels=(3, 5)):
+        super().__init__()
+        self.splitted_in_channels = [channels // len(kernels)] * len(kernels)
+        self.convs = nn.LayerList([nn.Conv2D(c, c, k, padding=k // 2, groups=c)
+                                   for c, k in zip(self.splitted_in_channels, kernels)])
+
+    def forward(self, x):
+        parts = paddle.split(x, self.splitted_in_channels, axis=1)
+        return paddle.concat([conv(p) for conv, p in zip(self.convs, parts)], axis=1)
+
+
+class MixNetLike(nn.Layer):
+    """Expand 1x1, mixed depthwise 3x3/5x5 (and 3x3/5x5/7x7/9x9), project 1x1, with a residual."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = cbr(3, 16)
+        self.expand = nn.Sequential(nn.Conv2D(16, 48, 1), nn.BatchNorm2D(48), nn.ReLU())
+        self.mix = MixConv(48)
+        self.mix_bn = nn.BatchNorm2D(48)
+        self.project = nn.Sequential(nn.Conv2D(48, 16, 1), nn.BatchNorm2D(16))
+        self.wide = nn.Sequential(nn.Conv2D(16, 64, 1), nn.BatchNorm2D(64), nn.ReLU(), MixConv(64, (3, 5, 7, 9)))
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.project(F.relu(self.mix_bn(self.mix(self.expand(x)))))
+        return self.fc(F.adaptive_avg_pool2d(self.wide(x), 1).flatten(1))
+
+
+class ENetDownsampling(nn.Layer):
+    """ENet's downsampling bottleneck: max pooling padded with zeros up to the extension branch's width
+    (`paddle.zeros` sized from the branches' shapes), added to it; then a regular bottleneck."""
+
+    def __init__(self, c_in=16, c_out=32):
+        super().__init__()
+        self.pool = nn.MaxPool2D(2, stride=2)
+        self.ext = nn.Sequential(nn.Conv2D(c_in, c_in // 2, 2, stride=2), nn.BatchNorm2D(c_in // 2), nn.PReLU(),
+                                 nn.Conv2D(c_in // 2, c_out, 1), nn.BatchNorm2D(c_out))
+        self.act = nn.PReLU(c_out)
+
+    def forward(self, x):
+        main, ext = self.pool(x), self.ext(x)
+        n, c_ext, h, w = ext.shape
+        padding = paddle.zeros((n, c_ext - main.shape[1], h, w))
+        return self.act(paddle.concat((main, padding), 1) + ext)
+
+
+class ENetLike(nn.Layer):
+    """ENet's initial block (a strided conv concatenated with the pooled input), a downsampling bottleneck,
+    a regular one, and a transposed-conv decoder back to the input's size; `[logits]`."""
+
+    def __init__(self, classes=4):
+        super().__init__()
+        self.initial = nn.Conv2D(3, 13, 3, stride=2, padding=1)
+        self.initial_bn = nn.BatchNorm2D(16)
+        self.down = ENetDownsampling(16, 32)
+        self.regular = nn.Sequential(nn.Conv2D(32, 8, 1), nn.BatchNorm2D(8), nn.ReLU(), nn.Conv2D(8, 8, 3, padding=1),
+                                     nn.BatchNorm2D(8), nn.ReLU(), nn.Conv2D(8, 32, 1), nn.BatchNorm2D(32))
+        self.up = nn.Conv2DTranspose(32, 16, 2, stride=2)
+        self.classifier = nn.Conv2DTranspose(16, classes, 2, stride=2)
+
+    def forward(self, x):
+        y = F.relu(self.initial_bn(paddle.concat((self.initial(x), F.max_pool2d(x, 3, stride=2, padding=1)), 1)))
+        y = self.down(y)
+        y = F.relu(y + self.regular(y))
+        return [self.classifier(F.relu(self.up(y)))]

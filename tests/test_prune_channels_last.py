@@ -19,16 +19,24 @@ def test_convnext_hidden_width_prunes_exactly(tmp_path):
 
 
 def test_convnext_block_prunes_hidden_width_and_residual_stream(tmp_path):
-    # The residual stream passes LayerNorms over the channels: pruned, but not equal to the masked model.
-    model, graph, result = prune_and_check(ConvNeXtTiny, [1, 3, 16, 16], tmp_path=tmp_path, round_to=1, exact=False)
+    # The residual stream passes LayerNorms over the channels: an embedding width, pruned when asked,
+    # but not equal to the masked model.
+    model, graph, result = prune_and_check(ConvNeXtTiny, [1, 3, 16, 16], tmp_path=tmp_path, round_to=1, exact=False,
+                                           prune_embed=True)
     stream = graph.group("stem")
-    assert {"stem", "stage.0.pw2", "stage.1.pw2"} <= set(stream.roots)
+    assert stream.kind == "embed" and {"stem", "stage.0.pw2", "stage.1.pw2"} <= set(stream.roots)
     assert ("stage.0.norm", "weight", 0) in stream.members and ("stage.0", "gamma", 0) in stream.members
     assert graph.group("stage.0.pw1").prunable
     assert set(result.skipped) == {"fc"}
     kept = 16 - round(16 * 0.3)
     assert model.stage[0].norm.weight.shape == [kept] and model.stage[0].pw1.weight.shape == [kept, 64 - 19]
     assert result.flops_after < 0.85 * result.flops_before
+
+
+def test_convnext_by_default_prunes_its_hidden_widths_exactly_and_keeps_the_stream(tmp_path):
+    model, graph, result = prune_and_check(ConvNeXtTiny, [1, 3, 16, 16], tmp_path=tmp_path, round_to=1)
+    assert result.skipped["stem"] == "embedding width (LayerNorms normalize it) not pruned (prune_embed is false)"
+    assert {name for name, _, _ in result.layers} == {"stage.0.pw1", "stage.1.pw1"}
 
 
 def test_token_flatten_linear_prunes_exactly(tmp_path):

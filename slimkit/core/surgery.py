@@ -12,12 +12,6 @@ import re
 import numpy as np
 import paddle
 
-# Attributes that paddle layers (and most user layers) keep in step with tensor shapes.
-SHAPE_ATTRS = ("_in_channels", "_out_channels", "_groups", "_num_features", "_normalized_shape",
-               "_num_parameters", "_in_features", "_out_features",
-               "in_channels", "out_channels", "groups", "num_features", "in_features", "out_features")
-
-
 def replace_tensor(layer, name, value):
     """Set parameter or buffer `name` of `layer` to `value` (any shape), keeping its flags."""
     value = value.numpy() if isinstance(value, paddle.Tensor) else np.asarray(value)
@@ -80,14 +74,22 @@ def _np_dtype(tensor):
 
 
 def shape_attrs(layer):
+    """The plain attributes a layer's forward may read as sizes: every int and list of ints it holds.
+
+    Channel and group counts (`_in_channels`, `_groups`), feature counts, head counts: pruning
+    changes them with the tensors, so a snapshot, a restore and a checkpoint carry them all.
+    """
     out = {}
-    for key in SHAPE_ATTRS:
-        value = layer.__dict__.get(key)
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int) or (isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value)):
-            out[key] = list(value) if isinstance(value, (list, tuple)) else value
+    for key, value in layer.__dict__.items():
+        if _is_int(value):
+            out[key] = value
+        elif isinstance(value, (list, tuple)) and value and all(_is_int(v) for v in value):
+            out[key] = list(value)
     return out
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def capture(model):
@@ -108,7 +110,9 @@ def restore(model, snapshot):
         replace_tensor(layers[prefix], name, value)
     for prefix, attrs in snapshot["attrs"].items():
         for key, value in attrs.items():
-            setattr(layers[prefix], key, value)
+            # A list comes back as the type the layer holds (JSON turns tuples into lists).
+            current = getattr(layers[prefix], key, None)
+            setattr(layers[prefix], key, tuple(value) if isinstance(current, tuple) else value)
     return model
 
 

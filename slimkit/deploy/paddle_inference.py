@@ -229,7 +229,7 @@ def export_stage(model, stage_folder, input_shape, weight_bits=8):
 def exported_size(prefix):
     """Bytes on disk of the program and parameter files of an export."""
     prefix = str(prefix)
-    return saved_size(prefix + ".pdmodel") + saved_size(prefix + ".pdiparams")
+    return saved_size(program_file(prefix) or prefix + ".pdmodel") + saved_size(prefix + ".pdiparams")
 
 
 def _create_predictor(config):

@@ -3,6 +3,7 @@
 from ..core.errors import ModelError
 from ..core.surgery import parameter_layers
 from .dependency.trace import check_forward_runs, check_shape, flat_outputs, output_structure, trace_program
+from .dependency.grouping import fixed_shape_groups
 from .dependency.walk import ChannelWalk
 from .probe import probe_fixed_shapes
 
@@ -29,7 +30,7 @@ def analyze(model, input_shape, handlers=None):
     graph.parameter_layers = parameter_layers(model)
     if train_out is not None:
         graph.train_structure = output_structure(train_out)
-    probe_fixed_shapes(model, graph, tracer.fixed_shape_groups(graph))
+    probe_fixed_shapes(model, graph, fixed_shape_groups(tracer, graph))
     return graph
 
 

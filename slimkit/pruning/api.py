@@ -18,6 +18,7 @@ from .dependency import DependencyGraph
 from .latency import ExportBench, check_latency_target
 from .plan import prune_to_counts  # noqa: F401  (the one removal path, also importable from here)
 from .selection import check_ratio
+from .units import check_units
 
 DEFAULT_RATIO = 0.3
 
@@ -45,7 +46,8 @@ def prunable_layers(model, input_shape):
 
 
 def prune(model, input_shape, criterion="l1", ratios=None, skip=(), round_to=None, min_channels=1, graph=None,
-          batches=None, target_latency_reduction=None, device=None, timing=None):
+          batches=None, target_latency_reduction=None, device=None, timing=None, prune_heads=True, prune_mlp=True,
+          prune_embed=False):
     """Remove the fraction `ratios` of output channels of conv/linear layers, in place; return a PruneResult.
 
     `ratios` is one float in [0, 1) for every prunable group, or {layer name: ratio}
@@ -63,11 +65,14 @@ def prune(model, input_shape, criterion="l1", ratios=None, skip=(), round_to=Non
     `device` ("cpu", "gpu", "gpu:N"; default: where the model's parameters are) is where the
     work runs and every tensor it creates lives; the model is moved there. The session's
     `paddle.get_device()` is put back afterwards.
+    `prune_heads`, `prune_mlp`, `prune_embed` choose the units of attention models (see
+    `pruning.units`): whole heads and MLP hidden widths are pruned, embedding widths not.
     """
     with devices.model_on(model, device):
         request = plan.Request(criterion, ratios, None, target_latency_reduction,
                                "uniform" if target_latency_reduction is not None else "explicit",
-                               skip, round_to, min_channels)
+                               skip, round_to, min_channels, prune_heads=prune_heads, prune_mlp=prune_mlp,
+                               prune_embed=prune_embed)
         return _prune(model, input_shape, request, graph, batches, timing)
 
 
@@ -75,7 +80,7 @@ def _prune(model, input_shape, request, graph, batches, timing):
     _check(request, batches)
     request.criterion = get_criterion(request.criterion)
     graph = graph or analyze(model, input_shape)
-    targets = plan.resolve(graph, request.ratios, request.skip)
+    targets = plan.resolve(graph, request.ratios, request.skip, plan.units(request))
     flops_before = count_flops(model, input_shape)[0]
     if request.target_latency_reduction is not None:
         bench = ExportBench(input_shape, timing)
@@ -116,6 +121,7 @@ def _check(request, batches):
             continue  # the default alignment
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
             raise ConfigError(key, f"must be an integer >= 1, got {value!r}")
+    check_units(*plan.units(request))
     scorer = get_criterion(request.criterion)
     if getattr(scorer, "needs_data", False) and batches is None:
         raise ConfigError("criterion", f"{request.criterion!r} scores channels from activations and gradients: "

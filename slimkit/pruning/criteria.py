@@ -23,6 +23,7 @@ object with a `scores` method.
 import dataclasses
 
 import numpy as np
+import paddle
 import paddle.nn.functional as F
 
 from ..core.errors import ConfigError, ModelError
@@ -266,7 +267,10 @@ def score_groups(model, groups, criterion, engine=None, batches=None, loss_fn=No
     data = _activations_and_grads(model, groups, criterion, engine, batches, loss_fn)
     out = {}
     for g in groups:
-        acts, grads = ([data[r][0] for r in g.roots], [data[r][1] for r in g.roots]) if data else (None, None)
+        acts, grads = (None, None)
+        if data:  # per root [N, channels, ...]: tokens' channels are last, a head's features are its channel's
+            acts = [root_channels(model, g, r, data[r][0]) for r in g.roots]
+            grads = [root_channels(model, g, r, data[r][1]) for r in g.roots]
         scores = _scores_of(criterion, group_data(model, g, acts, grads))
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if len(scores) != g.channels:
@@ -274,6 +278,19 @@ def score_groups(model, groups, criterion, engine=None, batches=None, loss_fn=No
                              f"({g.channels} channels)", "scores() must return one value per output channel")
         out[g.name] = scores
     return out
+
+
+def root_channels(model, group, root, values):
+    """A root layer's outputs `values` as [N, group channels, ...]: channels from the layer's output axis
+    (1 for convs, last for linear layers), a channel's features (a head's head_dim) side by side."""
+    from .dependency.graph import channel_rows
+
+    layer = dict(model.named_sublayers(include_self=True))[root]
+    moved = np.moveaxis(np.asarray(values), -1 if isinstance(layer, paddle.nn.Linear) else 1, 1)
+    parts = [(s, np.moveaxis(moved[:, s.offset:s.offset + s.count * s.repeat], 1, 0))
+             for s in group.slices if s.role == "out" and s.layer == root]
+    rows = [channel_rows(group.channels, [(s, v[:, n]) for s, v in parts]) for n in range(moved.shape[0])]
+    return np.stack(rows).reshape((moved.shape[0], group.channels, -1))
 
 
 def _scores_of(criterion, group):

@@ -25,7 +25,7 @@ other dialects (`"custom_op.my_relu"`, `"builtin.split"`). The handler kinds:
 - `Ignore()`: the op carries no channels (shape queries, constants).
 
 A handler is any object with `visit(walk, op)`; the kinds above, and slimkit's structural
-rules (slimkit.pruning.dependency.layer_rules, .shape_rules), use only the walk's public
+rules (slimkit.pruning.dependency.layer_rules, .shape_rules, .axis_rules, .attention_rules), use only the walk's public
 methods (`slimkit.pruning.dependency.walk.ChannelWalk`: `channels`, `set_channels`, `block`,
 `couple`, `per_channel_params`, `param`, `root`, `consume`, ...), which a user's own handler
 may use too. `analyze(model, input_shape, handlers={name: handler})` uses handlers for one
@@ -104,16 +104,25 @@ class OpHandler:
 class Ignore(OpHandler):
     """The op neither reads nor makes channels that matter (shape queries, constants, fetches)."""
 
+    any_axis = True
+
     def visit(self, walk, op):
         return None
 
 
 class PassThrough(OpHandler):
-    """The first output has the first input's channels, in the same order (on the same axis)."""
+    """The first output has the first input's channels, in the same order (on the same axis, or the same view)."""
 
     any_axis = True
+    accepts_views = True
 
     def visit(self, walk, op):
+        view = walk.view(op.operand_source(0))
+        if view is not None:
+            if list(op.operand_source(0).shape) == list(op.result(0).shape):
+                return walk.note(op.result(0), view)
+            walk.block(view.segs, view.refused(op.name()))
+            return walk.opaque(op)
         segs = walk.channels(op.operand_source(0))
         axis = walk.channel_axis(op.operand_source(0))
         if segs and _same_channel_count(op, axis):
@@ -148,28 +157,32 @@ class PerChannel(OpHandler):
 
 
 class Couple(OpHandler):
-    """Tensor operands are combined channel by channel: their channels are pruned with the same indices."""
+    """Tensor operands are combined channel by channel: their channels are pruned with the same indices.
+
+    A parameter operand (a bias, a layer scale, a [1, N, C] position embedding, a relative position
+    bias [1, heads, N, N]) is sliced along its axis lined up with the channels.
+    """
 
     any_axis = True
+    accepts_views = True
 
     def visit(self, walk, op):
+        operands = [op.operand_source(i) for i in range(op.num_operands()) if present(op.operand_source(i))]
+        if any(walk.view(v) is not None for v in operands):
+            return _combine_views(walk, op, operands)
         out_rank = len(list(op.result(0).shape))
         with_channels, params, others = [], [], []
-        for i in range(op.num_operands()):
-            v = op.operand_source(i)
-            if not present(v):
-                continue
+        for v in operands:
             if walk.channels(v):
                 with_channels.append(walk.channels(v))
-            elif walk.is_param(v):
+            elif walk.param_axes(v) is not None:
                 params.append(v)
             else:
                 others.append(v)
         if not with_channels:
             return None
         # The channel axis counted from the right, which broadcasting lines up.
-        axes = {walk.channel_axis(op.operand_source(i)) - len(list(op.operand_source(i).shape))
-                for i in range(op.num_operands()) if walk.channels(op.operand_source(i))}
+        axes = {walk.channel_axis(v) - len(list(v.shape)) for v in operands if walk.channels(v)}
         if len(axes) > 1:
             return walk.unknown(op, f"`{op.name()}` combines tensors with channels on different axes")
         return self._combine(walk, op, with_channels, params, others, out_rank + axes.pop())
@@ -189,12 +202,36 @@ class Couple(OpHandler):
             size = channel_dim(v, out_rank, axis)
             if size in (None, 1):
                 continue
-            _, owner = walk.param(v)
-            if owner is None or len(owner[2]) != 1 or size != width or owner[2][0] != width:
+            derived = walk.param_axes(v)
+            owner = walk.owner_of(derived)
+            at = derived.param_axis(axis - (out_rank - len(list(v.shape))))
+            if owner is None or at is None or size != width or derived.shape[at] != width:
                 return walk.unknown(op, f"`{op.name()}` with a parameter that is not one value per channel")
-            walk.add_slices(owner[0], owner[1], 0, segs)
+            walk.add_slices(owner[0], owner[1], at, segs)
         walk.set_channels(op.result(0), segs, axis)
         return None
+
+
+def _combine_views(walk, op, operands):
+    """An elementwise op on a view (channels spread over several axes): the other operands must broadcast
+    over the axes that hold channels (a scale, a mask); a second view of the same layout is coupled."""
+    out_rank = len(list(op.result(0).shape))
+    first = next(walk.view(v) for v in operands if walk.view(v) is not None)
+    holders = [axis - len(first.axes) for axis in first.holders()]
+    for v in operands:
+        view = walk.view(v)
+        if view is not None and view is not first:
+            if view.axes != first.axes or view.sizes != first.sizes:
+                walk.block(first.segs + view.segs, f"`{op.name()}` combines channels regrouped in different ways")
+                return walk.opaque(op)
+            walk.couple(first.segs, view.segs, f"`{op.name()}` combines regrouped channels that do not line up")
+        elif view is None and (walk.channels(v) or any(channel_dim(v, out_rank, out_rank + h) not in (None, 1)
+                                                       for h in holders)):
+            walk.block(first.segs + (walk.channels(v) or []), f"`{op.name()}` combines regrouped channels "
+                                                             "with a tensor that does not broadcast over them")
+            return walk.opaque(op)
+    walk.note(op.result(0), first)
+    return None
 
 
 class Block(OpHandler):

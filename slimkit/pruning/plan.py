@@ -22,6 +22,7 @@ from ..core.errors import ConfigError, ModelError, raise_all
 from ..core.schema import _suggest
 from .criteria import score_groups
 from .remove import remove_with_undo
+from .units import unit_skips
 from .selection import (FlopsProbe, Selection, channels_to_keep, explicit_ratios, keep_counts, keep_indices,
                         select_by_threshold, select_greedy, select_uniform)
 
@@ -41,6 +42,9 @@ class Request:
     round_to: Optional[int] = None
     min_channels: int = 1
     max_ratio: float = 0.9
+    prune_heads: bool = True
+    prune_mlp: bool = True
+    prune_embed: bool = False
 
 
 @dataclasses.dataclass
@@ -52,8 +56,16 @@ class Targets:
     skipped: dict            # {group name: why it is not pruned}
 
 
-def resolve(graph, ratios=None, skip=()):
+def units(request):
+    """(prune_heads, prune_mlp, prune_embed) of a request: which units of attention models it prunes."""
+    return request.prune_heads, request.prune_mlp, request.prune_embed
+
+
+def resolve(graph, ratios=None, skip=(), unit_switches=(True, True, False)):
     """Targets of `graph`: every prunable group not in `skip` (or those `ratios` names), each group once.
+
+    `unit_switches` (`units(request)`) leave the groups of units switched off whole, with the
+    option in the reason (`pruning.units`).
 
     Unknown layer names are ModelErrors naming the closest ones (graph.group), so is a layer
     in `ratios` that cannot be pruned, all of them raised at once; two layers of one group
@@ -68,6 +80,9 @@ def resolve(graph, ratios=None, skip=()):
     skipped = dict(graph.skipped())
     for name in sorted(skipped_groups):
         skipped.setdefault(name, SKIP_REASON)
+    switched_off = unit_skips(graph, ratios, *unit_switches)  # ratios naming one of them: a ConfigError
+    skipped.update({name: why for name, why in switched_off.items() if name not in skipped})
+    skipped_groups |= set(switched_off)
     if not isinstance(ratios, dict):
         groups = [g for g in graph.prunable() if g.name not in skipped_groups]
         return Targets(groups, None, skipped)

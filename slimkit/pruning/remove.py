@@ -1,9 +1,10 @@
 """Physically remove channels: smaller tensors and matching layer attributes, all groups at once.
 
 `remove_channels(model, graph, keep)` slices every tensor the DependencyGraph lists for
-the groups in `keep`, fixes the attributes forward reads (`_in_channels`, `_groups`,
-`_num_features`, ...), then runs one forward pass to check the model still produces
-outputs of the traced shapes. Any failure restores the model exactly and raises ModelError.
+the groups in `keep`, lets each changed layer's removal hook fix the attributes forward
+reads (`_in_channels`, `_groups`, `_num_features`, an attention's head count; see
+`layer_hooks`), then runs one forward pass to check the model still produces outputs of
+the traced shapes. Any failure restores the model exactly and raises ModelError.
 
 The graph passed in is not changed: it keeps describing the unpruned model, so a scan can
 restore the model (`slimkit.core.surgery.restore`) and reuse it. `remove_channels` returns a
@@ -17,8 +18,9 @@ import paddle
 
 from ..core.errors import ModelError
 from ..core.schema import _suggest
-from ..core.surgery import capture, eval_mode, replace_tensor, restore, train_mode
+from ..core.surgery import capture, eval_mode, replace_tensor, restore, shape_attrs, train_mode
 from .dependency import DependencyGraph, flat_outputs, output_structure
+from .layer_hooks import GroupChange, LayerChange, hook_for, is_transposed_conv
 
 
 def remove_channels(model, graph, keep):
@@ -31,16 +33,17 @@ def remove_with_undo(model, graph, keep):
     masks = _keep_masks(graph, keep)
     _check_graph_fits(model, graph)
     removed = _removed_positions(graph, masks)
+    attributes = _attribute_changes(graph, masks)
     layers = dict(model.named_sublayers(include_self=True))
     # Only the layers that change are copied: a full snapshot of a large model costs seconds.
-    snapshot = {name: capture(layers[name]) for name in {layer for layer, _ in removed}}
+    snapshot = {name: capture(layers[name]) for name in {layer for layer, _ in removed} | set(attributes)}
 
     def undo():
         for name, snap in snapshot.items():
             restore(layers[name], snap)
 
     try:
-        _cut_tensors(model, removed)
+        _cut_tensors(model, removed, attributes)
         _check_layers(layers, graph, masks, removed)
         _check_forward(model, graph)
     except Exception as err:
@@ -114,13 +117,25 @@ def _removed_positions(graph, masks):
             for key, axes in removed.items()}
 
 
-def _cut_tensors(model, removed):
+def _attribute_changes(graph, masks):
+    """{layer: [GroupChange]} for the layers whose attributes hold sizes of groups that lose channels."""
+    out = {}
+    for group in graph.groups:
+        mask = masks.get(group.name)
+        if mask is not None and not mask.all():
+            for layer, sections in group.sizes.items():
+                change = GroupChange(group.name, group.kind, group.channels, int(mask.sum()), sections)
+                out.setdefault(layer, []).append(change)
+    return out
+
+
+def _cut_tensors(model, removed, attributes):
     layers = dict(model.named_sublayers(include_self=True))
-    old_attrs = {}
+    changed = {layer for layer, _ in removed} | set(attributes)
+    before = {name: shape_attrs(layers[name]) for name in changed}
+    cut = {}
     for (layer_name, tensor), axes in removed.items():
         layer = layers[layer_name]
-        if layer_name not in old_attrs:
-            old_attrs[layer_name] = {k: getattr(layer, k, None) for k in ("_in_channels", "_out_channels", "_groups")}
         value = layer._parameters[tensor].numpy()
         mask = layer._buffers.get(f"{tensor}_mask")
         # A sparsity mask held through later stages (`<param>_mask`, the parameter's shape) loses
@@ -132,40 +147,11 @@ def _cut_tensors(model, removed):
         replace_tensor(layer, tensor, value)
         if shadow is not None:
             replace_tensor(layer, f"{tensor}_mask", shadow)
-    for layer_name, old in old_attrs.items():
-        _fix_shape_attrs(layers[layer_name], old)
-
-
-_TRANSPOSED = (paddle.nn.Conv1DTranspose, paddle.nn.Conv2DTranspose, paddle.nn.Conv3DTranspose)
-
-
-def _fix_shape_attrs(layer, old):
-    """Bring the attributes a layer's forward reads in line with its new tensor shapes."""
-    if isinstance(layer, paddle.nn.layer.conv._ConvNd):
-        w = layer.weight.shape
-        groups = old["_groups"]
-        transposed = isinstance(layer, _TRANSPOSED)
-        if groups > 1 and groups == old["_in_channels"] and not transposed:
-            # Depthwise: `multiplier` filters per channel, the group count follows the channels.
-            multiplier = max(1, (old["_out_channels"] or groups) // groups)
-            layer._groups = layer._in_channels = w[0] // multiplier
-            layer._out_channels = w[0]
-        elif transposed:
-            layer._in_channels, layer._out_channels = w[0], w[1] * groups
-        else:
-            layer._out_channels, layer._in_channels = w[0], w[1] * groups
-        return
-    params = [p for p in layer._parameters.values() if p is not None and len(p.shape) == 1]
-    if not params:
-        return
-    size = params[0].shape[0]
-    for key in ("_num_features", "num_features", "_num_channels"):
-        if isinstance(getattr(layer, key, None), int):
-            setattr(layer, key, size)
-    if isinstance(getattr(layer, "_num_parameters", None), int) and layer._num_parameters > 1:
-        layer._num_parameters = size
-    if isinstance(getattr(layer, "_normalized_shape", None), (list, tuple)) and len(layer._normalized_shape) == 1:
-        layer._normalized_shape = [size]
+        cut.setdefault(layer_name, {})[tensor] = axes
+    # Inner layers first: a layer's hook sees its sublayers' attributes already updated.
+    for name in sorted(changed, key=lambda n: (-n.count(".") - bool(n), n)):
+        layer = layers[name]
+        hook_for(layer)(layer, LayerChange(name, before[name], cut.get(name, {}), attributes.get(name, [])))
 
 
 def _check_layers(layers, graph, masks, removed):
@@ -193,7 +179,7 @@ def _check_layers(layers, graph, masks, removed):
         layer = layers[layer_name]
         size = layer._parameters[tensor].shape[axis]
         shared = isinstance(layer, paddle.nn.layer.conv._ConvNd) and axis == 1 and tensor == "weight" and (
-            not isinstance(layer, _TRANSPOSED)) and layer._groups > 1
+            not is_transposed_conv(layer)) and layer._groups > 1
         # A grouped conv's input axis is shared by its conv groups: each of their slices keeps all of it.
         fits = all(w == size for w in widths) if shared else sum(widths) == size
         problem = (f"its {tensor} keeps {size} channels on axis {axis}, the groups' slices {widths}"

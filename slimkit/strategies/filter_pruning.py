@@ -79,6 +79,13 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
     finetune_epochs: int = option(0, "epochs of training between rounds (needs steps >= 2)", ge=0)
     finetune_lr: Optional[float] = option(None, "learning rate of the training between rounds; null = train.lr",
                                           gt=0)
+    prune_heads: bool = option(True, "remove whole attention heads (from q, k, v and the projection's inputs; "
+                                     "head_dim is kept, the layer's head count follows)")
+    prune_mlp: bool = option(True, "prune the hidden width of MLPs on tokens (fc1 outputs with fc2 inputs)")
+    prune_embed: bool = option(False, "prune embedding widths: token streams attention reads (every LayerNorm, "
+                                      "qkv input, projection output, position embedding, class token and head on "
+                                      "the stream) and any width LayerNorms normalize (ConvNeXt's stream); not "
+                                      "exact through LayerNorms: finetune after")
 
     def to_dict(self):
         out = super().to_dict()
@@ -183,7 +190,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         Unknown or unprunable layer names fail here, all at once, before anything changed; so
         does a model with nothing left to prune.
         """
-        targets = plan.resolve(graph, self.ratios, self.skip)
+        targets = plan.resolve(graph, self.ratios, self.skip, plan.units(self))
         if not any(g.name not in targets.skipped for g in graph.prunable()):
             reasons = [f"{name}: {why}" for name, why in targets.skipped.items()]
             more = f"; ... ({len(reasons) - 4} more)" if len(reasons) > 4 else ""
@@ -207,6 +214,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
     def _scan(self, model, graph, ctx, step):
         """The sensitivity scan of the model as it is at this round (its own file per round)."""
         from ..pruning.sensitivity import sensitive
+        from ..pruning.units import unit_skips
 
         cfg = self.sensitivity
         file = Path(cfg.file) if cfg.file else ctx.out_dir / "sensitivity.json"
@@ -217,7 +225,8 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         def eval_fn(m):
             return ctx.task.primary_value(engine.evaluate(m, "val", max_batches=cfg.eval_batches))
 
-        return sensitive(model, ctx.input_shape, eval_fn, cfg.ratios, self.criterion, file=file, skip=self.skip,
+        left_whole = [*self.skip, *unit_skips(graph, self.ratios, *plan.units(self))]  # units switched off
+        return sensitive(model, ctx.input_shape, eval_fn, cfg.ratios, self.criterion, file=file, skip=left_whole,
                          graph=graph, engine=engine, loss_fn=ctx.task.eval_loss_fn, round_to=self.round_to,
                          min_channels=self.min_channels,
                          progress=bool(ctx.train.progress))

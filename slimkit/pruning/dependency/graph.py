@@ -10,7 +10,12 @@ from ...core.schema import _suggest
 
 @dataclasses.dataclass
 class Group:
-    """Output channels of one or more layers that must be pruned together."""
+    """Output channels of one or more layers that must be pruned together.
+
+    `members` lists every (layer, tensor, axis) that shrinks with the channels, and (layer, None,
+    None) for a layer whose attributes change with them (the attention layer whose head count a
+    "heads" group changes, updated by its removal hook).
+    """
 
     name: str
     roots: list
@@ -28,6 +33,14 @@ class Group:
     aligned: bool = False
     # Exact positions behind `members`: which tensor range holds which channel (see ChannelSlice).
     slices: list = dataclasses.field(default_factory=list, repr=False)
+    # What the channels are: "heads" (attention heads: each channel is one head, `head_dim` features
+    # wide in every tensor), "embed" (a token stream attention reads, or any width LayerNorms
+    # normalize: its pruning is not exact), "mlp" (the hidden width of linear layers on tokens),
+    # "channels" (conv filters and everything else). `prune(prune_heads=..., ...)` chooses by it.
+    kind: str = "channels"
+    # {layer: split sections (a tuple of sizes) or None (a head count)}: layers whose attributes hold
+    # sizes of these channels; their removal hooks get the change (see slimkit.pruning.layer_hooks).
+    sizes: dict = dataclasses.field(default_factory=dict, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +83,7 @@ class DependencyGraph:
         # (auxiliary heads); None when both modes call the same layers.
         self.train_structure = None
         self._by_root = {root: g for g in groups for root in g.roots}
+        self._by_root.update({g.name: g for g in groups})  # a part of a layer's channels: `layer[start:end]`
         self.parameter_layers = {}  # parameter name -> its layer (`analyze` fills it): `group` takes either
 
     def group(self, layer_name):
@@ -126,67 +140,31 @@ class DependencyGraph:
 
 
 def group_weights(model, group):
-    """The weight arrays of `group`'s root layers, output channels on axis 0 (criterion input)."""
+    """The weights of `group`'s root layers, one row per channel (criterion input): per root, [channels, ...].
+
+    A root's output slices sit side by side in its row: a head's rows of q, k and v in a qkv layer.
+    """
     layers = dict(model.named_sublayers(include_self=True))
-    out = []
+    parts = {}
     for s in group.slices:
         if s.role == "out":
-            w = layers[s.layer].weight.numpy()
-            out.append(np.moveaxis(w, s.axis, 0))
+            w = np.moveaxis(layers[s.layer].weight.numpy(), s.axis, 0)
+            parts.setdefault(s.layer, []).append((s, w[s.offset:s.offset + s.count * s.repeat]))
+    return [channel_rows(group.channels, found) for found in parts.values()]
+
+
+def channel_rows(channels, parts):
+    """[channels, features] of (ChannelSlice, values [count * repeat, ...]) parts, each at its channels.
+
+    Parts side by side; where a part does not cover a channel its columns are zero. A single part
+    of one feature per channel keeps its own shape ([channels, ...]).
+    """
+    if len(parts) == 1 and parts[0][0].start == 0 and parts[0][0].count == channels and parts[0][0].repeat == 1:
+        return parts[0][1]  # one root, one slice: the weight as the layer holds it (filters stay [in, kh, kw])
+    flat = [(s, v.reshape(s.count, -1)) for s, v in parts]
+    out = np.zeros((channels, sum(v.shape[1] for _, v in flat)), dtype=flat[0][1].dtype)
+    column = 0
+    for s, v in flat:
+        out[s.start:s.start + s.count, column:column + v.shape[1]] = v
+        column += v.shape[1]
     return out
-
-
-def build_graph(walk, input_shape, output_shapes):
-    """The DependencyGraph of what `walk` (a ChannelWalk) saw: one Group per class of coupled layer outputs."""
-    classes = {}
-    for node in walk.nodes:
-        classes.setdefault(walk.class_of(node.index), []).append(node)
-    slices_by_class = {}
-    for node_index, s in walk.slices:
-        slices_by_class.setdefault(walk.class_of(node_index), []).append(s)
-    shapes = {(layer, tensor): shape for layer, tensor, shape in walk.param_owner.values()}
-    tensor_shapes = {(s.layer, s.tensor): shapes[(s.layer, s.tensor)] for _, s in walk.slices}
-    layered = sorted(root for root, nodes in classes.items() if any(n.layer for n in nodes))
-    groups = [_group(walk, classes[root], slices_by_class.get(root, [])) for root in layered]
-    fixed = [s for root, slices in sorted(slices_by_class.items()) if root not in set(layered) for s in slices]
-    return DependencyGraph(groups, input_shape, output_shapes, tensor_shapes, _unused(walk, groups, input_shape),
-                           _followers(walk, groups), fixed)
-
-
-def _group(walk, nodes, slices):
-    layered = [n for n in nodes if n.layer]
-    reasons = []
-    for n in nodes:
-        reasons += [r for r in n.reasons if r not in reasons]
-    if any(n.reasons == ["model input"] for n in nodes):
-        reasons = [r if r != "model input" else "coupled with the model input (e.g. an identity shortcut)"
-                   for r in reasons]
-    # Every node of a class has the same channel indices; slices refer to class channels.
-    members = list(dict.fromkeys((s.layer, s.tensor, s.axis) for s in slices))
-    roots = [n.layer for n in layered]
-    found = {c for n in nodes for c in walk.constraints.get(n.index, [])}
-    blocks = sorted({b for b, _ in found})
-    if len(blocks) > 1:
-        reasons.append(f"its channels pass grouped convolutions with different group counts {blocks}")
-    group_blocks = blocks[0] if len(blocks) == 1 else 1
-    return Group(name=roots[0], roots=roots, channels=layered[0].channels, members=members,
-                 prunable=not reasons, reason="; ".join(reasons[:3]), slices=list(slices),
-                 channel_multiple=group_blocks, blocks=group_blocks,
-                 aligned=any(aligned for _, aligned in found))
-
-
-def _followers(walk, groups):
-    class_group = {walk.class_of(walk.layer_node[g.roots[0]]): g for g in groups}
-    followers = {}
-    for layer, nodes in walk.followers.items():
-        owners = [class_group.get(walk.class_of(n)) for n in nodes]
-        followers[layer] = owners[0] if all(o is owners[0] for o in owners) else None
-    return followers
-
-
-def _unused(walk, groups, input_shape):
-    seen = {r for g in groups for r in g.roots} | set(walk.followers)
-    why = f" (the training forward, which might, cannot be traced: {walk.training_failed})" \
-        if walk.training_failed else ""
-    return {name: f"{kind} not called by forward on input_shape {list(input_shape)}{why}"
-            for name, kind in walk.weighted_layers.items() if name not in seen}

@@ -8,13 +8,15 @@ importing this module registers them.
 - a grouped conv's outputs leave evenly (as many from every conv group) and its inputs leave
   at the same positions in every conv group, so the group count stays;
 - a matmul with a 2-D parameter is a linear layer on the last axis ([batch, features] or
-  channels-last tokens [..., C]);
+  channels-last tokens [..., C]); a matmul of two tensors is attention (attention_rules);
 - LayerNorm over the channel axis alone is per channel; GroupNorm keeps its group count.
 """
 
 from ..ops import OpHandler, register_op
+from . import attention_rules
 from .graph import ChannelSlice
 from .segments import Seg, one_node_per_group
+from .shape_rules import unknown_view
 
 
 class Conv(OpHandler):
@@ -97,16 +99,21 @@ class ConvTranspose(OpHandler):
 
 
 class Matmul(OpHandler):
-    """x @ W with a 2-D layer parameter W: a linear layer on x's last axis."""
+    """x @ W with a 2-D layer parameter W: a linear layer on x's last axis; x @ y of two tensors: attention."""
 
     any_axis = True
+    accepts_views = True
 
     def visit(self, walk, op):
         x, y = op.operand_source(0), op.operand_source(1)
+        name, owner = walk.param(y)
+        if name is None:
+            return attention_rules.matmul_of_tensors(walk, op)
         segs = walk.channels(x)
-        _, owner = walk.param(y)
         attrs = op.attrs()
         rank = len(list(x.shape))
+        if walk.view(x) is not None:
+            return unknown_view(walk, op, walk.view(x).segs, walk.view(x).refused(op.name()))
         if (owner is None or len(owner[2]) != 2 or attrs.get("transpose_x") or rank < 2
                 or (segs and walk.channel_axis(x) != rank - 1)):
             return walk.unknown(op, "its channels reach a `matmul` that is not a linear layer on their axis "
@@ -115,7 +122,10 @@ class Matmul(OpHandler):
         in_axis, out_axis = (1, 0) if attrs.get("transpose_y") else (0, 1)
         if segs:
             walk.consume(layer, tensor, in_axis, segs)
-        walk.root(op, layer, tensor, out_axis, owner[2][out_axis], value_axis=rank - 1)
+        node = walk.root(op, layer, tensor, out_axis, owner[2][out_axis], value_axis=rank - 1)
+        if rank >= 3:  # a linear layer on tokens ([B, N, C], [B, H, W, C]): an MLP's width
+            walk.mark([Seg(node, 0, owner[2][out_axis])], "mlp")
+        return None
 
 
 class LayerNorm(OpHandler):
@@ -132,6 +142,7 @@ class LayerNorm(OpHandler):
         if int(op.attrs().get("begin_norm_axis", 1)) != rank - 1 or walk.channel_axis(x) != rank - 1:
             return walk.unknown(op, "`layer_norm` normalizes over more than the channel axis")
         if walk.per_channel_params(op, segs, range(1, op.num_operands())):
+            walk.mark(segs, "normed")
             walk.set_channels(op.result(0), segs, rank - 1)
 
 

@@ -37,6 +37,19 @@ class Seg:
 
 
 
+def merge_adjacent(segs):
+    """`segs` with neighbours that continue each other (same node and repeat, consecutive channels) joined:
+    the parts of a split concatenated back in order are the whole node again."""
+    out = []
+    for s in segs:
+        last = out[-1] if out else None
+        if last and (last.node, last.repeat, last.start + last.count) == (s.node, s.repeat, s.start):
+            out[-1] = Seg(s.node, last.start, last.count + s.count, s.repeat)
+        else:
+            out.append(s)
+    return out
+
+
 def one_node_per_group(segs, groups, in_per_group, channels_of):
     """The segments when each of a grouped conv's `groups` input runs is one whole node, else None.
 
@@ -100,12 +113,6 @@ def reshape_segs(segs, src, dst):
     if len(src) == 2 and dst[1] * spatial_out == src[1] and all(s.repeat % spatial_out == 0 for s in segs):
         return [Seg(s.node, s.start, s.count, s.repeat // spatial_out) for s in segs]  # unflatten
     return None
-
-
-def splits_channels(src, dst):
-    """[N, C, rest] -> [N, a, b, rest] with a*b = C, a and b > 1 (the first reshape of a channel shuffle)."""
-    return (len(dst) == len(src) + 1 and len(src) >= 2 and min(src + dst) > 0 and dst[0] == src[0]
-            and dst[1] * dst[2] == src[1] and dst[3:] == src[2:] and dst[1] > 1 and dst[2] > 1)
 
 
 def positions(segs):

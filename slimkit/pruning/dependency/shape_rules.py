@@ -1,39 +1,24 @@
-"""How channels pass ops that move, regroup, join or cut them: transpose, reshape, channel shuffles,
-concat, split, slice, reductions and pooling.
+"""How channels pass ops that move, regroup or join them: transpose, reshape, channel shuffles, concat, pooling.
 
 Each rule is an op handler (slimkit.pruning.ops) that uses only the walk's public methods;
-importing this module registers them.
+importing this module registers them (cuts along one axis are in axis_rules).
 
 - `concat` along channels gives each input its own offset slice of the consumer's input
-  channels (each producer stays independently prunable); a `split` into equal parts
-  (`paddle.chunk`) makes its input lose as many channels from every part; unequal
-  sections and `slice` along channels use fixed sizes, so the channels they cut are not
-  prunable (their parts are still followed);
-- a channel shuffle (reshape to [N, g, C/g, ...], transpose(0, 2, 1, ...), reshape back) is
-  a known permutation: the channels after it are followed, and its g sub-blocks keep the
-  same positions (sub-blocks from different layers are pruned with the same indices);
+  channels (each producer stays independently prunable); along another axis it couples its
+  inputs, and a parameter among them (a class token) is sliced with them;
 - flatten/reshape to [N, features] maps each channel to its H*W consecutive features;
-- a transpose moves the channel axis (NCHW <-> NHWC, [N, C, L] <-> [N, L, C] tokens).
+- a transpose moves the channel axis (NCHW <-> NHWC, [N, C, L] <-> [N, L, C] tokens);
+- any other reshape is followed through views (views.FactorView): the channels split into
+  sub-factors over several axes (heads, windows, MobileViT's patches) and merged back; a
+  channel shuffle (reshape to [N, g, C/g, ...], transpose(0, 2, 1, ...), reshape back) is the
+  case of two swapped sub-factors, a known permutation: the channels after it are followed,
+  and its g sub-blocks keep the same positions (sub-blocks from different layers are pruned
+  with the same indices).
 """
 
-import dataclasses
-
 from ..ops import OpHandler, PassThrough, register_op
-from .segments import compress, constant, positions, reshape_segs, splits_channels, take
-
-
-@dataclasses.dataclass
-class ShuffleView:
-    """Channels regrouped to [N, a, b, ...] on the way through a channel shuffle (`done`: transposed already)."""
-
-    segs: list
-    a: int
-    b: int
-    done: bool = False
-
-    def refused(self, op_name):
-        return (f"regrouped to [N, {self.a}, {self.b}, ...] along channels and used by `{op_name}`: "
-                "only a channel shuffle (transpose, reshape back) is followed")
+from . import views
+from .segments import compress, constant, merge_adjacent, positions, reshape_segs, take
 
 
 def unknown_view(walk, op, segs, reason):
@@ -42,16 +27,33 @@ def unknown_view(walk, op, segs, reason):
     walk.unknown(op, reason)
 
 
-def note_fixed_shape(walk, op, segs):
+def note_fixed_shape(walk, op, segs, channel_axes=(1,)):
     # A size written into the forward ([-1, 2048]) looks the same in the trace as one
     # computed from x.shape: `probe_fixed_shapes` tells them apart by trying.
     fixed = constant(op.operand_source(1)) if op.num_operands() > 1 else None
-    if isinstance(fixed, list) and len(fixed) >= 2 and fixed[1] > 0:
+    if isinstance(fixed, list) and any(0 <= a < len(fixed) and fixed[a] > 0 for a in channel_axes):
         walk.fixed_shape(f"`{op.name()}` to the fixed shape {[int(d) for d in fixed]}", segs)
 
 
+def follow_view(walk, op, view, segs, reason, result=0):
+    """Give `op`'s result the channels of `view`: plain again, a shuffle's permutation, or still a view.
+
+    `view` None (the op cuts across the channels' factors) blocks `segs` with `reason`.
+    """
+    if view is None:
+        return unknown_view(walk, op, segs, reason)
+    back = views.plain(view)
+    if back is not None:
+        return walk.set_channels(op.result(result), *back)
+    shuffle = views.swapped(view)
+    if shuffle is not None:
+        return _shuffle(walk, op, view.segs, *shuffle)
+    walk.note(op.result(result), view)
+    return None
+
+
 class Transpose(OpHandler):
-    """A permutation of axes moves the channel axis; inside a channel shuffle it is the middle step."""
+    """A permutation of axes moves the channel axis, or the channel factors of a view."""
 
     any_axis = True
     accepts_views = True
@@ -61,51 +63,55 @@ class Transpose(OpHandler):
         perm = [int(p) % len(list(x.shape)) for p in op.attrs()["perm"]]
         view = walk.view(x)
         if view is not None:
-            if view.done or perm != [0, 2, 1] + list(range(3, len(perm))):
-                return unknown_view(walk, op, view.segs, f"regrouped channels [N, {view.a}, {view.b}, ...] "
-                                                         f"transposed by {perm}: only a channel shuffle "
-                                                         "(perm [0, 2, 1, ...]) is followed")
-            walk.note(op.result(0), dataclasses.replace(view, done=True))
-            return None
+            return follow_view(walk, op, views.transpose(view, perm), view.segs, "")
         segs = walk.channels(x)
         if segs:
             walk.set_channels(op.result(0), segs, perm.index(walk.channel_axis(x)))
 
 
 class Reshape(OpHandler):
-    """reshape / flatten / squeeze / unsqueeze: spatial regrouping, flatten to features, or a shuffle's steps."""
+    """reshape / flatten / squeeze / unsqueeze: spatial regrouping, flatten to features, or channel factors."""
 
     any_axis = True
     accepts_views = True
 
     def visit(self, walk, op):
         x = op.operand_source(0)
-        if walk.view(x) is not None:
-            return _shuffle(walk, op)
-        segs = walk.channels(x)
-        if not segs:
-            return
         src, dst = list(x.shape), list(op.result(0).shape)
-        if walk.channel_axis(x) != 1:
-            # Channels last ([N, L, C] tokens <-> [N, H, W, C]): only the axes before them may regroup.
-            if walk.channel_axis(x) == len(src) - 1 and src[-1] == dst[-1] > 0 and src[0] == dst[0] and len(dst) > 2:
-                return walk.set_channels(op.result(0), segs, len(dst) - 1)
-            return walk.unknown(op, f"reshaped from {src} to {dst} with channels on axis {walk.channel_axis(x)}: "
-                                    "not followed")
-        out = reshape_segs(segs, src, dst)
-        regrouped = out is None and splits_channels(src, dst)
-        if out is not None or regrouped:
-            note_fixed_shape(walk, op, segs)
-        if regrouped:
-            # [N, C, ...] -> [N, a, b, ...]: the first step of a channel shuffle, followed to its end.
-            walk.note(op.result(0), ShuffleView(list(segs), dst[1], dst[2]))
-            return None
-        if out is None:
-            return walk.unknown(op, f"reshaped from {src} to {dst}: the channel order after it is not followed")
-        walk.set_channels(op.result(0), out)
+        view = walk.view(x)
+        if view is None:
+            segs = walk.channels(x)
+            if not segs or self._simple(walk, op, segs, src, dst):
+                return None
+            view = views.from_channels(segs, walk.channel_axis(x), src)
+            if view is None:
+                return walk.unknown(op, f"reshaped from {src} to {dst} with channels on axis "
+                                        f"{walk.channel_axis(x)}: the channel order after it is not followed")
+        out = views.reshape(view, dst)
+        if out is not None:
+            out.label = out.label or views.label_of(out, dst)
+            note_fixed_shape(walk, op, view.segs, out.holders())
+        return follow_view(walk, op, out, view.segs,
+                           f"reshaped from {src} to {dst}: the channel order after it is not followed")
+
+    @staticmethod
+    def _simple(walk, op, segs, src, dst):
+        """The reshapes that keep the channels on one axis without factoring them: True when handled."""
+        axis = walk.channel_axis(op.operand_source(0))
+        if axis == 1:
+            out = reshape_segs(segs, src, dst)
+            if out is not None:
+                note_fixed_shape(walk, op, segs)
+                walk.set_channels(op.result(0), out)
+            return out is not None
+        # Channels last ([N, L, C] tokens <-> [N, H, W, C]), with sizes the trace may leave symbolic.
+        if axis == len(src) - 1 and src[-1] == dst[-1] > 0 and src[0] == dst[0] and len(dst) > 2:
+            walk.set_channels(op.result(0), segs, len(dst) - 1)
+            return True
+        return False
 
 
-def _shuffle(walk, op):
+def _shuffle(walk, op, segs, a, b):
     """The reshape back of [N, a, b, ...] -> transpose(0, 2, 1, ...) -> [N, a*b, ...] (ShuffleNet).
 
     Output channel j*a + i is input channel i*b + j. Removing channels keeps that order only
@@ -113,13 +119,6 @@ def _shuffle(walk, op):
     the sub-blocks' producers are pruned with the same indices (one layer per sub-block), or
     one layer spanning all of them keeps the same positions in each (`Group.aligned`).
     """
-    x = op.operand_source(0)
-    view = walk.view(x)
-    segs, a, b = view.segs, view.a, view.b
-    dst = list(op.result(0).shape)
-    if not view.done or len(dst) != len(list(x.shape)) - 1 or dst[1] != a * b:
-        return unknown_view(walk, op, segs, f"regrouped channels [N, {a}, {b}, ...] reshaped to {dst}: only a "
-                                            "channel shuffle back to [N, C, ...] is followed")
     sub = [take(segs, i * b, b) for i in range(a)]
     if any(part is None for part in sub):
         return unknown_view(walk, op, segs, "a channel shuffle that cuts through flattened features of a channel")
@@ -153,7 +152,13 @@ def _align(walk, sub, a):
 
 
 class Concat(OpHandler):
-    """concat along channels lists its inputs' channels in order; along another axis it couples them."""
+    """concat along the channels lists its inputs' channels in order; along another axis it couples them.
+
+    Along another axis (class and distillation tokens concatenated along N) a parameter among the
+    inputs (`cls_token.expand([B, -1, -1])`) is sliced with the channels it is concatenated to.
+    """
+
+    any_axis = True
 
     def visit(self, walk, op):
         combine = op.operand_source(0).get_defining_op()
@@ -163,127 +168,52 @@ class Concat(OpHandler):
             return walk.unknown(op, "`concat` whose inputs or axis are not known")
         axis = int(axis) % len(list(op.result(0).shape))
         segs_in = [walk.channels(v) for v in inputs]
-        if axis == 1 and all(segs_in):
-            walk.set_channels(op.result(0), [s for segs in segs_in for s in segs])
-        elif axis != 1 and all(segs_in):
-            for other in segs_in[1:]:
-                walk.couple(segs_in[0], other, "`concat` along a non-channel axis of tensors with other channels")
-            walk.set_channels(op.result(0), segs_in[0])
-        else:
+        channel_axes = {walk.channel_axis(v) for v, segs in zip(inputs, segs_in) if segs}
+        if not channel_axes:
+            return None
+        if len(channel_axes) > 1:
+            return walk.unknown(op, "`concat` of tensors with channels on different axes")
+        channel_axis = channel_axes.pop()
+        if axis == channel_axis:
+            segs_in = [segs or _constant_channels(walk, v, axis) for v, segs in zip(inputs, segs_in)]
+        if axis == channel_axis and all(segs_in):
+            return walk.set_channels(op.result(0), merge_adjacent([s for segs in segs_in for s in segs]), channel_axis)
+        if axis == channel_axis:
             for segs in segs_in:
                 walk.block(segs, "concatenated with a tensor slimkit cannot follow")
-            walk.untraced(op.result(0), "concatenation with a tensor slimkit cannot follow")
+            return walk.untraced(op.result(0), "concatenation with a tensor slimkit cannot follow")
+        first = next(segs for segs in segs_in if segs)
+        for v, segs in zip(inputs, segs_in):
+            if segs:
+                walk.couple(first, segs, "`concat` along a non-channel axis of tensors with other channels")
+            elif not _slice_parameter(walk, v, first, channel_axis):
+                walk.block(first, "concatenated along another axis with a tensor slimkit cannot follow")
+        return walk.set_channels(op.result(0), first, channel_axis)
 
 
-class Split(OpHandler):
-    """split / split_with_num: the parts come out of `builtin.split` (UnpackSplit), which reads this note."""
-
-    def visit(self, walk, op):
-        segs = walk.channels(op.operand_source(0))
-        if not segs:
-            return
-        axis = constant(op.operand_source(op.num_operands() - 1))
-        rank = len(list(op.operand_source(0).shape))
-        if axis is None:
-            return walk.unknown(op, "`split` along an unknown axis")
-        walk.note(op.result(0), (segs, int(axis) % rank, op))
-
-
-class UnpackSplit(OpHandler):
-    """builtin.split: each part of a channel split gets its channels; equal parts lose channels evenly."""
-
-    def visit(self, walk, op):
-        entry = walk.noted(op.operand_source(0))
-        if entry is None:
-            return
-        segs, axis, split_op = entry
-        if axis != 1:
-            for i in range(op.num_results()):
-                walk.set_channels(op.result(i), segs)
-            return
-        sizes = [list(op.result(i).shape)[1] for i in range(op.num_results())]
-        if len(sizes) > 1 and len(set(sizes)) == 1 and sizes[0] > 0:
-            _equal_parts(walk, segs, len(sizes), split_op)
-        else:
-            # Unequal sections are sizes written into the forward: removing channels would break them.
-            walk.block(segs, "split along channels into parts of fixed size")
-        offset = 0
-        for i in range(op.num_results()):
-            size = list(op.result(i).shape)[1]
-            part = take(segs, offset, size)
-            if part is None:
-                return walk.unknown(split_op, "`split` through flattened features of one channel")
-            walk.set_channels(op.result(i), part)
-            offset += size
+def _constant_channels(walk, value, axis):
+    """A constant concatenated along the channels (ENet's zero padding up to the other branch's width) brings
+    channels of its own, which may go if its size follows the others (probed: it may be written in the code)."""
+    op = value.get_defining_op()
+    shape = list(value.shape)
+    if op is None or op.name() not in ("pd_op.full", "pd_op.full_like", "pd_op.full_with_tensor") or \
+            axis >= len(shape) or shape[axis] <= 0:
+        return None
+    segs = walk.new_channels(value, axis)
+    walk.fixed_shape(f"a constant of shape {shape} concatenated along the channels", segs)
+    return segs
 
 
-def _equal_parts(walk, segs, parts, split_op):
-    """`paddle.split(x, n, axis=1)` / `paddle.chunk`: the parts must stay equal, so they lose as many channels.
-
-    One layer's whole output loses as many channels from each part (`Group.blocks`); parts
-    that are whole outputs of different layers are pruned with the same indices.
-    """
-    width = sum(s.width for s in segs) // parts
-    pieces = [take(segs, i * width, width) for i in range(parts)]
-    if any(p is None for p in pieces):
-        return walk.block(segs, "split along channels through the flattened features of a channel")
-    s0 = segs[0]
-    if len(segs) == 1 and s0.start == 0 and s0.count == walk.node_channels(s0.node) and s0.count % parts == 0:
-        walk.constrain(s0.node, parts)
-    elif all(walk.covers_whole(pieces[0], p) for p in pieces[1:]):
-        for p in pieces[1:]:
-            walk.couple(pieces[0], p, "")
-    else:
-        return walk.block(segs, f"split along channels into {parts} equal parts that mix several layers' "
-                                "channels: they cannot lose channels evenly")
-    sections = constant(split_op.operand_source(1)) if split_op.name() == "pd_op.split" else None
-    if isinstance(sections, list):
-        # Sections from x.shape[1] // 2 and [8, 8] written in the forward trace alike: probed.
-        walk.fixed_shape(f"`pd_op.split` into the sections {[int(v) for v in sections]}", segs)
-    return None
-
-
-class Slice(OpHandler):
-    """slice: along other axes the channels pass; along channels, at fixed positions, they stay whole."""
-
-    def visit(self, walk, op):
-        segs = walk.channels(op.operand_source(0))
-        if not segs:
-            return
-        axes = list(op.attrs().get("axes", []))
-        src, dst = list(op.operand_source(0).shape), list(op.result(0).shape)
-        starts = constant(op.operand_source(1))
-        if 1 not in axes or src[1] == dst[1]:
-            if len(dst) == len(src):
-                return walk.set_channels(op.result(0), segs)
-            return walk.unknown(op, "`slice` that drops axes")
-        start = starts[axes.index(1)] if isinstance(starts, list) else None
-        if start is None or len(axes) != 1 or len(dst) != len(src):
-            return walk.unknown(op, "`slice` of channels with unknown bounds")
-        start = start % src[1] if start < 0 else min(start, src[1])
-        walk.block(segs, "sliced along channels at fixed positions")
-        part = take(segs, start, dst[1])
-        if part is None:
-            return walk.unknown(op, "`slice` through flattened features of one channel")
-        walk.set_channels(op.result(0), part)
-
-
-class Reduce(OpHandler):
-    """mean / sum / max ... over spatial axes keep the channels; over the channel axis they are not followed."""
-
-    def visit(self, walk, op):
-        x = op.operand_source(0)
-        segs = walk.channels(x)
-        if not segs:
-            return
-        src, dst = list(x.shape), list(op.result(0).shape)
-        axes = constant(op.operand_source(1)) if op.num_operands() > 1 else op.attrs().get("axis")
-        axes = [axes] if isinstance(axes, (int, float)) else list(axes or [])
-        axes = [int(a) % len(src) for a in axes]
-        if axes and 0 not in axes and 1 not in axes and len(dst) >= 2 and dst[1] == src[1]:
-            walk.set_channels(op.result(0), segs)
-        else:
-            walk.unknown(op, f"`{op.name()}` reduces over the channel axis")
+def _slice_parameter(walk, value, segs, channel_axis):
+    """Slice the parameter `value` is made of along the axis lined up with the channels; False if it is none."""
+    derived = walk.param_axes(value)
+    owner = walk.owner_of(derived) if derived is not None else None
+    axis = derived.param_axis(channel_axis) if derived is not None else None
+    width = sum(s.width for s in segs)
+    if owner is None or axis is None or derived.shape[axis] != width:
+        return False
+    walk.add_slices(owner[0], owner[1], axis, segs)
+    return True
 
 
 class Pool(PassThrough):
@@ -302,7 +232,3 @@ register_op(("transpose", "transpose_"), Transpose())
 register_op(("reshape", "reshape_", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "flatten", "flatten_",
              "view_shape"), Reshape())
 register_op("concat", Concat())
-register_op(("split", "split_with_num"), Split())
-register_op("builtin.split", UnpackSplit())
-register_op("slice", Slice())
-register_op(("mean", "sum", "max", "min", "amax", "amin", "logsumexp"), Reduce())

@@ -25,67 +25,49 @@ import math
 import paddle
 
 from .. import ops
-from . import layer_rules, shape_rules  # noqa: F401  (importing them registers the structural rules)
-from .graph import ChannelSlice, build_graph
-from .segments import Node, Seg, covers_whole_nodes, present
-from .trace import parameter_values
+from . import attention_rules, axis_rules, layer_rules, shape_rules  # noqa: F401  (they register the structural rules)
+from . import grouping, params, scopes
+from .coupling import ChannelClasses
+from .graph import ChannelSlice
+from .segments import Seg, present
+from .trace import PARAM_VIEWS
 
 
-
-class ChannelWalk:
+class ChannelWalk(ChannelClasses):
     """The walk over one model's traced programs; op handlers call its public methods."""
 
     def __init__(self, model, handlers=None):
+        super().__init__()
         self.param_owner = {}
         for prefix, layer in model.named_sublayers(include_self=True):
             for name, p in layer._parameters.items():
                 if p is not None:
                     self.param_owner[p.name] = (prefix, name, list(p.shape))
+        self.layer_types = {prefix: type(layer).__name__ for prefix, layer in model.named_sublayers(include_self=True)}
         self.weighted_layers = {prefix: type(layer).__name__ for prefix, layer in model.named_sublayers()
                                 if isinstance(layer, (paddle.nn.Linear, paddle.nn.layer.conv._ConvNd))}
         # This analysis's own handlers, looked up before the registry (`analyze(..., handlers={...})`).
         self.handlers = {ops.op_key(name): ops.check_handler(h) for name, h in (handlers or {}).items()}
-        self.nodes = []
-        self.parent = []
         self.slices = []  # (node, ChannelSlice) pairs
         self.info = {}  # value id -> list of Seg along the value's channel axis
         self.axes = {}  # value id -> its channel axis when not 1 (channels-last blocks, tokens)
         self.param_of = {}  # value id -> parameter name, for parameters and views of them
         self.notes = {}  # value id -> what a rule left on a value for a later op (views, split vectors)
+        self.derived = {}  # value id -> ParamAxes of a tensor computed from one parameter alone
+        self.owners = {}  # node -> {layer: split sections or None}: attributes that hold sizes of its channels
+        self.scopes = {}  # call path of layer classes -> layer name, for the program being walked
         self.layer_node = {}  # layer name -> its output node (a layer called twice keeps one node)
         self.layer_inputs = {}  # layer name -> input segments of its first call
         self.followers = {}  # depthwise conv name -> nodes whose channels its output carries
-        self.constraints = {}  # node -> [(blocks, aligned)] from the grouped convs it meets
         self.fixed_shapes = []  # (description, segments) of reshapes/splits to sizes constant in the trace
         self.training_failed = ""  # why the training-mode forward could not be followed, if it was tried
-
-    # -- union-find over nodes
-    def _new_node(self, channels, layer=None, reason=""):
-        node = Node(len(self.nodes), channels, layer, reason)
-        self.nodes.append(node)
-        self.parent.append(node.index)
-        return node.index
-
-    def class_of(self, node):
-        """The representative node of `node`'s class (nodes of one class are pruned with the same indices)."""
-        return self._find(node)
-
-    def _find(self, i):
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def _union(self, a, b):
-        ra, rb = self._find(a), self._find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+        self.class_groups = {}  # class root -> its Group, once `graph` built them
 
     # -- walking the program
     def run(self, program, outputs):
         """Follow one traced program; a second one (the training forward) adds to the same layers' nodes."""
-        self.info, self.axes, self.notes = {}, {}, {}  # values belong to one program
-        self.param_of = parameter_values(program)
+        self.info, self.axes, self.param_of, self.notes, self.derived = {}, {}, {}, {}, {}  # per program
+        self.scopes = scopes.layer_scopes(program, self.param_owner, self.layer_types)
         for op in program.global_block().ops:
             self._visit(op)
         for v in outputs:
@@ -100,12 +82,16 @@ class ChannelWalk:
 
     def _visit(self, op):
         kind = op.name().split(".", 1)[1] if op.name().startswith("pd_op.") else op.name()
-        if op.num_results() and op.result(0).id in self.param_of:
-            return None  # a parameter or a view of one: it names the parameter, its consumers read that
-        if kind == "data":
+        if kind == "builtin.parameter":
+            name = op.attrs()["parameter_name"]
+            self.param_of[op.result(0).id] = name
+            self.derived[op.result(0).id] = params.of_parameter(name, list(op.result(0).shape))
+        elif kind == "data":
             shape = list(op.result(0).shape)
             if len(shape) >= 2 and shape[1] > 0:
                 self.info[op.result(0).id] = [Seg(self._new_node(shape[1], reason="model input"), 0, shape[1])]
+        elif self._from_parameter(op, kind):
+            return None
         else:
             handler = self.handler(kind)
             if handler is None:
@@ -120,6 +106,21 @@ class ChannelWalk:
                                         f"{self.channel_axis(op.operand_source(moved[0]))}, and that op is only "
                                         "followed with channels on axis 1")
             handler.visit(self, op)
+
+    def _from_parameter(self, op, kind):
+        """A reshape, transpose, gather, ... of a parameter alone: its axes are followed (params.py)."""
+        x = op.operand_source(0) if op.num_operands() else None
+        source = self.param_axes(x) if x is not None else None
+        if source is None or kind not in params.DERIVED_OPS or any(
+                self.channels(op.operand_source(i)) or self.view(op.operand_source(i))
+                for i in range(op.num_operands())):
+            return False
+        if kind in PARAM_VIEWS and x.id in self.param_of:
+            self.param_of[op.result(0).id] = self.param_of[x.id]  # still the parameter (Linear weights)
+        derived = params.derive(op, kind, source)
+        if derived is not None:
+            self.derived[op.result(0).id] = derived
+        return True
 
     def _refuses_views(self, op, handler):
         # A view (channels regrouped into several axes, e.g. [N, a, b, ...]) is followed only by
@@ -151,33 +152,6 @@ class ChannelWalk:
         """The axis along which `value` carries its channels (1 unless a transpose moved them)."""
         return self.axes.get(value.id, 1) if present(value) else 1
 
-    def node_channels(self, node):
-        """How many channels node `node` (a `Seg.node`) has in all."""
-        return self.nodes[node].channels
-
-    def covers_whole(self, a, b):
-        """True when segment lists `a` and `b` list the same channels of whole nodes, in order (exact coupling)."""
-        return covers_whole_nodes(a, b, self.node_channels)
-
-    def block(self, segs, reason):
-        """The channels in `segs` cannot be removed, because of `reason`."""
-        for s in segs or []:
-            node = self.nodes[s.node]
-            if reason not in node.reasons:
-                node.reasons.append(reason)
-
-    def couple(self, a, b, reason):
-        """Channel i of `a` is channel i of `b`: pruned with the same indices (else both are blocked with `reason`)."""
-        if covers_whole_nodes(a, b, self.node_channels):
-            for sa, sb in zip(a, b):
-                self._union(sa.node, sb.node)
-        else:
-            self.block(list(a) + list(b), reason)
-
-    def constrain(self, node, blocks, aligned=False):
-        """Node `node`'s channels leave evenly from `blocks` equal runs (`aligned`: at the same positions in each)."""
-        self.constraints.setdefault(node, []).append((blocks, aligned))
-
     def opaque(self, op):
         """The op's outputs carry channels slimkit does not follow (whatever consumes them keeps them whole)."""
         for i in range(op.num_results()):
@@ -192,10 +166,20 @@ class ChannelWalk:
         if len(shape) >= 2 and shape[1] > 0:
             self.info[value.id] = [Seg(self._new_node(shape[1], reason=reason), 0, shape[1])]
 
+    def new_channels(self, value, axis=1):
+        """`value`'s channels along `axis` are new ones, free to go (a constant padding): their segments."""
+        segs = [Seg(self._new_node(list(value.shape)[axis]), 0, list(value.shape)[axis])]
+        self.set_channels(value, segs, axis)
+        return segs
+
     def unknown(self, op, reason):
-        """Block every channel reaching `op` with `reason`; its outputs are not followed."""
-        self.block([s for i in range(op.num_operands()) for s in (self.channels(op.operand_source(i)) or [])],
-                   reason)
+        """Block every channel reaching `op` (views too) with `reason`; its outputs are not followed."""
+        segs = []
+        for i in range(op.num_operands()):
+            value = op.operand_source(i)
+            view = self.view(value)
+            segs += (self.channels(value) or []) + (view.segs if view is not None else [])
+        self.block(segs, reason)
         self.opaque(op)
 
     def note(self, value, data):
@@ -222,6 +206,52 @@ class ChannelWalk:
 
     def is_param(self, value):
         return present(value) and value.id in self.param_of
+
+    def param_axes(self, value):
+        """The `params.ParamAxes` of a parameter or a tensor computed from one alone, else None."""
+        return self.derived.get(value.id) if present(value) else None
+
+    def owner_of(self, axes):
+        """(layer, tensor, shape) of the parameter a `ParamAxes` comes from (None if no layer owns it)."""
+        return self.param_owner.get(axes.name)
+
+    def fold(self, node, unit, count, kind=None):
+        """Node `node`'s channels leave in whole units: channel c is unit c // unit, one of `count` folded
+        alike (unit u is channel u % count of the node returned); None when `node` is folded otherwise.
+
+        A qkv layer's output [3 * heads * head_dim] folds with unit head_dim and count heads: removing a
+        head removes it from q, k and v. `kind` ("heads") becomes the Group's kind.
+        """
+        if node in self.folds:
+            folded, old_unit, old_count = self.folds[node]
+            return folded if (old_unit, old_count) == (unit, count) else None
+        if self.nodes[node].channels % (unit * count) or node in self.parts:
+            return None
+        folded = self._new_node(count)
+        self.folds[node] = (folded, unit, count)
+        if kind:
+            self.kinds[folded] = {kind}
+        layer = self.nodes[node].layer
+        if kind == "heads" and layer in self.layer_inputs:
+            # The stream the attention reads: an embedding width. Its forward may compute head sizes
+            # from that width (head_dim = C // num_heads), which only trying tells.
+            self.mark(self.layer_inputs[layer], "embed")
+            self.fixed_shape(f"the head sizes of the attention after `{layer}`", self.layer_inputs[layer])
+        return folded
+
+    def owner_layer(self, op):
+        """The name of the layer whose forward emitted `op` (scopes.py), or None when it cannot be told."""
+        return self.scopes.get(scopes.scope_of(op))
+
+    def attribute_owner(self, segs, layer, sections=None):
+        """`layer`'s attributes hold sizes of these channels: its removal hook gets the change.
+
+        `sections` are the constant sizes a split of them uses (None: a head count). `Group.members`
+        lists the layer as (layer, None, None), `Group.sizes` maps it to the sections.
+        """
+        if layer is not None:
+            for s in segs or []:
+                self.owners.setdefault(s.node, {})[layer] = tuple(sections) if sections else None
 
     def add_slices(self, layer, tensor, axis, segs, offset=0, role="channel"):
         """`layer`.`tensor` holds the channels of `segs` along `axis`, from `offset` on (they are cut with them)."""
@@ -292,17 +322,7 @@ class ChannelWalk:
         """Conv/linear layers no followed program has called."""
         return {name for name in self.weighted_layers if name not in self.layer_node and name not in self.followers}
 
-    def fixed_shape_groups(self, graph):
-        """[(description, [Group])] for every reshape/split to constant sizes, with the prunable groups reaching it."""
-        by_class = {self._find(self.layer_node[g.roots[0]]): g for g in graph.groups}
-        out = []
-        for description, segs in self.fixed_shapes:
-            groups = [by_class.get(self._find(s.node)) for s in segs]
-            groups = list({id(g): g for g in groups if g is not None and g.prunable}.values())
-            if groups:
-                out.append((description, groups))
-        return out
-
     def graph(self, input_shape, output_shapes):
         """The DependencyGraph of everything the walk saw: one Group per class of coupled layer outputs."""
-        return build_graph(self, input_shape, output_shapes)
+        return grouping.build_graph(self, input_shape, output_shapes)
+
