@@ -130,9 +130,9 @@ LEGACY_FUNCTIONS = {
     "maximum": ("elementwise_max", ("X", "Y"), ()),
     "minimum": ("elementwise_min", ("X", "Y"), ()),
     "gelu": ("gelu", ("X",), ("approximate",)),
-    "sigmoid": ("sigmoid", ("X",), ()),
-    "tanh": ("tanh", ("X",), ()),
-    "exp": ("exp", ("X",), ()),
+    # One input X, one output Out, no attributes: the legacy op has the function's name.
+    **{name: (name, ("X",), ()) for name in ("sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt", "abs", "floor", "ceil",
+                                              "sign", "sin", "cos")},
 }
 _ATTR_DEFAULTS = {"trans_x": False, "trans_y": False, "approximate": False}
 _KWARG_ATTRS = {"transpose_x": "trans_x", "transpose_y": "trans_y", "approximate": "approximate"}
