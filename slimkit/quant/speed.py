@@ -32,11 +32,15 @@ FLOAT = "float"           # the float export's key in a timing
 MODES = ("if_slower", "always", "off")
 
 
-def time_exports(runners, warmup, runs, rounds):
-    """{name: Timing} of the runners ({name: no-argument callable}), timed interleaved by the shared timer."""
+def time_exports(runners, warmup, runs, rounds, clock=None):
+    """{name: Timing} of the runners ({name: no-argument callable}), timed interleaved by the shared timer.
+
+    `clock` (seconds) defaults to the timer's wall clock; a benchmark on a busy machine may pass
+    `time.thread_time` (one predictor thread: the CPU time it gets, not the time it waits).
+    """
     from ..report.timing import time_runners
 
-    return time_runners(runners, warmup=warmup, runs=runs, rounds=rounds)
+    return time_runners(runners, warmup=warmup, runs=runs, rounds=rounds, **({"clock": clock} if clock else {}))
 
 
 @dataclasses.dataclass
@@ -172,7 +176,8 @@ class VariantTimer:
 
     `quantized` is the calibrated (or QAT-trained) model; a variant keeps the named layers
     float (`keep_float`). Exports go to `folder/<n>/`; predictors are kept for the variants
-    timed again. `predictor(prefix)` builds the InferenceModel the stage times with.
+    timed again. `predictor(prefix)` builds the InferenceModel the stage times with;
+    `settings` are time_exports' (warmup, runs, rounds[, clock]).
     """
 
     def __init__(self, quantized, float_prefix, folder, input_shape, shape, predictor, settings, weight_bits=8):
