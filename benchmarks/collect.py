@@ -11,7 +11,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ORDER = ["prune_structures", "sensitivity_vs_paddleslim", "filter_pruning", "sparse_pruning", "distillation",
-         "quantization", "deploy_latency", "deploy_latency_avx512_vnni",
+         "quantization", "deploy_latency", "deploy_latency_avx512_vnni", "ptq_speed", "ptq_speed_avx2",
          "onnx_runtime", "distributed"]
 
 INTRO = """# Benchmarks

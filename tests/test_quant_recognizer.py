@@ -32,7 +32,8 @@ def optimized_ops(prefix):
 def test_every_convolution_and_fc_runs_int8_with_its_activation_fused(exports):
     model, int8, _ = exports
     ops = optimized_ops(int8)
-    kinds = collections.Counter((op.type, op.attr("mkldnn_data_type")) for op in ops if op.type in ("fused_conv2d", "fc"))
+    kinds = collections.Counter((op.type, op.attr("mkldnn_data_type")) for op in ops
+                                if op.type in ("fused_conv2d", "fc"))
     convs = sum(isinstance(layer, paddle.nn.Conv2D) for layer in model.sublayers())
     assert kinds == {("fused_conv2d", "int8"): convs, ("fc", "int8"): 5}
     activations = collections.Counter(op.attr("fuse_activation") for op in ops if op.type == "fused_conv2d")
