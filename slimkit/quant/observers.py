@@ -11,9 +11,10 @@ against a plain numpy reference (tests/test_quant_observers.py):
 Activation methods: `abs_max` (largest |x| seen), `avg` (mean of the per-batch abs-max),
 `moving_average_abs_max` (exponential moving average of the per-batch abs-max), `hist`
 (a percentile of |x|), `mse` (the threshold whose quantize-dequantize error is smallest)
-and `kl` (the threshold whose quantized distribution is closest in KL divergence, as
-TensorRT calibrates). Weight method: `channel_wise_abs_max` (one abs-max per output
-channel); `abs_max` also serves as the per-tensor weight observer.
+and `kl` (the threshold, between half the abs-max and the abs-max, whose quantized
+distribution is closest in KL divergence, as TensorRT calibrates). Weight method:
+`channel_wise_abs_max` (one abs-max per output channel); `abs_max` also serves as the
+per-tensor weight observer.
 
 The histogram methods keep one histogram of |x| with a fixed number of bins over
 [0, range]. When a batch holds a larger value, the range doubles (as often as needed) and
@@ -212,13 +213,21 @@ class MSE(_Histogram, name="mse"):
 
 class KL(_Histogram, name="kl", aliases=("entropy",)):
     """The threshold whose quantized histogram is closest to the clipped one in KL divergence
-    (TensorRT's entropy calibration, over the non-negative |x| histogram)."""
+    (TensorRT's entropy calibration, over the non-negative |x| histogram).
+
+    As in Paddle's static PTQ, only thresholds from half the largest value seen up to it are
+    tried, and only bin edges with values just below them: on the sparse histograms of a few
+    calibration batches the divergence alone can clip most of a layer's range away.
+    """
 
     def _choose(self):
         levels = self.levels + 1  # |x| maps to levels 0..127: 128 quantized bins
         counts = self.counts
-        best, best_divergence = self.bins, np.inf
-        for stop in range(levels, self.bins + 1):
+        last = int(np.flatnonzero(counts)[-1]) + 1
+        best, best_divergence = last, np.inf
+        for stop in range(max(levels, last // 2), last + 1):
+            if counts[stop - 1] == 0:
+                continue
             divergence = _kl_of_clip(counts, stop, levels)
             if divergence < best_divergence:
                 best, best_divergence = stop, divergence
