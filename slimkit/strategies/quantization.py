@@ -38,9 +38,10 @@ __all__ = ["QAT", "PTQ"]
 
 EXPORT_DIR = INFERENCE_DIR
 KEPT_FLOAT_FILE = "kept_float.json"  # the layers the speed search kept float, for --resume
-FLOAT_FALLBACK_DOC = ("never slower than float: time the int8 export against the float one in the predictor and, if "
-                      "int8 is slower (`always`: also to gain speed), keep float the layer groups that measure faster "
-                      "in float (slimkit.quant.speed); `off`: no search (the stage still reports both timings)")
+FLOAT_FALLBACK_DOC = ("never slower than float: time the int8 export against the float one in the predictor and keep "
+                      "float the layer groups that measure faster in float (slimkit.quant.speed): `always` searches "
+                      "every time, `if_slower` only when int8 is slower than float, `off` never (the stage still "
+                      "reports both timings)")
 
 
 @dataclasses.dataclass
@@ -65,7 +66,7 @@ class _Quantization(Strategy):
         "onednn_int8", "Paddle Inference CPU runtime used to evaluate and time the export: oneDNN with its "
                        "int8 passes, or the plain CPU predictor (computes in float); on a GPU run the "
                        "predictor runs the GPU kernels instead")
-    float_fallback: Literal["if_slower", "always", "off"] = option("if_slower", FLOAT_FALLBACK_DOC)
+    float_fallback: Literal["if_slower", "always", "off"] = option("always", FLOAT_FALLBACK_DOC)
 
     def check(self):
         check_layer_types(self.quantizable_layer_type)
