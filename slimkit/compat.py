@@ -110,11 +110,12 @@ def legacy_ir():
     """Run the body under Paddle's legacy program IR, scoped.
 
     PaddleSlim's graph trace reads `Operator.input_arg_names`, which PIR operations do
-    not have, and a quantized `paddle.jit.save` only exports under the legacy IR. The
+    not have, and a quantized `paddle.jit.save` only exports under the legacy IR; the
+    functions Paddle binds to PIR-only calls (`LEGACY_FUNCTIONS`) work inside too. The
     process-wide alternative (FLAGS_enable_pir_api=0 before import) would change the
     user's whole session, so slimkit switches only for the call.
     """
-    with session_guard(), paddle.pir_utils.OldIrGuard():
+    with session_guard(), paddle.pir_utils.OldIrGuard(), _legacy_functions():
         yield
 
 
@@ -158,6 +159,69 @@ def strip_callstacks(pdmodel):
             if op.desc.has_attr("op_callstack"):
                 op.desc._set_attr("op_callstack", [])
     path.write_bytes(program.desc.serialize_to_string())
+# Paddle 3.3 binds these public functions (paddle.matmul, Tensor.matmul, F.gelu, F.sigmoid, nn.GELU,
+# nn.Tanh, ...) straight to `paddle._C_ops` calls, which take only dygraph tensors and PIR values:
+# under the legacy IR they fail ("argument (position 1) must be Value, but got Variable"), so a
+# model calling them could not be exported. name -> (legacy op, tensor inputs, attributes), the
+# arguments in `_C_ops` order; inside legacy_ir() each appends its legacy op to the program.
+LEGACY_FUNCTIONS = {
+    "matmul": ("matmul_v2", ("X", "Y"), ("trans_x", "trans_y")),
+    "bmm": ("bmm", ("X", "Y"), ()),
+    "multiply": ("elementwise_mul", ("X", "Y"), ()),
+    "maximum": ("elementwise_max", ("X", "Y"), ()),
+    "minimum": ("elementwise_min", ("X", "Y"), ()),
+    "gelu": ("gelu", ("X",), ("approximate",)),
+    # One input X, one output Out, no attributes: the legacy op has the function's name.
+    **{name: (name, ("X",), ()) for name in ("sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt", "abs", "floor", "ceil",
+                                              "sign", "sin", "cos")},
+}
+_ATTR_DEFAULTS = {"trans_x": False, "trans_y": False, "approximate": False}
+_KWARG_ATTRS = {"transpose_x": "trans_x", "transpose_y": "trans_y", "approximate": "approximate"}
+
+
+def _legacy_function(name, original):
+    op_type, slots, attr_names = LEGACY_FUNCTIONS[name]
+
+    @functools.wraps(original)
+    def call(*args, **kwargs):
+        from paddle.base.framework import Variable
+
+        if not args or not isinstance(args[0], Variable):
+            return original(*args, **kwargs)
+        from paddle.base.layer_helper import LayerHelper
+
+        tensors, rest = args[:len(slots)], args[len(slots):]
+        attrs = {**_ATTR_DEFAULTS, **dict(zip(attr_names, rest))}
+        attrs.update({_KWARG_ATTRS[k]: v for k, v in kwargs.items() if k in _KWARG_ATTRS})
+        attrs = {k: bool(v) for k, v in attrs.items() if k in attr_names}
+        if op_type.startswith("elementwise_"):
+            attrs["axis"] = -1
+        helper = LayerHelper(op_type)
+        out = helper.create_variable_for_type_inference(tensors[0].dtype)
+        helper.append_op(type=op_type, inputs={slot: [t] for slot, t in zip(slots, tensors)},
+                         outputs={"Out": [out]}, attrs=attrs)
+        return out
+
+    return call
+
+
+@contextlib.contextmanager
+def _legacy_functions():
+    """Inside: LEGACY_FUNCTIONS also append their legacy ops (restored on exit; dygraph/PIR calls unchanged)."""
+    from paddle import _C_ops
+    from paddle.base.framework import Variable
+
+    # The functions call `_C_ops.<name>`; a legacy Variable's methods (`x.matmul(y)`) are those calls.
+    owners = [(_C_ops, name) for name in LEGACY_FUNCTIONS]
+    owners += [(Variable, name) for name in LEGACY_FUNCTIONS if name in vars(Variable)]
+    originals = {(owner, name): getattr(owner, name) for owner, name in owners}
+    try:
+        for (owner, name), original in originals.items():
+            setattr(owner, name, _legacy_function(name, original))
+        yield
+    finally:
+        for (owner, name), original in originals.items():
+            setattr(owner, name, original)
 
 
 _paddleslim = None

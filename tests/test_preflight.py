@@ -84,7 +84,7 @@ def test_check_rejects_a_stage_that_undoes_sparsity(tmp_path, capsys):
 
 @pytest.mark.parametrize("stage, closest", [
     ("{type: sparse_pruning, sparsity: 0.5, epochs: 0, skip: [classifer.3]}", "did you mean 'classifier.3'"),
-    ("{type: qat, epochs: 1, skip: [classifer.3]}", "did you mean 'classifier.3'"),
+    ("{type: qat, epochs: 1, skip_layers: [classifer.3]}", "did you mean 'classifier.3'"),
     ("{type: filter_pruning, ratios: {features.33: 0.5}}", "did you mean 'features.3'"),
     ("{type: filter_pruning, target_flops_reduction: 0.3, skip: [feature.0]}", "did you mean 'features.0'"),
 ])

@@ -46,11 +46,11 @@ def test_yaml_keys_are_checked():
 
 def test_unknown_skip_name_fails_before_any_work(digits, trained_cnn, tmp_path):
     before = {k: v.numpy().copy() for k, v in trained_cnn.state_dict().items()}
-    pipeline = Pipeline(trained_cnn, digits, stages=[PTQ(skip=["classifier.4"])], out_dir=tmp_path,
+    pipeline = Pipeline(trained_cnn, digits, stages=[PTQ(skip_layers=["classifier.4"])], out_dir=tmp_path,
                         train={"progress": False}, verbose=False)
     with pytest.raises(ConfigError) as err:
         pipeline.run()
-    assert err.value.path == "stages[0].skip[0]"  # checked before any work, named by its stage
+    assert err.value.path == "stages[0].skip_layers[0]"  # checked before any work, named by its stage
     assert "did you mean 'classifier.3'" in str(err.value)
     assert not list(tmp_path.glob("01-*/inference"))
     assert all(np.array_equal(before[k], v.numpy()) for k, v in trained_cnn.state_dict().items())

@@ -15,7 +15,7 @@ from slimkit.quant import InferenceModel, quantized_layer_names
 @pytest.fixture(scope="module")
 def ptq_run(digits, trained_cnn, tmp_path_factory):
     out = tmp_path_factory.mktemp("ptq")
-    stages = [PTQ(calibration_batches=4, quantizable_layer_type=["Conv2D"])]
+    stages = [PTQ(calibration_batches=4, quantizable_layer_type=["Conv2D"], float_fallback="off")]
     pipeline = Pipeline(trained_cnn, digits, stages=stages, out_dir=out, verbose=False, train={"progress": False})
     return pipeline, pipeline.run(), out
 
@@ -54,7 +54,7 @@ def test_resume_rebuilds_the_quantized_model(ptq_run, digits, trained_cnn):
 
 
 def test_forced_error_leaves_session_and_model_unchanged(digits, trained_cnn, tmp_path, monkeypatch):
-    def broken_calibrate(observed, batches):
+    def broken_calibrate(observed, batches, **kwargs):
         paddle.enable_static()
         raise RuntimeError("calibration failed")
 

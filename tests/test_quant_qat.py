@@ -16,7 +16,7 @@ from slimkit.quant import InferenceModel, quantized_layer_names
 @pytest.fixture(scope="module")
 def qat_run(digits, trained_cnn, tmp_path_factory):
     out = tmp_path_factory.mktemp("qat")
-    stages = [QAT(epochs=1, lr=0.005, skip=["classifier.3"])]
+    stages = [QAT(epochs=1, lr=0.005, skip_layers=["classifier.3"])]
     pipeline = Pipeline(trained_cnn, digits, stages=stages, out_dir=out, verbose=False,
                         train={"batch_size": 32, "progress": False})
     return pipeline, pipeline.run(), out

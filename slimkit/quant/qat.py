@@ -10,44 +10,16 @@ skipped by name get quanters, so "which layers are quantized" is exactly what wa
 import copy
 import warnings
 
-import paddle
 
 from .. import compat
 from ..core.errors import ConfigError
 from ..core.schema import _suggest
 from ..core.surgery import eval_mode
 from .joins import observe_joins
+from .layers import layers_to_quantize
 
-# The layer types paddle.quantization can replace by a quantized twin (its DEFAULT_QAT_LAYER_MAPPINGS).
-QUANTIZABLE_TYPES = {"Conv2D": paddle.nn.Conv2D, "Linear": paddle.nn.Linear}
 WEIGHT_QUANTIZERS = ("channel_wise_abs_max", "abs_max")
 ACTIVATION_QUANTIZERS = ("moving_average_abs_max",)
-
-
-def check_layer_types(names, path="quantizable_layer_type"):
-    """Raise ConfigError for a layer type name paddle.quantization cannot quantize."""
-    if not names:
-        raise ConfigError(path, "no layer type to quantize", f"use e.g. {list(QUANTIZABLE_TYPES)}")
-    for i, name in enumerate(names):
-        if name not in QUANTIZABLE_TYPES:
-            raise ConfigError(f"{path}[{i}]", f"{name!r} is not a layer type paddle.quantization can quantize",
-                              _suggest(name, list(QUANTIZABLE_TYPES)))
-
-
-def layers_to_quantize(model, layer_types, skip=(), path="skip"):
-    """Structured names of the layers that get quanters: `layer_types` minus the `skip` names.
-
-    Raises ConfigError naming the closest layer when a `skip` entry is not a quantizable
-    layer of `model`, before anything is changed.
-    """
-    check_layer_types(layer_types)
-    types = tuple(QUANTIZABLE_TYPES[t] for t in layer_types)
-    chosen = [name for name, layer in model.named_sublayers() if type(layer) in types]
-    for i, name in enumerate(skip):
-        if name not in chosen:
-            raise ConfigError(f"{path}[{i}]", f"{name!r} is not a quantizable layer of the model",
-                              _suggest(name, chosen))
-    return [name for name in chosen if name not in set(skip)]
 
 
 def weight_quanter(kind, bits):
@@ -91,14 +63,15 @@ def quant_config(model, names, activation, weight, input_shape=None):
     return config
 
 
-def quantize_for_training(model, layer_types=("Conv2D", "Linear"), skip=(), weight_bits=8, activation_bits=8,
-                          weight_quantize_type="channel_wise_abs_max",
+def quantize_for_training(model, layer_types=("Conv2D", "Linear"), skip_layers=(), skip_types=(), weight_bits=8,
+                          activation_bits=8, weight_quantize_type="channel_wise_abs_max",
                           activation_quantize_type="moving_average_abs_max", moving_rate=0.9, input_shape=None):
     """A copy of `model` with fake-quant layers, in train mode, ready for `engine.train` (model untouched).
 
+    `skip_layers` / `skip_types` keep layers float by name or by type (`slimkit.quant.layers`);
     `input_shape` also places quanters where branches join (`joins`), for int8 residual convolutions.
     """
-    names = layers_to_quantize(model, list(layer_types), list(skip))
+    names = layers_to_quantize(model, layer_types, skip_layers, skip_types)
     from paddle.quantization import QAT
 
     work = copy.deepcopy(model)
@@ -114,7 +87,30 @@ def quantized_layer_names(model):
     """Structured names of the layers of `model` that carry a weight quanter (quantized layers)."""
     from paddle.nn.quant.format import ConvertibleQuantedLayer
 
-    return [name for name, layer in model.named_sublayers() if isinstance(layer, ConvertibleQuantedLayer)]
+    return [name for name, layer in model.named_sublayers() if isinstance(layer, ConvertibleQuantedLayer)
+            and any(getattr(layer, q, None) is not None for _, q in layer.weights_to_quanters())]
+
+
+def keep_float(quantized, names):
+    """A copy of a QAT/PTQ model (not converted yet) whose layers `names` compute in float again.
+
+    Their weight and activation quanters are dropped, so `convert` and the export give them
+    no quantize/dequantize ops; their weights are the float ones they always kept.
+    """
+    from paddle.nn.quant.format import ConvertibleQuantedLayer
+
+    copied = copy.deepcopy(quantized)
+    if not names:
+        return copied
+    layers = dict(copied.named_sublayers())
+    for name in names:
+        layer = layers[name]
+        if not isinstance(layer, ConvertibleQuantedLayer) or layer.converted:
+            raise ValueError(f"{name} is not an unconverted quantized layer")
+        for quanter in [q for _, q in layer.weights_to_quanters()] + list(layer.activation_quanters()):
+            setattr(layer, quanter, None)
+        layer.converted = True  # nothing left to convert: convert() and the export pass it by
+    return copied
 
 
 def convert(quantized, remain_weight=True):

@@ -55,7 +55,7 @@ class Note(str):
     A note reads as its message (so it prints and joins like text); code that needs to
     pick notes out (e.g. replace the FLOPs note of a quantized stage) selects by `kind`,
     never by matching the text. Kinds used: info, skipped, target, flops_zero_types, export, export_failed, onnx,
-    slower, noisy, int8_speed.
+    slower, noisy, int8_speed, float_fallback.
     """
 
     def __new__(cls, message, stage="", kind="info"):

@@ -137,9 +137,9 @@ def layer_name_errors(stages, model, input_shape, indices=None):
 
                 sparse_prunable_layers(model, stage.skip, stage.method)
             elif stage.type_name in QUANTIZING:
-                from ..quant.qat import layers_to_quantize
+                from ..quant.layers import layers_to_quantize
 
-                layers_to_quantize(model, stage.quantizable_layer_type, stage.skip)
+                layers_to_quantize(model, stage.quantizable_layer_type, stage.skip_layers, stage.skip_types)
         except SlimkitError as found:
             for err in flatten([found]):
                 where = getattr(err, "path", "") or ""
