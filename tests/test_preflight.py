@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import slimkit
-from slimkit import Finetune, Pipeline, SparsePruning
+from slimkit import FilterPruning, Finetune, Pipeline, SparsePruning
 from slimkit.core.errors import ConfigError, ConfigErrors
+from slimkit.core.schema import option
 from slimkit.run.cli import main
 from slimkit.sparsity import sparse_prunable_layers
 
@@ -163,4 +164,48 @@ def test_python_api_runs_the_same_checks(digits, tmp_path):
     with pytest.raises(ConfigErrors) as caught:
         Pipeline(model, digits, stages, out_dir=tmp_path / "out", verbose=False).run()
     assert len(caught.value.errors) == 2 and "classifier.3" in str(caught.value)
+    assert not (tmp_path / "out").exists()
+
+
+# --- a user's own strategy gets the same checks by declaring what it does (slimkit.Strategy) -----
+@dataclasses.dataclass
+class OwnQuantizer(slimkit.Strategy):
+    quantizes = True
+    traces = True
+
+    def apply(self, model, ctx):
+        raise AssertionError("no work may start before the checks")
+
+
+@dataclasses.dataclass
+class OwnLayerCheck(slimkit.Strategy):
+    compresses = False
+    layer: str = option("features.0", "the layer this stage reads")
+
+    def preflight(self, model, input_shape, as_built=True):
+        if self.layer in dict(model.named_sublayers()):
+            return []
+        return [ConfigError("layer", f"the model has no layer {self.layer!r}", "name one of its layers")]
+
+    def apply(self, model, ctx):
+        raise AssertionError("no work may start before the checks")
+
+
+def test_a_users_quantizing_strategy_is_refused_before_a_pruning_after_it(digits, tmp_path):
+    model = slimkit.build_model("small_cnn", num_classes=10, in_channels=1, input_size=8)
+    stages = [OwnQuantizer(name="mine"), FilterPruning(ratios=0.3)]
+    with pytest.raises(ConfigError) as caught:
+        Pipeline(model, digits, stages, out_dir=tmp_path / "out", verbose=False).run()
+    assert caught.value.path == "stages[1]" and "after the quantization stage mine" in caught.value.message
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_users_preflight_hook_is_reported_with_the_other_mistakes(digits, tmp_path):
+    model = slimkit.build_model("small_cnn", num_classes=10, in_channels=1, input_size=8)
+    stages = [OwnLayerCheck(layer="feature.0"), SparsePruning(sparsity=0.5, epochs=0, skip=["classifer.3"])]
+    with pytest.raises(ConfigErrors) as caught:
+        Pipeline(model, digits, stages, out_dir=tmp_path / "out", verbose=False).run()
+    paths = sorted(err.path for err in caught.value.errors)
+    assert paths == ["stages[0].layer", "stages[1]"], paths
+    assert "no layer 'feature.0'" in str(caught.value) and "classifier.3" in str(caught.value)
     assert not (tmp_path / "out").exists()

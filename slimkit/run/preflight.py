@@ -22,9 +22,6 @@ from ..pruning.dependency import check_forward_runs  # the one eager forward che
 from . import rundir
 from .lock import RunLock
 
-QUANTIZING = ("qat", "ptq")
-AFTER_QUANT_FORBIDDEN = ("filter_pruning", "sparse_pruning", "qat", "ptq")
-
 
 # --- the pipeline: model, stage order, layer names, targets, output folder --------------------
 def check_pipeline(pipeline, resume=False, overwrite=False):
@@ -73,99 +70,52 @@ def _check_on_device(pipeline, resume, overwrite):
 
 
 def stage_order_errors(stages):
-    """Stage orders that cannot work, each named by the later stage's path."""
+    """Stage orders that cannot work, each named by the later stage's path (what each stage declares)."""
     errors = []
     quantized_by = None
     compressed = False
     for i, stage in enumerate(stages):
         kind, name = stage.type_name, stage.display_name
         named = name if name == kind else f"{name} ({kind})"
-        if quantized_by is not None and kind in AFTER_QUANT_FORBIDDEN:
+        if quantized_by is not None and stage.traces:
             errors.append(ConfigError(f"stages[{i}]", f"{named} runs after the quantization stage "
                                                       f"{quantized_by}: a quantized model cannot be traced, "
                                                       "pruned or quantized again",
                                       f"move {name} before {quantized_by}"))
-        if kind == "distill" and getattr(stage, "teacher", None) is None and not compressed:
+        if stage.needs_teacher and not compressed:
             errors.append(ConfigError(f"stages[{i}].teacher", f"{name} has no teacher: no compressing stage "
                                                               "runs before it",
                                       "put distill after a pruning or quantization stage (the model before "
                                       "it is the teacher), or give `teacher: {name: ..., checkpoint: ...}`"))
-        if kind == "sparse_pruning" and getattr(stage, "strip", False):
-            later = next((s for s in stages[i + 1:] if _trains(s)), None)
-            if later is not None:
-                errors.append(ConfigError(f"stages[{i}].strip", f"{name} strips its masks, then {later.display_name} "
-                                                                "trains: the zeroed weights would fill in again",
-                                          f"set strip: false on {name} (the masks are then held through the "
-                                          "later training), or drop the training after it"))
-        if kind in QUANTIZING and quantized_by is None:
+        errors += _at_stage(f"stages[{i}]", stage.order_errors(stages[i + 1:]))
+        if stage.quantizes and quantized_by is None:
             quantized_by = name
         compressed = compressed or stage.compresses
     return errors
 
 
-def _trains(stage):
-    """Does `stage` run optimizer steps on the model it is given?"""
-    if stage.type_name in ("finetune", "distill", "qat"):
-        return (getattr(stage, "epochs", None) is None) or stage.epochs > 0
-    if stage.type_name == "filter_pruning":
-        return bool(getattr(stage, "finetune_epochs", 0))
-    return False
-
-
 def layer_name_errors(stages, model, input_shape, indices=None):
-    """Layer names in skip/ratios and FLOPs targets checked against the built (untrained) model.
+    """Each stage's own checks on the built (untrained) model (`Strategy.preflight`): layer names, targets.
 
     `indices`: each stage's position in the config (default 0, 1, ...), for the errors' paths.
     """
     errors = []
-    graph = None
-    structure_changed = False
+    as_built = True
     for i, stage in zip(indices if indices is not None else range(len(stages)), stages):
-        path = f"stages[{i}]"
         try:
-            if stage.type_name == "filter_pruning":
-                if graph is None:
-                    from ..pruning.analysis import analyze
-
-                    graph = analyze(model, input_shape)
-                stage.targets(graph)  # unknown or unprunable layer names
-                if not structure_changed:
-                    _check_target(stage, model, graph, input_shape)
-                structure_changed = True
-            elif stage.type_name == "sparse_pruning":
-                from ..sparsity.criteria import sparse_prunable_layers
-
-                sparse_prunable_layers(model, stage.skip, stage.method)
-            elif stage.type_name in QUANTIZING:
-                from ..quant.layers import layers_to_quantize
-
-                layers_to_quantize(model, stage.quantizable_layer_type, stage.skip_layers, stage.skip_types)
-        except SlimkitError as found:
-            for err in flatten([found]):
-                where = getattr(err, "path", "") or ""
-                message = err.message[len(where) + 2:] if where and err.message.startswith(f"{where}: ") \
-                    else err.message
-                errors.append(ConfigError(f"{path}.{where}" if where else path, message, err.hint))
+            found = stage.preflight(model, input_shape, as_built=as_built)
+        except SlimkitError as err:
+            found = [err]
+        errors += _at_stage(f"stages[{i}]", found)
+        as_built = as_built and not stage.restructures
     return errors
 
 
-def _check_target(stage, model, graph, input_shape):
-    """ConfigError when the largest allowed ratios cannot reach `target_flops_reduction`."""
-    target = getattr(stage, "target_flops_reduction", None)
-    if target is None:
-        return
-    from ..pruning.selection import FlopsProbe, keep_counts
-
-    groups = stage.targets(graph).groups
-    if stage.method == "uniform":
-        most = stage.max_ratio
-    else:
-        most = max(stage.sensitivity.ratios)
-    probe = FlopsProbe(model, graph, input_shape)
-    reached = probe.reduction(keep_counts(groups, {g.name: most for g in groups}, stage.round_to,
-                                          stage.min_channels))
-    if reached + 1e-9 < target:
-        raise ConfigError("target_flops_reduction", f"{target:.1%} cannot be reached: at most {reached:.1%} with "
-                                                    f"every prunable group at ratio {most}",
-                          "lower target_flops_reduction, skip fewer layers, lower min_channels/round_to, or allow "
-                          "larger ratios (max_ratio, or larger sensitivity ratios)")
+def _at_stage(path, found):
+    """`found` errors, their paths relative to a stage, as ConfigErrors at the stage's `path`."""
+    errors = []
+    for err in flatten(found):
+        where = getattr(err, "path", "") or ""
+        message = err.message[len(where) + 2:] if where and err.message.startswith(f"{where}: ") else err.message
+        errors.append(ConfigError(f"{path}.{where}" if where else path, message, err.hint))
+    return errors

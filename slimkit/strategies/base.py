@@ -69,11 +69,20 @@ class Strategy(Options):
     was before the first step that compresses), and `tasks = ("classification",)` for a
     step that only works on classifiers (a pipeline rejects it on other tasks up front).
     A subclass without `type_name` is still reachable from YAML as `type: package.module:Class`.
+
+    What the checks before a run (slimkit.run.preflight) need to know of a stage, it declares
+    here: `quantizes`, `traces`, `restructures`, `trains`, `needs_teacher`, and the hooks
+    `preflight` (mistakes knowable on the built model, such as layer names) and
+    `order_errors` (mistakes against the stages after it). A user's own subclass gets the
+    same checks as the built-in ones by setting them.
     """
 
     type_name: ClassVar[str] = ""
     compresses: ClassVar[bool] = True
     tasks: ClassVar = None  # the task names (slimkit.train.tasks) it works on; None = every task
+    quantizes: ClassVar[bool] = False  # the model it returns is quantized
+    traces: ClassVar[bool] = False  # needs a float model it can trace or quantize: refused after a quantizing stage
+    restructures: ClassVar[bool] = False  # changes layer shapes: later stages cannot be judged on the built model
 
     name: Optional[str] = option(None, "stage name in reports and folders; default: the stage's type")
 
@@ -93,7 +102,31 @@ class Strategy(Options):
         """Return the compressed model (may be `model` changed in place, or a new one)."""
         raise NotImplementedError
 
+    @property
+    def trains(self):
+        """Does it run optimizer steps on the model it is given? (zeroed weights would fill in again)"""
+        return False
+
+    @property
+    def needs_teacher(self):
+        """Does it need the model before the first compressing stage as its teacher?"""
+        return False
+
     # --- optional hooks -------------------------------------------------------------
+    def preflight(self, model, input_shape, as_built=True):
+        """The mistakes knowable before any work on `model`, the untrained model as built (a copy).
+
+        Return a list of SlimkitError (or raise the first), paths relative to the stage
+        (`skip`, `ratios.conv1`): unknown layer names, a target the model cannot reach.
+        `as_built` is False when an earlier stage changes the structure (`restructures`):
+        only what does not depend on the shapes can be judged then.
+        """
+        return []
+
+    def order_errors(self, later):
+        """ConfigErrors of this stage against the stages that run after it (`later`), paths relative to the stage."""
+        return []
+
     def measure(self, model, ctx: Context, report):
         """Adjust the stage report after the default measurement (e.g. an exported model)."""
 

@@ -63,6 +63,14 @@ class Distillation(Strategy, type_name="distill"):
         if self.teacher is not None:
             _check_teacher(self.teacher, "teacher")
 
+    @property
+    def trains(self):
+        return self.epochs is None or self.epochs > 0
+
+    @property
+    def needs_teacher(self):
+        return self.teacher is None  # the model before the first compressing stage
+
     def to_dict(self):
         out = super().to_dict()
         out["features"] = [p.to_dict() for p in self.features]

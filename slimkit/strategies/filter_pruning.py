@@ -45,6 +45,9 @@ class SensitivityConfig(Options):
 class FilterPruning(Strategy, type_name="filter_pruning"):
     """Remove the least important output channels of conv/linear layers (and their dependents)."""
 
+    traces = True
+    restructures = True
+
     criterion: Union[str, Criterion] = option(
         "l1", f"which channels go first, a registered criterion: {', '.join(CRITERIA)} (see the strategy page); "
               "in Python also an instance of a slimkit.pruning.Criterion subclass")
@@ -183,6 +186,38 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         if self.target_flops_reduction is not None and 1 - flops_after / flops_before < self.target_flops_reduction:
             ctx.note(f"{self.display_name}: measured FLOPs reduction {1 - flops_after / flops_before:.1%} is below "
                      f"the target {self.target_flops_reduction:.1%}", "target")
+
+    @property
+    def trains(self):
+        return bool(self.finetune_epochs)
+
+    def preflight(self, model, input_shape, as_built=True):
+        """Unknown or unprunable layer names, and a FLOPs target the built model's groups cannot reach."""
+        from ..pruning.analysis import analyze
+
+        graph = analyze(model, input_shape)
+        self.targets(graph)
+        if as_built:
+            self._check_target(model, graph, input_shape)
+        return []
+
+    def _check_target(self, model, graph, input_shape):
+        """ConfigError when the largest allowed ratios cannot reach `target_flops_reduction`."""
+        target = self.target_flops_reduction
+        if target is None:
+            return
+        from ..pruning.selection import FlopsProbe, keep_counts
+
+        groups = self.targets(graph).groups
+        most = self.max_ratio if self.method == "uniform" else max(self.sensitivity.ratios)
+        probe = FlopsProbe(model, graph, input_shape)
+        reached = probe.reduction(keep_counts(groups, {g.name: most for g in groups}, self.round_to,
+                                              self.min_channels))
+        if reached + 1e-9 < target:
+            raise ConfigError("target_flops_reduction", f"{target:.1%} cannot be reached: at most {reached:.1%} "
+                                                        f"with every prunable group at ratio {most}",
+                              "lower target_flops_reduction, skip fewer layers, lower min_channels/round_to, or "
+                              "allow larger ratios (max_ratio, or larger sensitivity ratios)")
 
     def targets(self, graph):
         """The plan's Targets on `graph`: groups pruned, explicit ratios, groups skipped and why.

@@ -16,6 +16,10 @@ class Finetune(Strategy, type_name="finetune"):
     epochs: Optional[int] = option(None, "epochs; null = train.epochs", ge=0)
     lr: Optional[float] = option(None, "peak learning rate; null = train.lr", gt=0)
 
+    @property
+    def trains(self):
+        return self.epochs is None or self.epochs > 0
+
     def apply(self, model, ctx):
         history = ctx.engine.train(model, epochs=ctx.hyper("epochs", self.epochs), lr=ctx.hyper("lr", self.lr),
                                    desc=ctx.stage_name)

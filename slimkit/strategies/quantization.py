@@ -48,6 +48,9 @@ FLOAT_FALLBACK_DOC = ("never slower than float: time the int8 export against the
 class _Quantization(Strategy):
     """Options and measurement shared by QAT and PTQ."""
 
+    quantizes = True
+    traces = True
+
     weight_bits: int = option(8, "bits of the quantized weights", ge=2, le=16)
     activation_bits: int = option(8, "bits of the quantized activations (inputs of the quantized layers)",
                                   ge=2, le=16)
@@ -70,6 +73,10 @@ class _Quantization(Strategy):
 
     def check(self):
         check_layer_types(self.quantizable_layer_type)
+
+    def preflight(self, model, input_shape, as_built=True):
+        layers_to_quantize(model, self.quantizable_layer_type, self.skip_layers, self.skip_types)  # unknown names
+        return []
 
     # --- running ------------------------------------------------------------------------
     def apply(self, model, ctx):
@@ -209,6 +216,10 @@ class QAT(_Quantization, type_name="qat"):
     moving_rate: float = option(0.9, "moving-average rate of the activation scales", ge=0, lt=1)
     # QAT is often chosen for low bit widths or for size: trading layers back to float is asked for, not default.
     float_fallback: Literal["if_slower", "always", "off"] = option("off", FLOAT_FALLBACK_DOC)
+
+    @property
+    def trains(self):
+        return self.epochs is None or self.epochs > 0
 
     def quantize(self, model, ctx):
         quantized = self.structure(model, ctx)

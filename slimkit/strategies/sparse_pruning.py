@@ -64,6 +64,27 @@ class SparsePruning(Strategy, type_name="sparse_pruning"):
                                "`weight_mask` buffers, e.g. for a later sparse_pruning stage)")
     seed: int = option(0, "seed of method: random")
 
+    traces = True
+
+    @property
+    def trains(self):
+        return self.epochs is None or self.epochs > 0
+
+    def preflight(self, model, input_shape, as_built=True):
+        sparse_prunable_layers(model, self.skip, self.method)  # unknown layer names, with the closest one
+        return []
+
+    def order_errors(self, later):
+        """Stripped masks, then a stage that trains: the zeroed weights would fill in again."""
+        training = next((s for s in later if s.trains), None) if self.strip else None
+        if training is None:
+            return []
+        name = self.display_name
+        return [ConfigError("strip", f"{name} strips its masks, then {training.display_name} trains: the zeroed "
+                                     "weights would fill in again",
+                            f"set strip: false on {name} (the masks are then held through the later training), "
+                            "or drop the training after it")]
+
     def check(self):
         get_sparsity_criterion(self.method)  # an unknown name fails here, naming the closest registered one
         if (self.sparsity is None) == (self.schedule is None):
