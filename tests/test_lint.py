@@ -1,4 +1,5 @@
-"""The code stays lint-clean (ruff, ruff.toml); no function in slimkit/ grows past 60 lines, no class past 300."""
+"""The code stays lint-clean (ruff, ruff.toml); no function in slimkit/ grows past 60 lines, no class past 300;
+one module imports code a config names (slimkit/core/imports.py)."""
 
 import ast
 import shutil
@@ -57,3 +58,31 @@ def test_the_length_checks_find_a_long_function_and_a_long_class(tmp_path, monke
     assert long_definitions(tmp_path) == [("long.py:1", "f", MAX_FUNCTION_LINES + 1)]
     (tmp_path / "big.py").write_text("class C:\n" + "    x = 1\n" * MAX_CLASS_LINES + "\n\nclass D:\n    pass\n")
     assert long_definitions(tmp_path, (ast.ClassDef,), MAX_CLASS_LINES) == [("big.py:1", "C", MAX_CLASS_LINES + 1)]
+
+
+# The one place a `package.module:name` is imported, with its refusals (slimkit.core.imports.import_object);
+# slimkit/_paths.py imports moved modules by their new path, never a name from a config.
+IMPORTERS = {"slimkit/core/imports.py", "slimkit/_paths.py"}
+
+
+def dynamic_imports(folder):
+    """[file:line] of calls to import_module or __import__ in `folder`."""
+    found = []
+    for path in sorted(Path(folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call):
+                called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                if called in ("import_module", "__import__"):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_only_core_imports_imports_modules_by_name():
+    assert [f for f in dynamic_imports(ROOT / "slimkit") if f.partition(":")[0] not in IMPORTERS] == []
+
+
+def test_the_importer_check_finds_an_import_module_call(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    (tmp_path / "mod.py").write_text("import importlib\n\n\ndef load(name):\n"
+                                     "    return importlib.import_module(name)\n")
+    assert dynamic_imports(tmp_path) == ["mod.py:5"]

@@ -44,6 +44,11 @@ def import_object(spec, error):
     return found
 
 
+def is_reference(value):
+    """Does `value` name code as `package.module:name` (rather than by a registered name)?"""
+    return isinstance(value, str) and ":" in value
+
+
 def check_reference(spec, error):
     """`(module, name)` of `spec` without importing anything: `error(...)` for a malformed or standard library one."""
     module_name, _, attr = spec.partition(":") if isinstance(spec, str) else ("", "", "")

@@ -7,7 +7,7 @@ imported (that runs the module's code, as a Python script importing it would).
 """
 
 from .errors import ConfigError
-from .imports import import_object
+from .imports import import_object, is_reference
 from .schema import _suggest
 
 
@@ -34,7 +34,7 @@ class Registry(dict):
         """The class `name` names (registered name, alias or `package.module:Class` subclassing `base`)."""
         if not isinstance(name, str) or not name:
             raise ConfigError(path, f"expected the name of a {self.kind}, got {name!r}", self.valid())
-        if ":" in name:
+        if is_reference(name):
             found = import_object(name, lambda message, hint: ConfigError(path, message, hint))
             if not (isinstance(found, type) and issubclass(found, base)):
                 raise ConfigError(path, f"{name} is not a subclass of {self.base_name}", self.valid())

@@ -12,7 +12,7 @@ import paddle
 import paddle.nn as nn
 
 from ..core.errors import ConfigError, ModelError
-from ..core.imports import check_reference, import_object
+from ..core.imports import check_reference, import_object, is_reference
 from ..core.schema import Options, _suggest, option
 from ..core.seeding import seeded
 
@@ -37,7 +37,7 @@ class ModelConfig(Options):
             raise ConfigError(key, "is not used with `inference` (the program is the model)",
                               f"drop model.{key}, or drop model.inference to build a model by name")
         # The name is checked with the rest of the config; building (and importing) comes later.
-        if ":" in self.name:
+        if is_reference(self.name):
             check_reference(self.name, lambda message, hint: ConfigError("name", message, hint))
         elif self.name not in available_models():
             raise ConfigError("name", f"unknown model {self.name!r}", _suggest(self.name, list(available_models()))
@@ -247,7 +247,7 @@ def build_model(name="small_cnn", num_classes=10, in_channels=None, input_size=N
 
             model = load_weights(model, checkpoint)
         return model
-    if ":" in name:
+    if is_reference(name):
         factory = import_factory(name)
     elif name in REGISTRY:
         factory = REGISTRY[name][0]
@@ -260,7 +260,7 @@ def build_model(name="small_cnn", num_classes=10, in_channels=None, input_size=N
     data_args = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}
     # paddle.vision constructors take num_classes through **kwargs and only 3 channels.
     # (The registry's own `mobilenet_v1` shadows paddle.vision's and takes in_channels.)
-    from_vision = ":" not in name and name not in REGISTRY
+    from_vision = not is_reference(name) and name not in REGISTRY
     accepted = {"num_classes"} if from_vision else _named_parameters(factory)
     kwargs = {k: v for k, v in data_args.items() if v is not None and k in accepted}
     try:

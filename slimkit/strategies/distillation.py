@@ -13,6 +13,7 @@ import paddle
 import paddle.nn as nn
 
 from ..core.errors import ConfigError, ModelError
+from ..core.imports import is_reference
 from ..core.schema import _suggest, option
 from ..core.surgery import capture, eval_mode, restore
 from ..distill.features import FeatureDistiller, FeaturePair
@@ -143,7 +144,7 @@ class Distillation(Strategy, type_name="distill"):
 def _check_teacher(config, path):
     """The teacher reference must resolve before any training: a known model and an existing checkpoint."""
     names = list(available_models())
-    if ":" not in config.name and config.name not in names:
+    if not is_reference(config.name) and config.name not in names:
         raise ConfigError(f"{path}.name", f"unknown model {config.name!r}",
                           _suggest(config.name, names) + " (or `package.module:function`)")
     if not config.checkpoint:

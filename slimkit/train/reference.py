@@ -20,6 +20,7 @@ import paddle.nn.functional as F
 
 from ..core import device as devices
 from ..core.errors import ConfigError
+from ..core.imports import is_reference
 from ..core.surgery import eval_mode
 from ..distill.losses import kd_loss
 from .metrics import Agreement, BatchMean
@@ -71,7 +72,7 @@ class AgreementObjective(Objective):
                               "Pipeline(model, data) makes the model the reference; with slimkit.Engine, pass "
                               "reference=model")
         for key in ("metric", "loss"):
-            if isinstance(getattr(config, key), str) and ":" not in getattr(config, key):
+            if isinstance(getattr(config, key), str) and not is_reference(getattr(config, key)):
                 raise ConfigError(f"task.{key}", f"{getattr(config, key)} needs labels, and the data has none",
                                   "drop it: without labels the stages learn from and are measured against the "
                                   "original model (task.agreement, task.loss: your functions of (outputs, "

@@ -26,7 +26,7 @@ import paddle.nn.functional as F
 from .. import compat
 from ..core import device as devices
 from ..core.errors import ConfigError, DataError, ModelError
-from ..core.imports import import_object
+from ..core.imports import import_object, is_reference
 from ..core.schema import Options, _suggest, option
 from ..core.surgery import train_mode
 from .metrics import BatchMean, SegmentationMetric, TopK
@@ -63,7 +63,7 @@ class TaskConfig(Options):
     def check(self):
         for key in ("loss", "metric", "agreement"):
             value = getattr(self, key)
-            if isinstance(value, str) and ":" not in value and (key == "agreement" or value not in TASKS):
+            if isinstance(value, str) and not is_reference(value) and (key == "agreement" or value not in TASKS):
                 valid = sorted(TASKS) if key != "agreement" else []
                 raise ConfigError(key, f"unknown {key} {value!r}",
                                   (_suggest(value, valid) + " (or `package.module:function`)") if valid else
@@ -91,7 +91,7 @@ def user_function(value, key):
     """The user's loss/metric/agreement: the function (or class) itself, or the one `package.module:name` names."""
     if callable(value):
         return value
-    if not isinstance(value, str) or ":" not in value:
+    if not is_reference(value):
         return None
     return import_object(value, lambda message, hint: ConfigError(key, message, hint))
 
