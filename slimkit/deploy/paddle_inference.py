@@ -78,38 +78,40 @@ def is_quantized(model):
 
 def export_float(model, folder, input_shape):
     """Write `folder/model.pdmodel` + `model.pdiparams` of a float model; returns the prefix `folder/model`."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    # Traced in eval mode whatever mode the model is in: an inference program (batch-norm statistics, no
-    # training-only branches), the same program however the model got here (trained, or restored on resume).
-    with tempfile.TemporaryDirectory() as tmp, compat.legacy_ir(), compat.stable_export_names(model), \
-            eval_mode(model):
-        raw = str(Path(tmp) / "model")
-        paddle.jit.save(model, raw, input_spec=input_spec(input_shape, model))
-        if output_names(model):
-            _rewrite(raw, str(folder / "model"), names=output_names(model))
-        else:
-            for suffix in (".pdmodel", ".pdiparams"):
-                shutil.copy(raw + suffix, folder / ("model" + suffix))
-        compat.strip_callstacks(folder / "model.pdmodel")
-    write_output_paths(model, folder, input_shape)
-    return folder / "model"
+    return _jit_save(model, folder, input_shape)
 
 
 def export_int8(converted, folder, input_shape, weight_bits=8):
     """Write the int8 export (int weights on disk) of a converted QAT/PTQ model; returns the prefix."""
     if needs_convert(converted):
         raise ModelError("the quantized model is not converted yet", "call slimkit.quant.convert(model) first")
+    return _jit_save(converted, folder, input_shape, weight_bits)
+
+
+def _jit_save(model, folder, input_shape, weight_bits=None):
+    """`paddle.jit.save` of `model` as `folder/model.*` under the legacy IR; returns the prefix `folder/model`.
+
+    Saved to a temporary folder first, then rewritten into `folder` when the weights are
+    stored as int (`weight_bits`) or the outputs keep an imported program's names, else copied.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp, compat.legacy_ir(), compat.stable_export_names(converted), \
-            eval_mode(converted):
-        raw = str(Path(tmp) / "model")
-        paddle.jit.save(converted, raw, input_spec=input_spec(input_shape, converted))
-        _rewrite(raw, str(folder / "model"), weight_bits, output_names(converted))
-        compat.strip_callstacks(folder / "model.pdmodel")
-    write_output_paths(converted, folder, input_shape)
-    return folder / "model"
+    prefix = folder / Path(MODEL_FILE).stem
+    names = output_names(model)
+    # Traced in eval mode whatever mode the model is in: an inference program (batch-norm statistics, no
+    # training-only branches), the same program however the model got here (trained, or restored on resume).
+    with tempfile.TemporaryDirectory() as tmp, compat.legacy_ir(), compat.stable_export_names(model), \
+            eval_mode(model):
+        raw = str(Path(tmp) / Path(MODEL_FILE).stem)
+        paddle.jit.save(model, raw, input_spec=input_spec(input_shape, model))
+        if weight_bits is not None or names:
+            _rewrite(raw, str(prefix), weight_bits, names)
+        else:
+            for file in (MODEL_FILE, PARAMS_FILE):
+                shutil.copy(Path(tmp) / file, folder / file)
+        compat.strip_callstacks(folder / MODEL_FILE)
+    write_output_paths(model, folder, input_shape)
+    return prefix
 
 
 def output_paths(outputs, path=()):
