@@ -152,3 +152,12 @@ def test_atomic_write_leaves_old_or_new_never_a_torn_file(tmp_path, monkeypatch)
     monkeypatch.undo()
     files.atomic_write_text(target, "new")
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_stage_folders_are_named_by_row_baseline_first(tmp_path):
+    assert rundir.BASELINE_DIR == "00-baseline"
+    assert rundir.folder_names(["prune", "recover"]) == ["00-baseline", "01-prune", "02-recover"]
+    for name in ("00-baseline", "01-prune", "not-a-stage"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / rundir.DONE).write_text("{}")
+    assert rundir.finished_stages(tmp_path) == [tmp_path / "00-baseline", tmp_path / "01-prune"]

@@ -20,10 +20,10 @@ from typing import List, Literal
 from ..core.errors import ConfigError, ModelError
 from ..core.schema import Options, option
 from . import onnx as onnx_export
-from .paddle_inference import export_stage, native_output_captured, stage_export_prefix
+from .paddle_inference import MODEL_FILE, PARAMS_FILE, export_stage, native_output_captured, stage_export_prefix
 
 FORMATS = ("paddle", "onnx")
-PADDLE_FILES = ("model.pdmodel", "model.pdiparams")
+PADDLE_FILES = (MODEL_FILE, PARAMS_FILE)
 ONNX_FILES = (onnx_export.ONNX_FILE, onnx_export.RECORD_FILE)
 
 

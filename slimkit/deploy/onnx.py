@@ -28,7 +28,7 @@ import paddle
 
 from .. import compat
 from ..core.errors import ConfigError, ModelError
-from .paddle_inference import OUTPUTS_FILE, SIMULATED_OPS, InferenceModel, read_output_paths
+from .paddle_inference import INFERENCE_DIR, OUTPUTS_FILE, SIMULATED_OPS, InferenceModel, read_output_paths
 
 ONNX_DIR = "onnx"  # inside a stage folder
 ONNX_FILE = "model.onnx"
@@ -275,7 +275,7 @@ def check_convertible(model, input_shape, opset=13):
         probe = copy.deepcopy(model)
         probe.eval()
         try:
-            prefix = export_float(probe, Path(tmp) / "inference", input_shape)
+            prefix = export_float(probe, Path(tmp) / INFERENCE_DIR, input_shape)
         except Exception:  # no Paddle Inference export at all: the stage notes say so; nothing to convert
             return None
         try:

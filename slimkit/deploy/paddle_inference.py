@@ -30,10 +30,10 @@ from ..core import device as devices
 from ..core.errors import ConfigError, CorruptFileError, ModelError
 from ..core.files import read_json
 from ..core.surgery import eval_mode
+from ..models.checkpoint import INFERENCE_DIR  # a stage folder's export
 from ..report.console import fds_redirected, flush_native
 from ..report.measure import saved_size
 
-INFERENCE_DIR = "inference"  # inside a stage folder
 MODEL_FILE = "model.pdmodel"
 PARAMS_FILE = "model.pdiparams"
 OUTPUTS_FILE = "outputs.json"  # which model output each exported output is

@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 
 from ..core import device as devices
-from .paddle_inference import InferenceModel, program_file, predictor_text, stage_export_prefix
+from .paddle_inference import PARAMS_FILE, InferenceModel, program_file, predictor_text, stage_export_prefix
 from ..report.intervals import Interval
 from ..report.timing import Precision, eager_where, measure, measure_eager
 
@@ -63,7 +63,7 @@ def keep_original(model, folder, cfg, shape):
     target.mkdir(parents=True, exist_ok=True)
     program = Path(signature["program"])
     shutil.copy(program, target / f"model{program.suffix}")
-    shutil.copy(signature["params"], target / "model.pdiparams")
+    shutil.copy(signature["params"], target / PARAMS_FILE)
     try:
         _predictor(target / "model", cfg).runner(shape)()
     except Exception as err:
@@ -256,32 +256,4 @@ def mark_slower(reports, tolerance=SLOWER_TOLERANCE):
         if slower:
             report.add_note(f"{report.stage}: {SLOWER_NOTE} ({report.latency_ms:.3f} ms vs "
                             f"{before.latency_ms:.3f} ms for {before.stage}, x{measured.value:.2f})", "slower")
-    return reports
-
-
-def stage_folders(run_dir, reports):
-    """The folder of every report row of a run: 00-baseline, 01-<stage>, ..."""
-    return [Path(run_dir) / f"{i:02d}-{r.stage}" for i, r in enumerate(reports)]
-
-
-def bench_run(run_dir, cfg, clock=None, device=None):
-    """Re-measure a finished run's stages interleaved (`slimkit bench`); rewrites its report; returns the rows.
-
-    `device`: where to time them; default: the device the run used (its report's `device` record).
-    """
-    from ..core.errors import SlimkitError
-    from ..report.rows import StageReport, read_report_file, write_reports
-
-    payload = read_report_file(run_dir)
-    reports = [StageReport.from_dict(d) for d in payload["stages"]]
-    shape = (payload.get("config") or {}).get("input_shape")
-    folders = stage_folders(run_dir, reports)
-    missing = [str(f) for f in folders if exported(f) is None]
-    if not shape or missing:
-        raise SlimkitError(f"{run_dir} has no Paddle Inference model in {', '.join(missing) or 'its config'}",
-                           "run the pipeline again with this slimkit version (every stage folder then holds "
-                           "inference/model.pdmodel)")
-    with devices.using(device or (payload.get("device") or {}).get("used", "auto")):
-        retime_interleaved(reports, folders, cfg, [cfg.latency_batch, *shape[1:]], clock=clock)
-    write_reports(reports, run_dir, {k: v for k, v in payload.items() if k not in ("stages", "environment")})
     return reports

@@ -223,9 +223,10 @@ def _launch(args, out):
 
 
 def _bench(args):
-    from ..deploy.stage_latency import FLOAT_EXPORT_DIR, bench_run
+    from ..deploy.stage_latency import FLOAT_EXPORT_DIR
     from ..models.checkpoint import INFERENCE_DIR
     from ..report.rows import ConsoleTable, ReportConfig, metric_names
+    from .bench import bench_run
     from .lock import RunLock
     from .rundir import verify_run
 

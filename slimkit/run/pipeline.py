@@ -29,7 +29,7 @@ from ..data.sources import data_identity, to_bundle
 from ..deploy.formats import ExportConfig, export_formats
 from ..deploy.paddle_inference import INFERENCE_DIR, export_stage, needs_convert
 from ..deploy.stage_latency import exported, keep_original, measure_stage, retime_interleaved
-from ..models.checkpoint import record_spec, save_model
+from ..models.checkpoint import WEIGHTS, record_spec, save_model
 from ..report.console import captured_console
 from ..report.curves import write_curves
 from ..report.measure import count_flops, count_params, saved_size, weight_sparsity
@@ -88,7 +88,7 @@ class Pipeline:
         return self.stages[index].display_name
 
     def stage_dir(self, index):
-        return self.out_dir / f"{index + 1:02d}-{self.stage_name(index)}"
+        return self.out_dir / rundir.stage_folder_name(index + 1, self.stage_name(index))
 
     # --- running ------------------------------------------------------------------------
     def run(self, resume=False, overwrite=False):
@@ -152,7 +152,7 @@ class Pipeline:
         def claim():  # rank 0 checks and claims the folder; every rank learns the run id (or the error)
             preflight.check_pipeline(self, resume=resume, overwrite=overwrite)  # what `slimkit check` checks
             run_id = rundir.claim(self.out_dir, self.identity(),
-                                  ["00-baseline", *(self.stage_dir(i).name for i in range(len(self.stages)))],
+                                  rundir.folder_names(s.display_name for s in self.stages),
                                   resume=resume, overwrite=overwrite)
             return run_id, task.num_classes  # the class count the checks settled (the model's, it may be)
 
@@ -171,13 +171,13 @@ class Pipeline:
         model = devices.move(copy.deepcopy(original), self.used_device)
         teacher = None
         self.reports = []
-        baseline_dir = self.out_dir / "00-baseline"
+        baseline_dir = self.out_dir / rundir.BASELINE_DIR
         baseline = self._load_done(baseline_dir) if resume else None
         if baseline is None:
             parallel.on_main(lambda: rundir.new_stage_folder(baseline_dir, self.run_id))
             start = time.perf_counter()
-            baseline = self.measure(model, baseline_dir, "baseline", "input model", start)
-            self._mark_done(baseline_dir, baseline, {"type": "baseline"})
+            baseline = self.measure(model, baseline_dir, rundir.BASELINE, "input model", start)
+            self._mark_done(baseline_dir, baseline, {"type": rundir.BASELINE})
         self._emit(table, baseline, write=not resume)
         resuming = resume
         for i, stage in enumerate(self.stages):
@@ -240,7 +240,8 @@ class Pipeline:
         """Time every stage's export interleaved (one go) and update the rows' latency and notes.
 
         `clock`: a report.timing.Clock (injectable)."""
-        folders = [self.out_dir / "00-baseline"] + [self.stage_dir(i) for i in range(len(self.reports) - 1)]
+        names = rundir.folder_names(s.display_name for s in self.stages)[:len(self.reports)]
+        folders = [self.out_dir / name for name in names]
         shape = [self.report_config.latency_batch, *self.input_shape[1:]]
         retime_interleaved(self.reports, folders, self.report_config, shape, clock=clock)
         for folder, report in zip(folders, self.reports):  # a resumed run restores the re-timed rows
@@ -261,7 +262,7 @@ class Pipeline:
 
     def _measure(self, model, folder, names, start, metrics, ctx, stage):
         name, strategy = names
-        if not (folder / "model.pdparams").is_file():
+        if not (folder / WEIGHTS).is_file():
             save_model(model, folder, self.model_spec)
         export_failed = _export(model, folder, self.input_shape) if exported(folder) is None else None  # QAT/PTQ export
         cfg = self.report_config
@@ -283,7 +284,7 @@ class Pipeline:
         notes += [Note(text, name, "noisy") for text in deployed["notes"]]
         report = StageReport(
             stage=name, strategy=strategy, flops=flops, params=count_params(model),
-            top1=metrics.get("top1"), top5=metrics.get("top5"), size_bytes=saved_size(folder / "model.pdparams"),
+            top1=metrics.get("top1"), top5=metrics.get("top5"), size_bytes=saved_size(folder / WEIGHTS),
             latency_ms=deployed["latency_ms"], seconds=0.0, latency_method=deployed["latency_method"],
             sparsity=weight_sparsity(model),
             notes=notes, extra={**(ctx.metrics if ctx else {}), "flops_zero_types": zero_types, **deployed["extra"]},

@@ -60,9 +60,9 @@ def _check_on_device(pipeline, resume, overwrite):
     except SlimkitError as err:
         errors.append(err)
     try:
-        folders = ["00-baseline", *(pipeline.stage_dir(i).name for i in range(len(pipeline.stages)))]
         rundir.writable_without_writing(pipeline.out_dir)
         RunLock(pipeline.out_dir).check_free()  # another run working in the folder now
+        folders = rundir.folder_names(s.display_name for s in pipeline.stages)
         rundir.inspect(pipeline.out_dir, pipeline.identity(), folders, resume, overwrite)
     except SlimkitError as err:
         errors.append(err)

@@ -24,7 +24,22 @@ from ..report.curves import CURVES
 RUN = "pipeline.json"
 MARKER = ".slimkit-stage"
 DONE = "stage.json"  # a finished stage's record, written last
+BASELINE = "baseline"  # the first folder's stage name: the input model, measured
+STAGE_FOLDERS = "[0-9][0-9]-*"  # the glob of stage folder names
 OWN_FILES = (RUN, "report.json", "report.md", "run.log", CURVES)  # the run's own files beside its stages
+
+
+def stage_folder_name(index, name):
+    """The folder of the run's row `index` (0: the baseline) named `name`: `00-baseline`, `01-<stage>`, ..."""
+    return f"{index:02d}-{name}"
+
+
+BASELINE_DIR = stage_folder_name(0, BASELINE)
+
+
+def folder_names(stage_names):
+    """The run's folders of the stages named `stage_names`, the baseline first: `00-baseline`, `01-<stage>`, ..."""
+    return [BASELINE_DIR, *(stage_folder_name(i, name) for i, name in enumerate(stage_names, 1))]
 
 
 # --- ownership -----------------------------------------------------------------------------
@@ -265,7 +280,7 @@ def verify_stage(folder, record=None, only=None):
 
 def finished_stages(run_dir):
     """The stage folders of `run_dir` that hold a `stage.json` (baseline first)."""
-    return sorted(p for p in Path(run_dir).glob("[0-9][0-9]-*") if (p / DONE).is_file())
+    return sorted(p for p in Path(run_dir).glob(STAGE_FOLDERS) if (p / DONE).is_file())
 
 
 def verify_run(run_dir, only=None):

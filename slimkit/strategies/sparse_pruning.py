@@ -28,7 +28,7 @@ from .base import Strategy
 
 __all__ = ["SparsePruning", "write_sparse_encoding", "read_sparse_encoding"]
 
-ZIPPED = "model.pdparams.zip"
+ZIPPED = f"{WEIGHTS}.zip"
 SPARSE = "model.sparse.npz"
 
 
