@@ -93,3 +93,19 @@ def test_cli_debug_shows_traceback(tmp_path, capsys):
     path = write(tmp_path, GOOD.replace("train: {epochs: 1}", "train: {epoch: 1}"))
     assert main(["--debug", "check", str(path)]) == 2
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_repeated_stage_names_are_refused_the_same_from_yaml_and_python(tmp_path, digits):
+    import slimkit
+    from slimkit import Finetune, Pipeline
+
+    text = "data: {name: digits}\nstages:\n  - {type: finetune, name: a}\n  - {type: finetune}\n" \
+           "  - {type: finetune, name: a}\n"
+    with pytest.raises(ConfigError) as from_yaml:
+        load_config(write(tmp_path, text))
+    model = slimkit.build_model("small_cnn", num_classes=10, in_channels=1, input_size=8)
+    with pytest.raises(ConfigError) as from_python:
+        Pipeline(model, digits, [Finetune(name="a"), Finetune(), Finetune(name="a")], out_dir=tmp_path / "out")
+    for caught in (from_yaml, from_python):
+        assert caught.value.path == "stages" and caught.value.message.endswith("stage names repeat: a")
+        assert "distinct `name`" in caught.value.hint

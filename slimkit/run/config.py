@@ -22,7 +22,7 @@ from ..data import DataConfig, load_dataset
 from ..deploy.formats import ExportConfig
 from ..models.zoo import ModelConfig, build_model
 from ..report.rows import ReportConfig
-from ..strategies.base import Strategy, strategy_from_config
+from ..strategies.base import Strategy, check_stage_names, strategy_from_config
 from ..train.engine import TrainConfig
 from ..train.tasks import TaskConfig
 from .yamlfile import load_yaml
@@ -53,10 +53,7 @@ class RunConfig(Options):
         self.stages = built
         if not self.stages:
             raise ConfigError("stages", "no stages given", "add at least one, e.g. `- {type: finetune, epochs: 5}`")
-        names = [s.display_name for s in self.stages]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ConfigError("stages", f"stage names repeat: {', '.join(dupes)}", "give each stage a distinct `name`")
+        check_stage_names(self.stages)
         if self.input_shape is not None and (len(self.input_shape) != 4 or
                                              not all(isinstance(v, int) and v > 0 for v in self.input_shape)):
             raise ConfigError("input_shape", f"expected [batch, channels, height, width], got {self.input_shape}")

@@ -36,7 +36,7 @@ from ..report.measure import count_flops, count_params, saved_size, weight_spars
 from ..report.rows import (ConsoleTable, Note, ReportConfig, StageReport, print_retimed,
                            read_report_file, write_reports)
 from ..sparsity.masks import holding_masks
-from ..strategies.base import Context, Strategy, check_stage_name
+from ..strategies.base import Context, Strategy, check_stage_names
 from ..train.engine import Engine, check_engine, check_finite_weights, resolve_train_config
 from ..train.objective import build_task
 from ..train.tasks import check_stages
@@ -60,10 +60,7 @@ class Pipeline:
             if not isinstance(stage, Strategy):
                 raise ConfigError(f"stages[{i}]", f"{stage!r} is not a slimkit Strategy",
                                   "use Finetune(...), FilterPruning(...), ... or a subclass of slimkit.Strategy")
-            check_stage_name(stage.display_name, f"stages[{i}].name")  # also a name set after construction
-        names = [self.stage_name(i) for i in range(len(self.stages))]
-        if len(set(names)) != len(names):
-            raise ConfigError("stages", f"stage names repeat: {names}", "give stages distinct `name`s")
+        check_stage_names(self.stages)
         self.train_config = resolve_train_config(train, engine)  # the hyperparameters every stage's Context gets
         self.input_shape = list(input_shape) if input_shape else [1, *self.data.input_shape]
         # The run's loss and metric, for the built-in engine and for stages and exports whatever the engine;

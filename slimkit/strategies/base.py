@@ -175,6 +175,16 @@ def check_stage_name(name, path):
         raise ConfigError(path, f"the stage name is {len(name)} characters long, more than {MAX_NAME}", fix)
 
 
+def check_stage_names(stages):
+    """ConfigError unless every stage's name (set, or its type) is a folder name and no two stages share one."""
+    for i, stage in enumerate(stages):
+        check_stage_name(stage.display_name, f"stages[{i}].name")  # also a name set after construction
+    names = [s.display_name for s in stages]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError("stages", f"stage names repeat: {', '.join(dupes)}", "give each stage a distinct `name`")
+
+
 def strategy_class(kind, path):
     """The Strategy class of a config `type`: a registered name or `package.module:Class`."""
     return STRATEGIES.find(kind, path, Strategy)
