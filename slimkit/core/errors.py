@@ -1,5 +1,7 @@
 """Errors slimkit raises for bad input: each names the problem and the fix."""
 
+import difflib
+
 
 class SlimkitError(Exception):
     """Base class of slimkit's user-facing errors (bad input the user can fix); `hint` says how."""
@@ -84,3 +86,10 @@ def raise_all(errors):
         raise errors[0]
     if errors:
         raise ConfigErrors(errors)
+
+
+def suggest(key, names):
+    """The hint for an unknown `key`: the closest of `names` (if one is close), then every valid name."""
+    close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+    valid = f"valid: {', '.join(names)}"
+    return f"did you mean '{close[0]}'? {valid}" if close else valid

@@ -6,9 +6,8 @@ its name (or an alias), or any subclass of the base by `package.module:Class`, w
 imported (that runs the module's code, as a Python script importing it would).
 """
 
-from .errors import ConfigError
+from .errors import ConfigError, suggest
 from .imports import import_object, is_reference
-from .schema import _suggest
 
 
 class Registry(dict):
@@ -42,7 +41,7 @@ class Registry(dict):
         key = self._key(name)
         key = self.aliases.get(key, key)
         if key not in self:
-            raise ConfigError(path, f"unknown {self.kind} {name!r}", _suggest(name, sorted(self)))
+            raise ConfigError(path, f"unknown {self.kind} {name!r}", suggest(name, sorted(self)))
         return self[key]
 
     def _key(self, name):

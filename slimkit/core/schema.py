@@ -7,13 +7,12 @@ writes the config reference in docs/, so the three cannot drift apart.
 
 import collections.abc
 import dataclasses
-import difflib
 import math
 import reprlib
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
-from .errors import ConfigError, flatten, raise_all
+from .errors import ConfigError, flatten, raise_all, suggest
 
 
 def option(default=dataclasses.MISSING, doc="", *, ge=None, gt=None, le=None, lt=None,
@@ -52,7 +51,7 @@ class Options:
                               f"valid keys: {', '.join(field_names(cls))}")
         names = field_names(cls)
         # Every problem of the block at once: unknown keys, then each bad value (validate collects them).
-        errors = [ConfigError(_join(path, str(key)), "unknown key", _suggest(key, names))
+        errors = [ConfigError(_join(path, str(key)), "unknown key", suggest(key, names))
                   for key in data if key not in names]
         try:
             built = cls(**{k: v for k, v in data.items() if k in names})
@@ -101,7 +100,7 @@ def _coerce(value, hint, path):
     if origin is Literal:
         if value in args:
             return value
-        hint_text = _suggest(value, [str(a) for a in args]) if isinstance(value, str) else \
+        hint_text = suggest(value, [str(a) for a in args]) if isinstance(value, str) else \
             f"valid choices: {', '.join(map(str, args))}"
         raise ConfigError(path, f"{_short(value)} is not a valid choice", hint_text)
     if origin in (list, tuple):
@@ -224,12 +223,6 @@ def describe(hint):
         return "function (Python)"
     return {int: "integer", float: "number", str: "string", bool: "true/false", dict: "mapping",
             list: "list"}.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-def _suggest(key, names):
-    close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
-    valid = f"valid: {', '.join(names)}"
-    return f"did you mean '{close[0]}'? {valid}" if close else valid
 
 
 def _required(f):

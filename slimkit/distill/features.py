@@ -13,8 +13,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from ..core.errors import ConfigError
-from ..core.schema import Options, _suggest, option
+from ..core.errors import ConfigError, suggest
+from ..core.schema import Options, option
 from ..core.surgery import eval_mode
 
 
@@ -46,7 +46,7 @@ def check_layer_names(pairs, student, teacher, path="features"):
             name = getattr(pair, side)
             if name not in known:
                 raise ConfigError(f"{path}[{i}].{side}", f"the {side} model has no layer {name!r}",
-                                  _suggest(name, names))
+                                  suggest(name, names))
 
 
 def make_adapter(student_shape, teacher_shape):

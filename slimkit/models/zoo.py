@@ -11,9 +11,9 @@ from typing import Optional
 import paddle
 import paddle.nn as nn
 
-from ..core.errors import ConfigError, ModelError
+from ..core.errors import ConfigError, ModelError, suggest
 from ..core.imports import check_reference, import_object, is_reference
-from ..core.schema import Options, _suggest, option
+from ..core.schema import Options, option
 from ..core.seeding import seeded
 
 
@@ -40,7 +40,7 @@ class ModelConfig(Options):
         if is_reference(self.name):
             check_reference(self.name, lambda message, hint: ConfigError("name", message, hint))
         elif self.name not in available_models():
-            raise ConfigError("name", f"unknown model {self.name!r}", _suggest(self.name, list(available_models()))
+            raise ConfigError("name", f"unknown model {self.name!r}", suggest(self.name, list(available_models()))
                               + " (or `package.module:function`; `slimkit models` lists the names)")
 
 
@@ -254,7 +254,7 @@ def build_model(name="small_cnn", num_classes=10, in_channels=None, input_size=N
     elif name in vision_model_names():
         factory = getattr(paddle.vision.models, name)
     else:
-        raise ModelError(f"unknown model {name!r}", _suggest(name, list(available_models())) +
+        raise ModelError(f"unknown model {name!r}", suggest(name, list(available_models())) +
                          " (or `package.module:function`; `slimkit models` lists the names)")
     # The data decides these; pass each only where the constructor names it.
     data_args = {"num_classes": num_classes, "in_channels": in_channels, "input_size": input_size}

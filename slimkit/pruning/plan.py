@@ -18,8 +18,7 @@
 import dataclasses
 from typing import Optional
 
-from ..core.errors import ConfigError, ModelError, raise_all
-from ..core.schema import _suggest
+from ..core.errors import ConfigError, ModelError, raise_all, suggest
 from .criteria import score_groups
 from .remove import remove_with_undo
 from .units import unit_skips
@@ -108,7 +107,7 @@ def _named_group(graph, name, errors, prunable=False):
         return None
     if prunable and not group.prunable:
         errors.append(ModelError(f"layer {name!r} cannot be pruned: {group.reason}",
-                                 "remove it from `ratios`; " + _suggest(name, [r for g in graph.prunable()
+                                 "remove it from `ratios`; " + suggest(name, [r for g in graph.prunable()
                                                                                 for r in g.roots])))
         return None
     return group

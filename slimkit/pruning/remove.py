@@ -16,8 +16,7 @@ import dataclasses
 import numpy as np
 import paddle
 
-from ..core.errors import ModelError
-from ..core.schema import _suggest
+from ..core.errors import ModelError, suggest
 from ..core.surgery import capture, eval_mode, replace_tensor, restore, shape_attrs, train_mode
 from .dependency import DependencyGraph, flat_outputs, output_structure
 from .layer_hooks import GroupChange, LayerChange, hook_for, is_transposed_conv
@@ -62,7 +61,7 @@ def _keep_masks(graph, keep):
     for name, indices in keep.items():
         group = next((g for g in graph.groups if g.name == name), None)
         if group is None:
-            raise ModelError(f"no channel group named {name!r}", _suggest(name, names))
+            raise ModelError(f"no channel group named {name!r}", suggest(name, names))
         if not group.prunable:
             raise ModelError(f"group {name!r} cannot be pruned: {group.reason}", "leave it out of keep")
         idx = np.asarray(indices)

@@ -10,8 +10,7 @@ does not fit gets a ConfigError with the closest valid name.
 
 import paddle
 
-from ..core.errors import ConfigError
-from ..core.schema import _suggest
+from ..core.errors import ConfigError, suggest
 
 # The layer types paddle.quantization can replace by a quantized twin (its DEFAULT_QAT_LAYER_MAPPINGS).
 QUANTIZABLE_TYPES = {"Conv2D": paddle.nn.Conv2D, "Linear": paddle.nn.Linear}
@@ -24,7 +23,7 @@ def check_layer_types(names, path="quantizable_layer_type"):
     for i, name in enumerate(names):
         if name not in QUANTIZABLE_TYPES:
             raise ConfigError(f"{path}[{i}]", f"{name!r} is not a layer type paddle.quantization can quantize",
-                              _suggest(name, list(QUANTIZABLE_TYPES)))
+                              suggest(name, list(QUANTIZABLE_TYPES)))
 
 
 def quantizable_layers(model, layer_types=("Conv2D", "Linear")):
@@ -47,7 +46,7 @@ def _skipped_by_name(model, chosen, skip_layers, path):
             known = prefix in names
             message = (f"{prefix!r} holds no quantizable layer" if known else
                        f"{prefix!r} is not a layer of the model")
-            raise ConfigError(f"{path}[{i}]", message, _suggest(prefix, chosen if known else names))
+            raise ConfigError(f"{path}[{i}]", message, suggest(prefix, chosen if known else names))
         skipped.update(hits)
     return skipped
 
@@ -61,7 +60,7 @@ def _skipped_by_type(model, chosen, skip_types, path):
     for i, type_name in enumerate(skip_types):
         if type_name not in classes:
             raise ConfigError(f"{path}[{i}]", f"the model has no layer of type {type_name!r}",
-                              _suggest(type_name, sorted(classes)))
+                              suggest(type_name, sorted(classes)))
         hits = [n for n in chosen if any(_inside(n, owner) for owner in classes[type_name])]
         if not hits:
             raise ConfigError(f"{path}[{i}]", f"no quantizable layer is or sits inside a {type_name}",

@@ -29,8 +29,7 @@ import inspect
 
 import numpy as np
 
-from ..core.errors import ConfigError
-from ..core.schema import _suggest
+from ..core.errors import ConfigError, suggest
 
 __all__ = ["Observer", "OBSERVERS", "activation_methods", "get_observer", "AbsMax", "Average", "MovingAverageAbsMax",
            "Percentile", "MSE", "KL", "ChannelWiseAbsMax"]
@@ -291,7 +290,7 @@ def get_observer(method="abs_max", path="algo", **options):
     else:
         key = ALIASES.get(method, method)
         if key not in OBSERVERS:
-            raise ConfigError(path, f"unknown calibration method {method!r}", _suggest(str(method), list(OBSERVERS)))
+            raise ConfigError(path, f"unknown calibration method {method!r}", suggest(str(method), list(OBSERVERS)))
         cls = OBSERVERS[key]
     accepted = inspect.signature(cls.__init__).parameters
     return cls(**{k: v for k, v in options.items() if k in accepted})

@@ -15,8 +15,7 @@ from paddle.quantization.base_observer import BaseObserver
 from paddle.quantization.factory import ObserverFactory
 
 from .. import compat
-from ..core.errors import ConfigError, DataError
-from ..core.schema import _suggest
+from ..core.errors import ConfigError, DataError, suggest
 from .layers import layers_to_quantize
 from .observers import OBSERVERS, get_observer
 from .qat import convert, quant_config
@@ -73,7 +72,7 @@ def activation_observer(algo, bits, **options):
     """The activation observer factory of a PTQ config (`algo`: a registered calibration method)."""
     observer = get_observer(algo, **options)  # an unknown name fails here, naming the closest one
     if not observer.activations:
-        raise ConfigError("algo", f"{algo!r} observes weights only", _suggest(algo, _activation_names()))
+        raise ConfigError("algo", f"{algo!r} observes weights only", suggest(algo, _activation_names()))
     return Observe(observer.name, bits, options)
 
 
@@ -85,7 +84,7 @@ def weight_observer(kind, bits):
     """The weight observer factory of a PTQ config: per output channel or per tensor abs-max."""
     if kind not in WEIGHT_OBSERVERS:
         raise ConfigError("weight_quantize_type", f"unknown weight observer {kind!r}",
-                          _suggest(kind, list(WEIGHT_OBSERVERS)))
+                          suggest(kind, list(WEIGHT_OBSERVERS)))
     return Observe(kind, bits, weight=True)
 
 

@@ -12,8 +12,7 @@ import warnings
 
 
 from .. import compat
-from ..core.errors import ConfigError
-from ..core.schema import _suggest
+from ..core.errors import ConfigError, suggest
 from ..core.surgery import eval_mode
 from .joins import observe_joins
 from .layers import layers_to_quantize
@@ -32,7 +31,7 @@ def weight_quanter(kind, bits):
         # A moving rate of 0 keeps no history: the scale is the current abs-max of the weight.
         return FakeQuanterWithAbsMaxObserver(moving_rate=0.0, bit_length=bits)
     raise ConfigError("weight_quantize_type", f"unknown weight quantizer {kind!r}",
-                      _suggest(kind, list(WEIGHT_QUANTIZERS)))
+                      suggest(kind, list(WEIGHT_QUANTIZERS)))
 
 
 def activation_quanter(kind, bits, moving_rate=0.9):
@@ -42,7 +41,7 @@ def activation_quanter(kind, bits, moving_rate=0.9):
 
         return FakeQuanterWithAbsMaxObserver(moving_rate=moving_rate, bit_length=bits)
     raise ConfigError("activation_quantize_type", f"unknown activation quantizer {kind!r}",
-                      _suggest(kind, list(ACTIVATION_QUANTIZERS)))
+                      suggest(kind, list(ACTIVATION_QUANTIZERS)))
 
 
 def quant_config(model, names, activation, weight, input_shape=None):

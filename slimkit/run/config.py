@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..core import device as devices
-from ..core.errors import ConfigError, DataError, SlimkitError, flatten, raise_all
-from ..core.schema import Options, _suggest, field_names, option
+from ..core.errors import ConfigError, DataError, SlimkitError, flatten, raise_all, suggest
+from ..core.schema import Options, field_names, option
 from ..data import DataConfig, load_dataset
 from ..deploy.formats import ExportConfig
 from ..models.zoo import ModelConfig, build_model
@@ -149,7 +149,7 @@ def config_errors(raw, run_config_class):
     blocks = {f.name: f for f in dataclasses.fields(run_config_class)}
     for key in raw:
         if key not in blocks:
-            errors.append(ConfigError(str(key), "unknown key", _suggest(key, field_names(run_config_class))))
+            errors.append(ConfigError(str(key), "unknown key", suggest(key, field_names(run_config_class))))
     for key, value in raw.items():
         if key not in blocks or key == "stages":
             continue

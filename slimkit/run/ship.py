@@ -4,9 +4,8 @@ import shutil
 import typing
 from pathlib import Path
 
-from ..core.errors import ConfigError, ModelError
+from ..core.errors import ConfigError, ModelError, suggest
 from ..core.files import read_json
-from ..core.schema import _suggest
 from ..data import DataConfig, load_dataset
 from ..deploy import onnx as onnx_export
 from ..deploy.formats import FORMATS, ONNX_FILES, PADDLE_FILES, export_paddle, has_paddle_files
@@ -18,7 +17,7 @@ from .rundir import finished_stages, read_run, stage_fix, verify_stage
 def export_run(run_dir, to, stage=None, fmt="paddle"):
     """Copy the deployable files of a finished run's stage (default: the last) into `to`; returns their paths."""
     if fmt not in FORMATS:
-        raise ConfigError("--format", f"{fmt!r} is not an export format", _suggest(fmt, list(FORMATS)))
+        raise ConfigError("--format", f"{fmt!r} is not an export format", suggest(fmt, list(FORMATS)))
     if fmt == "onnx":
         onnx_export.require_onnx("--format")
     folder = find_stage(run_dir, stage)
@@ -51,7 +50,7 @@ def find_stage(run_dir, stage=None):
     by_name = {p.name: p for p in done} | {p.name[3:]: p for p in done}
     if stage not in by_name:
         raise ConfigError("--stage", f"{run_dir} has no finished stage {stage!r}",
-                          _suggest(stage, [p.name[3:] for p in done]))
+                          suggest(stage, [p.name[3:] for p in done]))
     return by_name[stage]
 
 

@@ -13,9 +13,8 @@ import dataclasses
 import numpy as np
 import paddle.nn as nn
 
-from ..core.errors import ConfigError, ModelError
+from ..core.errors import ConfigError, ModelError, suggest
 from ..core.registry import Registry
-from ..core.schema import _suggest
 
 SCOPES = ("layer", "global")
 
@@ -133,7 +132,7 @@ def sparse_prunable_layers(model, skip=(), method="magnitude"):
     for entry in skip:
         if not any(_covers(entry, name) for name in candidates):
             raise ModelError(f"skip: the model has no {kind_names} layer named {entry!r}",
-                             _suggest(entry, list(candidates)))
+                             suggest(entry, list(candidates)))
     layers = {name: layer for name, layer in candidates.items() if not any(_covers(s, name) for s in skip)}
     if not layers:
         raise ModelError(f"the model has no {kind_names} layer left to prune (skip={list(skip)})",
@@ -154,7 +153,7 @@ def check_args(sparsity, method, scope):
                           "give the share of weights to zero, e.g. 0.9 for 90 %")
     criterion = get_sparsity_criterion(method)
     if scope not in SCOPES:
-        raise ConfigError("scope", f"{scope!r} is not a scope", _suggest(scope, list(SCOPES)))
+        raise ConfigError("scope", f"{scope!r} is not a scope", suggest(scope, list(SCOPES)))
     return criterion
 
 

@@ -12,9 +12,9 @@ from typing import Literal, Optional
 import paddle
 import paddle.nn as nn
 
-from ..core.errors import ConfigError, ModelError
+from ..core.errors import ConfigError, ModelError, suggest
 from ..core.imports import is_reference
-from ..core.schema import _suggest, option
+from ..core.schema import option
 from ..core.surgery import capture, eval_mode, restore
 from ..distill.features import FeatureDistiller, FeaturePair
 from ..distill.losses import DistillLoss
@@ -146,7 +146,7 @@ def _check_teacher(config, path):
     names = list(available_models())
     if not is_reference(config.name) and config.name not in names:
         raise ConfigError(f"{path}.name", f"unknown model {config.name!r}",
-                          _suggest(config.name, names) + " (or `package.module:function`)")
+                          suggest(config.name, names) + " (or `package.module:function`)")
     if not config.checkpoint:
         raise ConfigError(f"{path}.checkpoint", "a teacher needs trained weights",
                           "give the teacher's `.pdparams` file or slimkit model folder, or drop `teacher` "

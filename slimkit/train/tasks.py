@@ -25,9 +25,9 @@ import paddle.nn.functional as F
 
 from .. import compat
 from ..core import device as devices
-from ..core.errors import ConfigError, DataError, ModelError
+from ..core.errors import ConfigError, DataError, ModelError, suggest
 from ..core.imports import import_object, is_reference
-from ..core.schema import Options, _suggest, option
+from ..core.schema import Options, option
 from ..core.surgery import train_mode
 from .metrics import BatchMean, SegmentationMetric, TopK
 
@@ -66,7 +66,7 @@ class TaskConfig(Options):
             if isinstance(value, str) and not is_reference(value) and (key == "agreement" or value not in TASKS):
                 valid = sorted(TASKS) if key != "agreement" else []
                 raise ConfigError(key, f"unknown {key} {value!r}",
-                                  (_suggest(value, valid) + " (or `package.module:function`)") if valid else
+                                  (suggest(value, valid) + " (or `package.module:function`)") if valid else
                                   "use `package.module:function`")
             if value is not None:
                 check_function(user_function(value, key), key)
@@ -267,7 +267,7 @@ class Objective:
                 return outputs[key]
             keys = [str(k) for k in outputs]
             raise ConfigError(path, f"the model returns a dict with keys {keys}" +
-                              ("" if key is None else f", not {key!r}"), _suggest(str(key), keys))
+                              ("" if key is None else f", not {key!r}"), suggest(str(key), keys))
         if isinstance(outputs, (list, tuple)):
             index = 0 if key is None else key
             if isinstance(index, int) and -len(outputs) <= index < len(outputs):

@@ -4,8 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from ...core.errors import ModelError
-from ...core.schema import _suggest
+from ...core.errors import ModelError, suggest
 
 
 @dataclasses.dataclass
@@ -113,7 +112,7 @@ class DependencyGraph:
         if layer_name in self.unused:
             raise ModelError(f"layer {layer_name!r} is not prunable: {self.unused[layer_name]}",
                              "choose one of the layers `prunable_layers` lists")
-        raise ModelError(f"no conv/linear layer named {layer_name!r} in the model", _suggest(layer_name, names))
+        raise ModelError(f"no conv/linear layer named {layer_name!r} in the model", suggest(layer_name, names))
 
     def prunable(self):
         """The Groups whose channels can be removed."""
