@@ -178,7 +178,7 @@ def main(argv=None):
     for name in args.models:
         print(f"{name}:", flush=True)
         sections.append(run_model(slimkit, name, folders[name], args))
-    detector = detector_note(folders) if args.detector else None
+    detector = None if args.smoke else detector_note(folders)
     page = render_page(sections, detector, args)
     print(page)
     if args.write:
@@ -250,7 +250,6 @@ def parse(argv):
     parser.add_argument("--quantize-head", action="store_true", help="quantize the CTC head too (by default float)")
     parser.add_argument("--out", default="runs/ppocr_compress")
     parser.add_argument("--fresh", action="store_true", help="start the run folders over instead of resuming")
-    parser.add_argument("--detector", action="store_true", help="add the v5 detector's oneDNN check to the page")
     parser.add_argument("--write", action="store_true", help="write benchmarks/results/ppocr_compress.md")
     parser.add_argument("--smoke", action="store_true", help="tiny: a few lines and steps, to check it runs")
     args = parser.parse_args(argv)
