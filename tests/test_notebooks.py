@@ -13,7 +13,7 @@ NOTEBOOKS = sorted((ROOT / "demos").glob("*.ipynb"))
 
 
 def test_every_demo_is_here():
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
