@@ -34,13 +34,17 @@ from pathlib import Path
 
 import numpy as np
 
+from slimkit.core.cpu import cpu_features
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ppocr  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "ppocr_compress.md"
 ALGOS = ("abs_max", "hist", "mse", "kl")
 SHAPE = [1, 3, ppocr.HEIGHT, ppocr.WIDTH]
-TARGETS = {"ptq": (0.01, 1.3), "prune_distill_ptq": (0.03, 2.0)}  # (largest exact-match drop, least speed-up)
+# (largest exact-match drop, least speed-up): the PTQ speed-up asked is 1.3x on AVX2, 2x with VNNI
+TARGETS = {"ptq": (0.01, 1.3), "prune_distill_ptq": (0.03, 2.0)}
+VNNI_PTQ_SPEEDUP = 2.0
 
 
 def agreement_for(chars):
@@ -85,13 +89,19 @@ def pipeline_options(args, chars):
     }
 
 
-def ctc_head(model):
-    """The last Linear layer: the CTC head, kept float by default.
+def kept_float(model):
+    """The layers kept float by default: the CTC head (the last Linear) and the SVTR neck's 1x3 convolutions.
 
-    Int8 in Paddle 3.3's oneDNN int8 predictor, PP-OCRv5_mobile_rec's head (18,385 classes) read
-    none of 16 lines, while the same export without oneDNN read as many as float did.
+    Int8 in Paddle 3.3's oneDNN int8 predictor, these lose the lines the same export reads
+    without oneDNN. Measured on PP-OCRv5_mobile_rec, hist calibration, 32 held-out lines
+    (oneDNN / without oneDNN): everything int8 but the head 66 % / 94 %; also conv2d_131 float
+    88 % / 94 %; also conv2d_134 float 91 % / 91 %; the float original 88 %. The head int8
+    read none of 16 lines in oneDNN.
     """
-    return [name for name, layer in model.named_sublayers() if type(layer).__name__ == "Linear"][-1]
+    head = [name for name, layer in model.named_sublayers() if type(layer).__name__ == "Linear"][-1]
+    neck = [name for name, layer in model.named_sublayers()
+            if type(layer).__name__ == "Conv2D" and list(layer._kernel_size) == [1, 3]]
+    return [head, *neck]
 
 
 def choose_algo(model, data, texts, images, chars, args, scratch):
@@ -103,8 +113,8 @@ def choose_algo(model, data, texts, images, chars, args, scratch):
     count = min(len(texts), args.choose_lines)
     scores = {}
     for algo in args.algos:
-        observed = prepare_ptq(model, algo=algo, input_shape=SHAPE, skip_layers=[] if args.quantize_head else
-                               [ctc_head(model)])
+        observed = prepare_ptq(model, algo=algo, input_shape=SHAPE, skip_layers=[] if args.quantize_all else
+                               kept_float(model))
         calibrate(observed, calibration)
         prefix = export_quantized(convert(observed), scratch / algo, input_shape=SHAPE)
         predictor = InferenceModel(prefix, runtime="onednn_int8", threads=1)
@@ -117,7 +127,7 @@ def variants(args, algo, head):
     from slimkit import PTQ, FilterPruning, Finetune
 
     ptq = PTQ(algo=algo, calibration_batches=max(1, args.calibration_lines // 16), batch_size=16,
-              skip_layers=[] if args.quantize_head else [head])
+              skip_layers=[] if args.quantize_all else list(head))
     distill = [Finetune(name=f"distill_{(i + 1) * args.steps}", epochs=1) for i in range(args.rounds)]
     return {
         "ptq": [ptq],
@@ -137,9 +147,11 @@ def run_variant(name, stages, model, data, options, out, resume):
 
 
 def stage_prefixes(out, reports):
-    from slimkit.deploy.stage_latency import stage_folders
+    """[(stage name, its export prefix)] of a run's rows (the baseline folder first)."""
+    from slimkit.run.rundir import folder_names
 
-    return [(r.stage, Path(folder) / "inference" / "model") for r, folder in zip(reports, stage_folders(out, reports))]
+    folders = folder_names(r.stage for r in reports[1:])
+    return [(r.stage, Path(out) / folder / "inference" / "model") for r, folder in zip(reports, folders)]
 
 
 def score_exports(folder, rows, texts, images, chars):
@@ -195,14 +207,14 @@ def run_model(slimkit, name, folder, args):
     scores, algo = choose_algo(model, data, texts, images, chars, args, out / "calibration")
     options = pipeline_options(args, chars)
     rows, reports = [], {}
-    for variant, stages in variants(args, algo, ctc_head(model)).items():
+    for variant, stages in variants(args, algo, kept_float(model)).items():
         reports[variant] = run_variant(variant, stages, model, data, options, out / variant, resume=not args.fresh)
         rows += [(f"{variant}/{stage}", prefix) for stage, prefix in stage_prefixes(out / variant, reports[variant])
                  if not stage.startswith("baseline")]
     exact = score_exports(folder, rows, texts, images, chars)
     timing = time_exports(folder, rows, images, args)
     return {"name": name, "prunable": (len(graph.prunable()), len(graph.groups)), "skipped": graph.skipped(),
-            "algos": scores, "algo": algo, "head": ctc_head(model), "reports": reports, "exact": exact,
+            "algos": scores, "algo": algo, "head": kept_float(model), "reports": reports, "exact": exact,
             "timing": timing, "rows": rows}
 
 
@@ -247,7 +259,8 @@ def parse(argv):
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--flops-reduction", type=float, default=0.4)
     parser.add_argument("--timing-budget", type=float, default=120.0, help="seconds of interleaved timing per model")
-    parser.add_argument("--quantize-head", action="store_true", help="quantize the CTC head too (by default float)")
+    parser.add_argument("--quantize-all", action="store_true",
+                        help="quantize every layer (by default the CTC head and the neck's 1x3 convs stay float)")
     parser.add_argument("--out", default="runs/ppocr_compress")
     parser.add_argument("--fresh", action="store_true", help="start the run folders over instead of resuming")
     parser.add_argument("--write", action="store_true", help="write benchmarks/results/ppocr_compress.md")
@@ -292,9 +305,10 @@ def _model_section(section, args):
              f"Channel groups: {prunable} of {groups} prunable (`slimkit.pruning.analyze`); not prunable: "
              + "; ".join(f"`{k}`: {v}" for k, v in section["skipped"].items()) + ".", "",
              f"Calibration methods (exact match of the int8 export on {args.choose_lines} held-out lines): {algos}; "
-             f"used: `{section['algo']}`" + ("" if args.quantize_head else f"; the CTC head `{section['head']}` is "
-                                            "kept float (--quantize-head quantizes it: on v5, int8 in "
-                                            "oneDNN it read no line)") + ".", "",
+             f"used: `{section['algo']}`" + ("" if args.quantize_all else "; kept float: "
+                                            + ", ".join(f"`{n}`" for n in section["head"]) + " (the CTC head and "
+                                            "the neck's 1x3 convs: int8 in oneDNN they lose lines the same export "
+                                            "reads without oneDNN; --quantize-all quantizes them)") + ".", "",
              "| row | FLOPs | agreement | exact match | vs original | latency ms | speed-up | target |",
              "|---|---|---|---|---|---|---|---|",
              f"| original program | | 100 % | {exact['original']:.1%} | | {_ms(original)} | 1 | |"]
@@ -322,11 +336,13 @@ def _verdict(variant, stage, section, drop, ratio):
     if stage != last:
         return ""
     max_drop, min_speed = TARGETS[variant]
+    if variant == "ptq" and "avx512_vnni" in cpu_features():
+        min_speed = VNNI_PTQ_SPEEDUP
     missed = []
     if drop < -max_drop:
-        missed.append(f"exact match {-drop - max_drop:.1%} below the {max_drop:.0%} allowed")
+        missed.append(f"exact match {drop * 100:+.1f} points (at most -{max_drop * 100:.0f} allowed)")
     if 1 / ratio.value < min_speed:
-        missed.append(f"speed-up {1 / ratio.value:.2f}x, {min_speed / (1 / ratio.value):.2f}x short of {min_speed}x")
+        missed.append(f"speed-up {1 / ratio.value:.2f}x (at least {min_speed}x asked)")
     return "met" if not missed else "missed: " + "; ".join(missed)
 
 
