@@ -93,10 +93,9 @@ def kept_float(model):
     """The layers kept float by default: the CTC head (the last Linear) and the SVTR neck's 1x3 convolutions.
 
     Int8 in Paddle 3.3's oneDNN int8 predictor, these lose the lines the same export reads
-    without oneDNN. Measured on PP-OCRv5_mobile_rec, hist calibration, 32 held-out lines
-    (oneDNN / without oneDNN): everything int8 but the head 66 % / 94 %; also conv2d_131 float
-    88 % / 94 %; also conv2d_134 float 91 % / 91 %; the float original 88 %. The head int8
-    read none of 16 lines in oneDNN.
+    without oneDNN (`benchmarks/ppocr_int8_layers.py`, PP-OCRv5_mobile_rec, hist calibration,
+    32 held-out lines, oneDNN / without oneDNN): everything int8 but the head 66 % / 94 %;
+    conv2d_131 float too 88 % / 94 %; conv2d_134 float too 91 % / 91 %; the float original 88 %.
     """
     head = [name for name, layer in model.named_sublayers() if type(layer).__name__ == "Linear"][-1]
     neck = [name for name, layer in model.named_sublayers()
