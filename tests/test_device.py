@@ -113,13 +113,15 @@ def test_tensorrt_needs_a_gpu_and_a_build_with_it(monkeypatch):
     devices.check_tensorrt("gpu:0")
 
 
-def test_using_restores_the_callers_device_even_on_error():
-    before = paddle.get_device()
+def test_using_restores_the_callers_device_even_on_error(monkeypatch):
+    current = ["gpu:1"]  # the caller's device is another than the block's, so that putting it back shows
+    monkeypatch.setattr(paddle, "get_device", lambda: current[0])
+    monkeypatch.setattr(paddle, "set_device", lambda device: current.__setitem__(0, device))
     with pytest.raises(RuntimeError):
         with devices.using("cpu") as used:
-            assert used == "cpu" and paddle.get_device() == "cpu"
+            assert used == "cpu" and current[0] == "cpu"
             raise RuntimeError("stop")
-    assert paddle.get_device() == before
+    assert current[0] == "gpu:1"
 
 
 # --- before any work: YAML (run and check) and Python -------------------------------------------
