@@ -68,6 +68,12 @@ def _bias_add(ctx, value, channels, axis):
     return add, name
 
 
+def _data_format(attrs):
+    """A conv's layout: its `data_format`, `AnyLayout` (what exports write when none was set) read as NCHW."""
+    fmt = attrs.get("data_format", "NCHW")
+    return "NCHW" if fmt == "AnyLayout" else fmt
+
+
 def _padding(attrs):
     algorithm = attrs.get("padding_algorithm", "EXPLICIT")
     if algorithm in ("SAME", "VALID"):
@@ -79,8 +85,7 @@ def _padding(attrs):
 def conv2d(op, ctx):
     x, w = op.inputs[0], op.inputs[1]
     attrs = op.attrs
-    fmt = attrs.get("data_format", "NCHW")
-    fmt = "NCHW" if fmt == "AnyLayout" else fmt
+    fmt = _data_format(attrs)
     groups, stride, dilation = int(attrs.get("groups", 1)), attrs["strides"], attrs["dilations"]
     padding = _padding(attrs)
     if w.param is None:  # a computed filter: the functional conv
@@ -111,8 +116,7 @@ def conv2d(op, ctx):
 def conv2d_transpose(op, ctx):
     x, w = op.inputs[0], op.inputs[1]
     attrs = op.attrs
-    fmt = attrs.get("data_format", "NCHW")
-    fmt = "NCHW" if fmt == "AnyLayout" else fmt
+    fmt = _data_format(attrs)
     if w.param is None:
         raise Unsupported("its filter is computed, not a parameter")
     weight = ctx.array(w.param)
