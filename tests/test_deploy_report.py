@@ -80,7 +80,10 @@ def test_slower_stage_gets_a_note_and_ratios_carry_their_interval(run, monkeypat
     assert float(notes[0].rsplit("x", 1)[1].rstrip(")")) == pytest.approx(1.5, abs=0.05)
     assert [round(r.latency_ms, 1) for r in pipeline.reports] == [2.0, 1.0, 1.5]
     to_baseline = pipeline.reports[2].extra["latency_vs_baseline"]
-    assert to_baseline["low"] <= 0.75 <= to_baseline["high"] and to_baseline["high"] - to_baseline["low"] < 0.03
+    # this run's rounds give an interval under 3 % wide; the report widens it by the drift between runs
+    drift = pipeline.report_config.latency_drift
+    assert to_baseline["low"] <= 0.75 <= to_baseline["high"]
+    assert to_baseline["high"] / (1 + drift) - to_baseline["low"] * (1 + drift) < 0.03
     assert "0.75x, 0.7" in to_markdown(pipeline.reports)  # the table quotes the measured ratio with its interval
     fake["02-filter_pruning"] = 0.5  # faster again: the note goes away on the next timing
     pipeline.retime(clock=machine.clock())

@@ -32,8 +32,8 @@ def test_the_timer_stops_once_the_ratio_interval_is_narrow_enough():
     machine = Machine(noise=0.05)
     runners = {"big": machine.runner(10.0), "small": machine.runner(5.0)}
     found = measure(runners, [("small", "big")], Precision(warmup=2, width=0.04, budget=1e6), machine.clock())
-    ratio = found.ratio("small", "big")
-    assert found.converged and ratio.width <= 0.04 and ratio.contains(0.5)
+    within = found.interval("small", "big")  # what the stopping rule narrows: this run's rounds
+    assert found.converged and within.width <= 0.04 and within.contains(0.5)
     assert found.rounds >= Precision().min_rounds and found.noise_note() is None
     narrower = measure({"big": machine.runner(10.0), "small": machine.runner(5.0)}, [("small", "big")],
                        Precision(warmup=2, width=0.01, budget=1e6), machine.clock())
@@ -53,7 +53,7 @@ def test_a_budget_that_runs_out_gives_a_noise_note_with_the_interval():
     machine = Machine(noise=0.6)
     runners = {"big": machine.runner(10.0), "small": machine.runner(5.0)}
     found = measure(runners, [("small", "big")], Precision(warmup=0, width=0.01, budget=2.0), machine.clock())
-    widest = found.ratio("small", "big").width
+    widest = found.interval("small", "big").width
     assert not found.converged and found.seconds >= 2.0 and widest > 0.01
     assert found.rounds == pytest.approx(2.0 / (2 * 15e-3), rel=0.15)  # each round: rewarm + timed run of both
     note = found.noise_note()
@@ -69,7 +69,7 @@ def test_the_cpu_clock_leaves_out_the_time_other_work_held_the_core():
 
     cpu, wall = timed("cpu"), timed("wall")
     assert cpu.converged and cpu.ratio("small", "big").contains(0.5)
-    assert not wall.converged and wall.rounds > 4 * cpu.rounds and wall.ratio("small", "big").width > 0.02
+    assert not wall.converged and wall.rounds > 4 * cpu.rounds and wall.interval("small", "big").width > 0.02
     assert 0.45 < wall.preempted < 0.55  # half the runs were preempted, as scripted
     assert cpu.timing("big").wall_median > cpu.timing("big").median
 
@@ -93,3 +93,20 @@ def test_intervals_round_trip_and_read_as_text():
 def test_compare_must_name_timed_runners():
     with pytest.raises(KeyError, match="not timed"):
         measure({"a": lambda: None}, [("a", "b")], Precision(warmup=0, min_rounds=1, max_rounds=1))
+
+
+def test_a_reported_ratio_is_widened_by_the_drift_between_runs_and_the_stopping_rule_is_not():
+    machine = Machine(noise=0.05)
+    runners = {"big": machine.runner(10.0), "small": machine.runner(5.0)}
+    found = measure(runners, [("small", "big")], Precision(warmup=2, width=0.04, budget=1e6, drift=0.03),
+                    machine.clock())
+    within, reported = found.interval("small", "big"), found.ratio("small", "big")
+    assert found.converged and within.width <= 0.04  # a 6 %-wide drift alone would never converge
+    assert reported.value == within.value
+    assert reported.low == pytest.approx(within.low / 1.03) and reported.high == pytest.approx(within.high * 1.03)
+    none = measure({"big": machine.runner(10.0), "small": machine.runner(5.0)}, [("small", "big")],
+                   Precision(warmup=2, width=0.04, budget=1e6, drift=0.0), machine.clock())
+    assert none.ratio("small", "big") == none.interval("small", "big")
+    assert "widened by +-3%" in found.precision.describe() and "widened" not in none.precision.describe()
+    with pytest.raises(ValueError, match="drift"):
+        Precision(drift=1.5)

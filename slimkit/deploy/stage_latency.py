@@ -87,7 +87,8 @@ def report_precision(cfg, eager=False, device=None, **overrides):
         clock = "cpu" if not eager and cfg.threads == 1 and not device.startswith("gpu") else "wall"
     rounds = max(1, min(cfg.latency_rounds, cfg.latency_runs))
     fields = dict(warmup=cfg.latency_warmup, calls=math.ceil(cfg.latency_runs / rounds), min_rounds=rounds,
-                  width=cfg.latency_ci_width, budget=cfg.latency_budget_s, clock=clock)
+                  width=cfg.latency_ci_width, budget=cfg.latency_budget_s, clock=clock,
+                  drift=cfg.latency_drift)
     fields.update({k: v for k, v in overrides.items() if v is not None})
     return Precision(**fields)
 
@@ -203,8 +204,9 @@ def _retimed_row(report, i, found, stages, cfg, shape):
         if key in references:
             ratio = found.ratio(i, references[key])
             report.extra[key] = ratio.to_dict()
-            if ratio.width > found.precision.width:
-                report.add_note(_noisy_ratio(report.stage, key, ratio, found), "noisy")
+            within = found.interval(i, references[key])  # this run's rounds: what more timing would narrow
+            if within.width > found.precision.width:
+                report.add_note(_noisy_ratio(report.stage, key, ratio, within, found), "noisy")
     if (i, "imported") in found.values:
         report.extra["imported_export_latency_ms"] = round(found.timing((i, "imported")).median, 4)
         report.extra["latency_program"] = "original"
@@ -216,9 +218,9 @@ def _retimed_row(report, i, found, stages, cfg, shape):
         report.extra["int8_speedup_interval"] = speedup.to_dict()
 
 
-def _noisy_ratio(stage, key, ratio, found):
+def _noisy_ratio(stage, key, ratio, within, found):
     what = "latency ratio to the baseline" if key == "latency_vs_baseline" else "latency ratio to the stage before"
-    return (f"{stage}: {what} is noisy: {ratio.text(3, 'x')}, an interval {ratio.width:.1%} wide after "
+    return (f"{stage}: {what} is noisy: {ratio.text(3, 'x')}, an interval {within.width:.1%} wide after "
             f"{found.rounds} rounds in {found.seconds:.0f} s (asked: {found.precision.width:.0%}); "
             f"{found.preempted:.0%} of the timed runs were preempted by other work")
 

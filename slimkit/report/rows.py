@@ -10,6 +10,7 @@ from typing import Callable, Literal, Optional
 
 from ..core.schema import Options, option
 from ..core.files import atomic_write_text, read_json
+from .timing import DRIFT
 
 REPORT = "report.json"
 
@@ -34,6 +35,11 @@ class ReportConfig(Options):
     latency_ci_width: float = option(0.04, "time until the 95 % interval of every latency, and of every ratio between "
                                            "two stages' latencies, is narrower than this fraction of its value",
                                      gt=0, lt=1)
+    latency_drift: float = option(DRIFT, "how far a latency ratio moves between two runs of the same comparison on "
+                                         "this machine, beyond one run's rounds: every reported ratio's interval "
+                                         "is widened by it, and the latency target judges that interval (measured "
+                                         "on a shared 2-core VM: docs/benchmarks.md); 0 = one run's rounds only",
+                                  ge=0, lt=1)
     latency_budget_s: float = option(60.0, "seconds one latency measurement may take to narrow its intervals; when "
                                            "they run out, the report says how noisy the figures are", gt=0)
     latency_clock: Literal["auto", "cpu", "wall"] = option(

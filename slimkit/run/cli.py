@@ -48,6 +48,8 @@ def _parser():
     bench.add_argument("--rounds", type=int, default=20, help="round-robin rounds the runs are split over")
     bench.add_argument("--width", type=float, default=0.04,
                        help="time until every latency ratio's 95%% interval is narrower than this (default 0.04)")
+    bench.add_argument("--drift", type=float, default=None,
+                       help="run-to-run drift every ratio's interval is widened by (default: report.latency_drift)")
     bench.add_argument("--budget", type=float, default=60.0,
                        help="seconds the timing may take to narrow the intervals (default 60)")
     bench.add_argument("--clock", choices=["auto", "cpu", "wall"], default="auto",
@@ -233,7 +235,8 @@ def _bench(args):
     cfg = ReportConfig.from_dict({"latency_runs": args.runs, "latency_warmup": args.warmup,
                                   "latency_rounds": args.rounds, "latency_ci_width": args.width,
                                   "latency_budget_s": args.budget, "latency_clock": args.clock,
-                                  "threads": args.threads}, "bench")
+                                  "threads": args.threads,
+                                  **({} if args.drift is None else {"latency_drift": args.drift})}, "bench")
     verify_run(args.folder, only=(f"{INFERENCE_DIR}/", f"{FLOAT_EXPORT_DIR}/"))  # what is timed is what ran
     with RunLock(args.folder):  # it rewrites the run's reports: not while a run works there
         reports = bench_run(args.folder, cfg, device=args.device)
