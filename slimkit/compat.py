@@ -205,19 +205,46 @@ def _legacy_function(name, original):
     return call
 
 
+def _conv_with_fusable_bias(original):
+    # Under the legacy IR Paddle 3.3 adds a convolution's bias as reshape2(bias) + elementwise_add,
+    # which oneDNN's conv-bias fuse pass does not match: every biased convolution of an export then
+    # runs a separate full-tensor add (32 of them in the imported PP-OCRv4 recogniser, 5 of its
+    # 42 ms). The 1-D bias added on the channel axis (`axis`), as Paddle 2 wrote it, fuses.
+    @functools.wraps(original)
+    def conv(x, weight, bias=None, *args, **kwargs):
+        from paddle.base.framework import Variable
+
+        channel_dim = kwargs.get("channel_dim", args[6] if len(args) > 6 else 1)  # F.conv2d passes it 7th
+        if bias is None or not isinstance(x, Variable) or len(bias.shape) != 1 or channel_dim < 0:
+            return original(x, weight, bias, *args, **kwargs)
+        from paddle.base.layer_helper import LayerHelper
+
+        pre_bias = original(x, weight, None, *args, **kwargs)
+        helper = LayerHelper("elementwise_add")
+        out = helper.create_variable_for_type_inference(pre_bias.dtype)
+        helper.append_op(type="elementwise_add", inputs={"X": [pre_bias], "Y": [bias]}, outputs={"Out": [out]},
+                         attrs={"axis": channel_dim})
+        return out
+
+    return conv
+
+
 @contextlib.contextmanager
 def _legacy_functions():
     """Inside: LEGACY_FUNCTIONS also append their legacy ops (restored on exit; dygraph/PIR calls unchanged)."""
     from paddle import _C_ops
     from paddle.base.framework import Variable
+    from paddle.nn.functional import conv as conv_module
 
     # The functions call `_C_ops.<name>`; a legacy Variable's methods (`x.matmul(y)`) are those calls.
     owners = [(_C_ops, name) for name in LEGACY_FUNCTIONS]
     owners += [(Variable, name) for name in LEGACY_FUNCTIONS if name in vars(Variable)]
     originals = {(owner, name): getattr(owner, name) for owner, name in owners}
+    originals[(conv_module, "_conv_nd")] = conv_module._conv_nd  # F.conv2d and the Conv layers call it
     try:
         for (owner, name), original in originals.items():
-            setattr(owner, name, _legacy_function(name, original))
+            patched = _conv_with_fusable_bias(original) if name == "_conv_nd" else _legacy_function(name, original)
+            setattr(owner, name, patched)
         yield
     finally:
         for (owner, name), original in originals.items():
