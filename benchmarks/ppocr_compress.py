@@ -27,6 +27,7 @@ resumes finished stages instead of training again (--fresh starts over).
 """
 
 import argparse
+import math
 import shutil
 import sys
 import time
@@ -42,6 +43,7 @@ import ppocr  # noqa: E402
 RESULTS = Path(__file__).parent / "results" / "ppocr_compress.md"
 ALGOS = ("abs_max", "hist", "mse", "kl")
 SHAPE = [1, 3, ppocr.HEIGHT, ppocr.WIDTH]
+BATCH = 16  # lines per optimizer step, calibration and evaluation batch
 # (largest exact-match drop, least speed-up): the PTQ speed-up asked is 1.3x on AVX2, 2x with VNNI
 TARGETS = {"ptq": (0.01, 1.3), "prune_distill_ptq": (0.03, 2.0)}
 VNNI_PTQ_SPEEDUP = 2.0
@@ -76,13 +78,25 @@ def line_data(folder, train_lines, test_lines):
     return {"train": inputs[val:], "val": inputs[:val], "test": held_out}, texts, images, chars
 
 
-def pipeline_options(args, chars):
+def distill_schedule(args, train_samples):
+    """(epochs per round, optimizer steps per epoch): as near `--steps` steps per round as the split allows.
+
+    An epoch of the train split is train_samples // BATCH steps, often fewer than `--steps`: a
+    round is then several epochs, each capped (train.max_steps_per_epoch) to share the steps evenly.
+    """
+    per_epoch = max(1, train_samples // BATCH)
+    epochs = math.ceil(args.steps / per_epoch)
+    return epochs, min(per_epoch, math.ceil(args.steps / epochs))
+
+
+def pipeline_options(args, chars, steps_per_epoch):
     budget = 2.0 if args.smoke else 60.0
     return {
         "input_shape": SHAPE,
         "task": {"agreement": agreement_for(chars), "loss": ctc_distill_loss},
-        "train": {"epochs": 1, "batch_size": 16, "eval_batch_size": 16, "optimizer": "adam", "lr": args.lr,
-                  "weight_decay": 0.0, "schedule": "constant", "max_steps_per_epoch": args.steps, "progress": False},
+        "train": {"epochs": 1, "batch_size": BATCH, "eval_batch_size": BATCH, "optimizer": "adam", "lr": args.lr,
+                  "weight_decay": 0.0, "schedule": "constant", "max_steps_per_epoch": steps_per_epoch,
+                  "progress": False},
         "report": {"latency_runs": 3 if args.smoke else 20, "latency_rounds": 3 if args.smoke else 20,
                    "latency_warmup": 2 if args.smoke else 10, "latency_budget_s": budget},
         "verbose": not args.smoke,
@@ -108,7 +122,8 @@ def choose_algo(model, data, texts, images, chars, args, scratch):
     from slimkit.deploy import InferenceModel
     from slimkit.quant import calibrate, convert, export_quantized, prepare_ptq
 
-    calibration = [data["train"][i:i + 16] for i in range(0, min(len(data["train"]), args.calibration_lines), 16)]
+    lines = min(len(data["train"]), args.calibration_lines)
+    calibration = [data["train"][i:i + BATCH] for i in range(0, lines, BATCH)]
     count = min(len(texts), args.choose_lines)
     scores = {}
     for algo in args.algos:
@@ -122,12 +137,13 @@ def choose_algo(model, data, texts, images, chars, args, scratch):
     return scores, max(args.algos, key=lambda a: (scores[a], -args.algos.index(a)))
 
 
-def variants(args, algo, head):
+def variants(args, algo, head, epochs, steps_per_epoch):
     from slimkit import PTQ, FilterPruning, Finetune
 
-    ptq = PTQ(algo=algo, calibration_batches=max(1, args.calibration_lines // 16), batch_size=16,
+    ptq = PTQ(algo=algo, calibration_batches=max(1, args.calibration_lines // BATCH), batch_size=BATCH,
               skip_layers=[] if args.quantize_all else list(head))
-    distill = [Finetune(name=f"distill_{(i + 1) * args.steps}", epochs=1) for i in range(args.rounds)]
+    steps = epochs * steps_per_epoch  # per round; named by the optimizer steps taken so far
+    distill = [Finetune(name=f"distill_{(i + 1) * steps}", epochs=epochs) for i in range(args.rounds)]
     return {
         "ptq": [ptq],
         "prune_distill_ptq": [FilterPruning(criterion="l1", target_flops_reduction=args.flops_reduction,
@@ -204,9 +220,10 @@ def run_model(slimkit, name, folder, args):
     graph = slimkit.pruning.analyze(model, SHAPE)
     data, texts, images, chars = line_data(folder, args.train_lines, args.lines)
     scores, algo = choose_algo(model, data, texts, images, chars, args, out / "calibration")
-    options = pipeline_options(args, chars)
+    epochs, steps_per_epoch = distill_schedule(args, len(data["train"]))
+    options = pipeline_options(args, chars, steps_per_epoch)
     rows, reports = [], {}
-    for variant, stages in variants(args, algo, kept_float(model)).items():
+    for variant, stages in variants(args, algo, kept_float(model), epochs, steps_per_epoch).items():
         reports[variant] = run_variant(variant, stages, model, data, options, out / variant, resume=not args.fresh)
         rows += [(f"{variant}/{stage}", prefix) for stage, prefix in stage_prefixes(out / variant, reports[variant])
                  if not stage.startswith("baseline")]
@@ -308,9 +325,9 @@ def _model_section(section, args):
                                             + ", ".join(f"`{n}`" for n in section["head"]) + " (the CTC head and "
                                             "the neck's 1x3 convs: int8 in oneDNN they lose lines the same export "
                                             "reads without oneDNN; --quantize-all quantizes them)") + ".", "",
-             "| row | FLOPs | agreement | exact match | vs original | latency ms | speed-up | target |",
-             "|---|---|---|---|---|---|---|---|",
-             f"| original program | | 100 % | {exact['original']:.1%} | | {_ms(original)} | 1 | |"]
+             "| row | FLOPs | distill loss | agreement | exact match | vs original | latency ms | speed-up | target |",
+             "|---|---|---|---|---|---|---|---|---|",
+             f"| original program | | | 100 % | {exact['original']:.1%} | | {_ms(original)} | 1 | |"]
     for key, _ in section["rows"]:
         variant, stage = key.split("/", 1)
         report = next(r for r in section["reports"][variant] if r.stage == stage)
@@ -318,7 +335,8 @@ def _model_section(section, args):
         agreement = report.metrics.get("ctc_agreement")
         ratio = timing.ratio(key, "original")
         speed = f"{1 / ratio.value:.2f}x [{1 / ratio.high:.2f}, {1 / ratio.low:.2f}]"
-        lines.append(f"| {key} | {report.flops / base.flops:.2f}x | "
+        loss = report.extra.get("train_loss")  # the stage's mean training loss (ctc_distill_loss), if it trained
+        lines.append(f"| {key} | {report.flops / base.flops:.2f}x | {'' if loss is None else f'{loss:.3f}'} | "
                      f"{'' if agreement is None else f'{agreement:.1%}'} | {exact[key]:.1%} | "
                      f"{exact[key] - exact['original']:+.1%} | {_ms(timing.timing(key))} | {speed} | "
                      f"{_verdict(variant, stage, section, exact[key] - exact['original'], ratio)} |")

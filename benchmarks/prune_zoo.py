@@ -16,6 +16,8 @@ import importlib
 import sys
 from pathlib import Path
 
+import paddle
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import prune_structures as structures  # noqa: E402
 
@@ -62,7 +64,13 @@ def zoo_cases(path):
     importlib.import_module("ppcls.utils.logger").init_logger()  # some backbones log while they are built
 
     def build(module, constructor):
-        return lambda: getattr(importlib.import_module(f"ppcls.arch.backbone.{module}"), constructor)(class_num=10)
+        def make():
+            # Some backbones name their parameters (GhostNet: ParamAttr(name="conv1_weights")), which dygraph
+            # refuses twice in one name scope; the harness builds every model more than once.
+            with paddle.utils.unique_name.guard():
+                return getattr(importlib.import_module(f"ppcls.arch.backbone.{module}"), constructor)(class_num=10)
+
+        return make
 
     return {name: structures.Case(f"PaddleClas {constructor}: {structure}", build(module, constructor), shape)
             for name, (module, constructor, shape, structure) in ZOO.items()}
