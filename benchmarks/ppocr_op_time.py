@@ -59,8 +59,10 @@ def op_times(text):
 
 
 def child(program, params, runs):
-    done = subprocess.run([sys.executable, __file__, "--child", program, params, str(runs)], capture_output=True,
-                          text=True)
+    # In a scratch folder: the profiler also writes a profile.log into the working directory.
+    with tempfile.TemporaryDirectory() as cwd:
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(Path(program).resolve()),
+                               str(Path(params).resolve()), str(runs)], capture_output=True, text=True, cwd=cwd)
     return done.stdout + done.stderr
 
 
