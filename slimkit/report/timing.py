@@ -40,7 +40,7 @@ PREEMPTED_SHARE = 0.9  # a run whose CPU/wall share falls below 0.9 of its runne
 # How far a ratio between two models moves from one run (process) to the next on the same
 # shared machine, beyond what the rounds of one run show: three runs of
 # benchmarks/deploy_latency.py in a row moved by up to 5 % end to end (docs/benchmarks.md),
-# while each run's intervals were 1-2 % wide. A reported ratio's interval is widened by it.
+# while each run's intervals were 1-3 % wide. A reported ratio's interval is widened by it.
 DRIFT = 0.03
 
 
