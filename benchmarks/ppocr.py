@@ -208,6 +208,20 @@ def lines_for(folder, count, seed=0):
     return texts, render_lines(texts, seed), chars
 
 
+def kept_float(model):
+    """The layers kept float by default: the CTC head (the last Linear) and the SVTR neck's 1x3 convolutions.
+
+    Int8 in Paddle 3.3's oneDNN int8 predictor, these lose the lines the same export reads
+    without oneDNN (`benchmarks/ppocr_int8_layers.py`, PP-OCRv5_mobile_rec, hist calibration,
+    32 held-out lines, oneDNN / without oneDNN): everything int8 but the head 66 % / 94 %;
+    conv2d_131 float too 88 % / 94 %; conv2d_134 float too 91 % / 91 %; the float original 88 %.
+    """
+    head = [name for name, layer in model.named_sublayers() if type(layer).__name__ == "Linear"][-1]
+    neck = [name for name, layer in model.named_sublayers()
+            if type(layer).__name__ == "Conv2D" and list(layer._kernel_size) == [1, 3]]
+    return [head, *neck]
+
+
 def paddle_inference_runner(folder, mkldnn=True):
     """Scores of the original program in Paddle Inference (1 thread; oneDNN unless `mkldnn=False`)."""
     from paddle import inference

@@ -103,20 +103,6 @@ def pipeline_options(args, chars, steps_per_epoch):
     }
 
 
-def kept_float(model):
-    """The layers kept float by default: the CTC head (the last Linear) and the SVTR neck's 1x3 convolutions.
-
-    Int8 in Paddle 3.3's oneDNN int8 predictor, these lose the lines the same export reads
-    without oneDNN (`benchmarks/ppocr_int8_layers.py`, PP-OCRv5_mobile_rec, hist calibration,
-    32 held-out lines, oneDNN / without oneDNN): everything int8 but the head 66 % / 94 %;
-    conv2d_131 float too 88 % / 94 %; conv2d_134 float too 91 % / 91 %; the float original 88 %.
-    """
-    head = [name for name, layer in model.named_sublayers() if type(layer).__name__ == "Linear"][-1]
-    neck = [name for name, layer in model.named_sublayers()
-            if type(layer).__name__ == "Conv2D" and list(layer._kernel_size) == [1, 3]]
-    return [head, *neck]
-
-
 def choose_algo(model, data, texts, images, chars, args, scratch):
     """{algo: exact match on held-out lines} of each calibration method (PTQ without the speed search), and the best."""
     from slimkit.deploy import InferenceModel
@@ -128,7 +114,7 @@ def choose_algo(model, data, texts, images, chars, args, scratch):
     scores = {}
     for algo in args.algos:
         observed = prepare_ptq(model, algo=algo, input_shape=SHAPE, skip_layers=[] if args.quantize_all else
-                               kept_float(model))
+                               ppocr.kept_float(model))
         calibrate(observed, calibration)
         prefix = export_quantized(convert(observed), scratch / algo, input_shape=SHAPE)
         predictor = InferenceModel(prefix, runtime="onednn_int8", threads=1)
@@ -222,15 +208,15 @@ def run_model(slimkit, name, folder, args):
     scores, algo = choose_algo(model, data, texts, images, chars, args, out / "calibration")
     epochs, steps_per_epoch = distill_schedule(args, len(data["train"]))
     options = pipeline_options(args, chars, steps_per_epoch)
-    rows, reports = [], {}
-    for variant, stages in variants(args, algo, kept_float(model), epochs, steps_per_epoch).items():
+    rows, reports, head = [], {}, ppocr.kept_float(model)
+    for variant, stages in variants(args, algo, head, epochs, steps_per_epoch).items():
         reports[variant] = run_variant(variant, stages, model, data, options, out / variant, resume=not args.fresh)
         rows += [(f"{variant}/{stage}", prefix) for stage, prefix in stage_prefixes(out / variant, reports[variant])
                  if not stage.startswith("baseline")]
     exact = score_exports(folder, rows, texts, images, chars)
     timing = time_exports(folder, rows, images, args)
     return {"name": name, "prunable": (len(graph.prunable()), len(graph.groups)), "skipped": graph.skipped(),
-            "algos": scores, "algo": algo, "head": kept_float(model), "reports": reports, "exact": exact,
+            "algos": scores, "algo": algo, "head": head, "reports": reports, "exact": exact,
             "timing": timing, "rows": rows}
 
 

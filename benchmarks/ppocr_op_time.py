@@ -1,8 +1,8 @@
 """Where a PP-OCR recogniser's time goes in Paddle Inference, float and int8: time per op type.
 
 The original program (float), slimkit's float export of the imported model and its int8
-export (PTQ, hist calibration, the CTC head and the neck's 1x3 convs kept float as in
-benchmarks/ppocr_compress.py) each run 50 times (or the
+export (PTQ, hist calibration, the CTC head and the neck's 1x3 convs kept float:
+ppocr.kept_float, as in benchmarks/ppocr_compress.py) each run 50 times (or the
 second argument) on one 48x320 line in the oneDNN predictor (1 thread) with Paddle Inference's
 profiler on (`config.enable_profile()`), each in its own process; the profiler's table is
 summed by op type. The profiler's own cost per op inflates every total, more for a
@@ -75,12 +75,9 @@ def main(name="PP-OCRv5_mobile_rec", runs="50"):
     folder = ppocr.fetch()[name]
     model = slimkit.from_inference(folder)
     _, calibration, _ = ppocr.lines_for(folder, 96, seed=1)
-    head = [n for n, layer in model.named_sublayers() if type(layer).__name__ == "Linear"][-1:]
-    neck = [n for n, layer in model.named_sublayers()
-            if type(layer).__name__ == "Conv2D" and list(layer._kernel_size) == [1, 3]]
     program = next(p for p in (Path(folder) / "inference.json", Path(folder) / "inference.pdmodel") if p.is_file())
     with tempfile.TemporaryDirectory() as tmp:
-        observed = prepare_ptq(model, algo="hist", input_shape=SHAPE, skip_layers=head + neck)
+        observed = prepare_ptq(model, algo="hist", input_shape=SHAPE, skip_layers=ppocr.kept_float(model))
         calibrate(observed, list(ppocr.batches(calibration, 16)))
         prefix = export_quantized(convert(observed), Path(tmp) / "int8", input_shape=SHAPE)
         float_prefix = export_float(model, Path(tmp) / "float", SHAPE)

@@ -14,6 +14,7 @@ after every call here, even when the call fails.
 
 import contextlib
 import functools
+import inspect
 import sys
 import warnings
 from pathlib import Path
@@ -210,16 +211,21 @@ def _conv_with_fusable_bias(original):
     # which oneDNN's conv-bias fuse pass does not match: every biased convolution of an export then
     # runs a separate full-tensor add (32 of them in the imported PP-OCRv4 recogniser, 5 of its
     # 42 ms). The 1-D bias added on the channel axis (`axis`), as Paddle 2 wrote it, fuses.
+    signature = inspect.signature(original)
+
     @functools.wraps(original)
-    def conv(x, weight, bias=None, *args, **kwargs):
+    def conv(*args, **kwargs):
         from paddle.base.framework import Variable
 
-        channel_dim = kwargs.get("channel_dim", args[6] if len(args) > 6 else 1)  # F.conv2d passes it 7th
+        call = signature.bind(*args, **kwargs)  # F.conv2d passes everything by position, the Conv layers by name
+        call.apply_defaults()
+        x, bias, channel_dim = call.arguments["x"], call.arguments["bias"], call.arguments["channel_dim"]
         if bias is None or not isinstance(x, Variable) or len(bias.shape) != 1 or channel_dim < 0:
-            return original(x, weight, bias, *args, **kwargs)
+            return original(*args, **kwargs)
         from paddle.base.layer_helper import LayerHelper
 
-        pre_bias = original(x, weight, None, *args, **kwargs)
+        call.arguments["bias"] = None
+        pre_bias = original(*call.args, **call.kwargs)
         helper = LayerHelper("elementwise_add")
         out = helper.create_variable_for_type_inference(pre_bias.dtype)
         helper.append_op(type="elementwise_add", inputs={"X": [pre_bias], "Y": [bias]}, outputs={"Out": [out]},
@@ -240,10 +246,11 @@ def _legacy_functions():
     owners = [(_C_ops, name) for name in LEGACY_FUNCTIONS]
     owners += [(Variable, name) for name in LEGACY_FUNCTIONS if name in vars(Variable)]
     originals = {(owner, name): getattr(owner, name) for owner, name in owners}
+    patches = {key: _legacy_function(key[1], original) for key, original in originals.items()}
     originals[(conv_module, "_conv_nd")] = conv_module._conv_nd  # F.conv2d and the Conv layers call it
+    patches[(conv_module, "_conv_nd")] = _conv_with_fusable_bias(conv_module._conv_nd)
     try:
-        for (owner, name), original in originals.items():
-            patched = _conv_with_fusable_bias(original) if name == "_conv_nd" else _legacy_function(name, original)
+        for (owner, name), patched in patches.items():
             setattr(owner, name, patched)
         yield
     finally:
