@@ -73,12 +73,13 @@ def pir_enabled():
 
 @contextlib.contextmanager
 def session_guard():
-    """Restore the PIR flag and dynamic mode on exit, whatever happened inside."""
+    """Restore the PIR flag and dynamic mode on exit, whatever happened inside; traces inside start clean."""
     was_dynamic = paddle.in_dynamic_mode()
     was_pir = pir_enabled()
     names = _current_unique_names()
     try:
-        yield
+        with _fresh_trace_records():
+            yield
     finally:
         # Switching dygraph mode off and on enters a fresh unique-name scope: parameters
         # created afterwards (e.g. by channel removal) would be named create_parameter_0.w_0
@@ -96,6 +97,40 @@ def session_guard():
             paddle.disable_static()
         elif not was_dynamic and paddle.in_dynamic_mode():
             paddle.enable_static()
+
+
+def _trace_recorders():
+    """Paddle's dy2static records of the parameters each traced program reads (legacy IR and PIR)."""
+    from paddle.jit.dy2static import parameter_recorder
+    from paddle.jit.dy2static.program_translator import ProgramTranslator
+
+    translator = ProgramTranslator.get_instance()
+    found = [getattr(translator, "_params_recorder", None), getattr(translator, "_inplace_map", None),
+             getattr(parameter_recorder, "_global_parameter_recorder", None),
+             getattr(parameter_recorder, "_global_inplace_map", None)]
+    return [r for r in found if r is not None]
+
+
+_RECORD_FIELDS = ("params_dict", "tensor2value")
+
+
+@contextlib.contextmanager
+def _fresh_trace_records():
+    """Inside, the dy2static parameter records start empty; the user's come back after.
+
+    They are keyed by `id(program)` and an entry goes only when its trace finishes: a trace
+    that raised leaves its parameters behind, and a later program Python gives the same id
+    inherits them, so `paddle.jit.save` fails with a KeyError naming some other model's weight.
+    """
+    saved = [(r, field, getattr(r, field)) for r in _trace_recorders() for field in _RECORD_FIELDS
+             if isinstance(getattr(r, field, None), dict)]
+    for recorder, field, _ in saved:
+        setattr(recorder, field, {})
+    try:
+        yield
+    finally:
+        for recorder, field, records in saved:
+            setattr(recorder, field, records)
 
 
 def _current_unique_names():
