@@ -17,7 +17,6 @@ output `task.output` names is the one evaluated, in Paddle Inference and in ONNX
 import collections
 import contextlib
 import json
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +32,7 @@ from ..core.surgery import eval_mode
 from ..models.checkpoint import INFERENCE_DIR  # a stage folder's export
 from ..report.console import fds_redirected, flush_native
 from ..report.measure import saved_size
+from .fold import fold_constants
 
 MODEL_FILE = "model.pdmodel"
 PARAMS_FILE = "model.pdiparams"
@@ -91,8 +91,9 @@ def export_int8(converted, folder, input_shape, weight_bits=8):
 def _jit_save(model, folder, input_shape, weight_bits=None):
     """`paddle.jit.save` of `model` as `folder/model.*` under the legacy IR; returns the prefix `folder/model`.
 
-    Saved to a temporary folder first, then rewritten into `folder` when the weights are
-    stored as int (`weight_bits`) or the outputs keep an imported program's names, else copied.
+    Saved to a temporary folder first, then rewritten into `folder`: constant multiplies and adds
+    folded into the convolutions (slimkit.deploy.fold), the weights stored as int (`weight_bits`),
+    the outputs named as an imported program's.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -104,11 +105,7 @@ def _jit_save(model, folder, input_shape, weight_bits=None):
             eval_mode(model):
         raw = str(Path(tmp) / Path(MODEL_FILE).stem)
         paddle.jit.save(model, raw, input_spec=input_spec(input_shape, model))
-        if weight_bits is not None or names:
-            _rewrite(raw, str(prefix), weight_bits, names)
-        else:
-            for file in (MODEL_FILE, PARAMS_FILE):
-                shutil.copy(Path(tmp) / file, folder / file)
+        _rewrite(raw, str(prefix), weight_bits, names)
         compat.strip_callstacks(folder / MODEL_FILE)
     write_output_paths(model, folder, input_shape)
     return prefix
@@ -167,8 +164,10 @@ def output_position(paths, key, count):
 
 
 def _rewrite(source, target, weight_bits=None, names=None):
-    """Save the legacy-IR export `source` as `target`, its weights stored as int (`weight_bits`), its outputs renamed.
+    """Save the legacy-IR export `source` as `target`: constants folded, weights as int (`weight_bits`), outputs renamed.
 
+    Constant multiplies and adds beside convolutions are folded into them (`fold_constants`), so
+    the predictor fuses each conv with its activation again.
     `weight_bits`: quantize the float weights once, offline, and keep them as int8 (int16 above
     8 bits): the `dequantize_linear` in front of each conv/matmul reads them with their scales.
     `names`: the output names to give the export (an imported program's own, for a drop-in file).
@@ -187,6 +186,7 @@ def _rewrite(source, target, weight_bits=None, names=None):
             graph = IrGraph(core.Graph(program.desc), for_test=True)
             QuantWeightPass(scope, place, quant_bits=8 if weight_bits <= 8 else 16).apply(graph)
             program = graph.to_program()
+        fold_constants(program, scope, place)
         block = program.global_block()
         fetch_names = [f.name for f in fetches]
         for old, new in zip(fetch_names, names or []):
