@@ -19,6 +19,7 @@ per-channel scales, and the fold scales those); `fold_constants` returns how man
 """
 
 import numpy as np
+import paddle
 
 CONVS = ("conv2d", "depthwise_conv2d")
 _ELEMENTWISE = ("elementwise_mul", "elementwise_add")
@@ -146,6 +147,8 @@ class _Folder:
                 continue
             out = conv.output("Output")[0]
             channels = self._out_channels(conv)
+            if channels <= 0:
+                continue
             chain = self._chain(out, channels)
             if not chain or (len(chain) == 1 and chain[0][1] == "elementwise_add" and self._is_bias(chain[0][0])):
                 continue  # nothing to fold, or only the bias add the predictor fuses already
@@ -231,13 +234,13 @@ class _Folder:
                 and algorithm in ("EXPLICIT", "VALID"))
 
     def _scalar(self, op, tensor):
-        if op.type not in _ELEMENTWISE or op.input("X") != [tensor] or self._dtype(tensor) != "float32":
+        if op.type not in _ELEMENTWISE or op.input("X") != [tensor] or self._dtype(tensor) != paddle.float32:
             return None
         values = self._constant(op.input("Y")[0])
         return float(values.reshape(-1)[0]) if values is not None and values.size == 1 else None
 
     def _dtype(self, name):
-        return str(self.block.var(name).dtype).replace("paddle.", "").replace("VarType.FP32", "float32")
+        return self.block.var(name).dtype
 
     def _is_bias(self, op):
         if op.type != "elementwise_add" or not op.has_attr("axis") or op.attr("axis") != 1:
