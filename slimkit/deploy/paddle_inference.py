@@ -164,7 +164,7 @@ def output_position(paths, key, count):
 
 
 def _rewrite(source, target, weight_bits=None, names=None):
-    """Save the legacy-IR export `source` as `target`: constants folded, weights as int (`weight_bits`), outputs renamed.
+    """Save the legacy-IR export `source` as `target`: constants folded, int weights (`weight_bits`), outputs renamed.
 
     Constant multiplies and adds beside convolutions are folded into them (`fold_constants`), so
     the predictor fuses each conv with its activation again.
