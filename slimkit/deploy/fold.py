@@ -41,13 +41,28 @@ class _Folder:
     def __init__(self, block, scope, place):
         self.block, self.scope, self.place = block, scope, place
         self._made = 0
+        self._edges = None  # ({tensor: readers}, {tensor: producers}), built on demand, dropped on every change
 
-    # -- the program as a graph, recomputed after every change (programs have hundreds of ops)
+    # -- the program as a graph: one index of readers and producers, rebuilt after a change
+    def _graph(self):
+        if self._edges is None:
+            readers, producers = {}, {}
+            for op in self.block.ops:
+                for name in dict.fromkeys(op.input_arg_names):  # an op reading a tensor twice is one reader
+                    readers.setdefault(name, []).append(op)
+                for name in dict.fromkeys(op.output_arg_names):
+                    producers.setdefault(name, []).append(op)
+            self._edges = readers, producers
+        return self._edges
+
+    def _changed(self):
+        self._edges = None
+
     def _readers(self, name):
-        return [op for op in self.block.ops if name in op.input_arg_names]
+        return self._graph()[0].get(name, [])
 
     def _producer(self, name):
-        found = [op for op in self.block.ops if name in op.output_arg_names]
+        found = self._graph()[1].get(name, [])
         return found[0] if len(found) == 1 else None
 
     def _only_reader(self, name):
@@ -197,6 +212,7 @@ class _Folder:
             self._set(name, weight * scale.reshape(1, -1, 1, 1))
             self._remove([op for op, _, _ in steps])
             conv._rename_input(tensor, source)
+            self._changed()
             out = conv.output("Output")[0]
             bias_op = self._only_reader(out)
             if bias_op is not None and self._is_bias(bias_op):
@@ -221,6 +237,7 @@ class _Folder:
             self._remove([op, after])
             self.block._insert_op(index, type="scale", inputs={"X": [x]}, outputs={"Out": [final]},
                                   attrs={"scale": scale, "bias": bias, "bias_after_scale": True})
+            self._changed()
             return True
         return False
 
@@ -234,10 +251,9 @@ class _Folder:
                 and algorithm in ("EXPLICIT", "VALID"))
 
     def _scalar(self, op, tensor):
-        if op.type not in _ELEMENTWISE or op.input("X") != [tensor] or self._dtype(tensor) != paddle.float32:
-            return None
-        values = self._constant(op.input("Y")[0])
-        return float(values.reshape(-1)[0]) if values is not None and values.size == 1 else None
+        """The one value `op` multiplies or adds to the float tensor `tensor`, or None."""
+        vector = self._channel_vector(op, tensor, 1) if self._dtype(tensor) == paddle.float32 else None
+        return None if vector is None else float(vector[0])
 
     def _dtype(self, name):
         return self.block.var(name).dtype
@@ -255,6 +271,7 @@ class _Folder:
     def _remove(self, ops):
         for op in ops:
             self.block._remove_op(self._index(op))
+        self._changed()
 
     def _add_bias(self, conv, out, final, values):
         """Add `values` per channel to the conv's output `out`, into `final` (None: into `out`, the conv renamed)."""
@@ -268,3 +285,4 @@ class _Folder:
             conv._rename_output(final, out)
         self.block._insert_op(self._index(conv) + 1, type="elementwise_add", inputs={"X": [out], "Y": [name]},
                               outputs={"Out": [final]}, attrs={"axis": 1})
+        self._changed()
