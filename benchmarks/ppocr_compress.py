@@ -10,9 +10,10 @@ character distribution (`ctc_distill_loss`).
 
 - `ptq`: PTQ int8 alone. The calibration method is chosen first on the train lines (abs_max,
   hist, mse and kl each calibrated, exported and read on a slice of the held-out lines).
-- `prune_distill_ptq`: filter_pruning to target_flops_reduction (default 0.4, i.e. <= 0.6x FLOPs),
-  distillation from the original in rounds of `--steps` optimizer steps (agreement and exact match
-  after each round), then PTQ int8 with the chosen method.
+- `prune_distill_ptq`: filter_pruning to target_flops_reduction (default 0.4, i.e. <= 0.6x FLOPs;
+  criterion `variance`, the removed channels' means folded into the readers' biases, the stage's
+  default `compensate`), distillation from the original in rounds of `--steps` optimizer steps
+  (agreement and exact match after each round), then PTQ int8 with the chosen method.
 
 Then every stage's `inference/` export and the original program are read in Paddle Inference
 (oneDNN, 1 thread) on the held-out lines (exact match against the true strings), and each export
@@ -132,7 +133,7 @@ def variants(args, algo, head, epochs, steps_per_epoch):
     distill = [Finetune(name=f"distill_{(i + 1) * steps}", epochs=epochs) for i in range(args.rounds)]
     return {
         "ptq": [ptq],
-        "prune_distill_ptq": [FilterPruning(criterion="l1", target_flops_reduction=args.flops_reduction,
+        "prune_distill_ptq": [FilterPruning(criterion=args.criterion, target_flops_reduction=args.flops_reduction,
                                             selection="uniform"), *distill, ptq],
     }
 
@@ -260,6 +261,7 @@ def parse(argv):
     parser.add_argument("--rounds", type=int, default=4, help="distillation rounds (exact match after each)")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--flops-reduction", type=float, default=0.4)
+    parser.add_argument("--criterion", default="variance", help="filter_pruning's criterion (l1, variance, ...)")
     parser.add_argument("--timing-budget", type=float, default=120.0, help="seconds of interleaved timing per model")
     parser.add_argument("--quantize-all", action="store_true",
                         help="quantize every layer (by default the CTC head and the neck's 1x3 convs stay float)")

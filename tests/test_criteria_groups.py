@@ -78,10 +78,13 @@ def test_the_strategy_page_describes_every_built_in_criterion():
 
 @pytest.mark.parametrize("criterion", ["fpgm", "bn_scale"])
 def test_the_stage_and_prune_remove_the_same_channels(digits, trained_cnn, tmp_path, criterion):
+    engine = slimkit.Engine(digits)
     by_call = copy.deepcopy(trained_cnn)
-    prune(by_call, SHAPE, criterion=criterion, ratios=0.4, skip=["classifier.3"])
+    # The stage compensates by default, on the engine's first 8 training batches: the call is given the same.
+    prune(by_call, SHAPE, criterion=criterion, ratios=0.4, skip=["classifier.3"], compensate=True,
+          batches=list(engine.batches("train", max_batches=8)))
     stage = slimkit.FilterPruning(criterion=criterion, ratios=0.4, skip=["classifier.3"])
-    ctx = slimkit.Context(data=digits, engine=slimkit.Engine(digits), input_shape=SHAPE, out_dir=tmp_path)
+    ctx = slimkit.Context(data=digits, engine=engine, input_shape=SHAPE, out_dir=tmp_path)
     by_stage = stage.apply(copy.deepcopy(trained_cnn), ctx)
     ours, theirs = by_call.state_dict(), by_stage.state_dict()
     assert ours.keys() == theirs.keys()

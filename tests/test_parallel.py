@@ -101,7 +101,7 @@ def test_the_sharded_scan_equals_the_unsharded_scan(runs):
     model = slimkit.load_model(runs["dp"] / "02-count")  # the weights the stage scanned
     engine = slimkit.Engine(slimkit.load_dataset(name="digits"), {"progress": False})
     unsharded = sensitive(model, [1, 1, 8, 8], lambda m: engine.evaluate(m, "val", max_batches=1)["top1"],
-                          [0.25, 0.5], "l1", progress=False)
+                          [0.25, 0.5], "l1", progress=False, engine=engine, compensate=True)  # the stage's default
     assert len(sharded) == 2 and sharded == unsharded  # both groups, every loss exactly equal
 
 

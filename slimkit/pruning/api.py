@@ -47,7 +47,7 @@ def prunable_layers(model, input_shape):
 
 def prune(model, input_shape, criterion="l1", ratios=None, skip=(), round_to=None, min_channels=1, graph=None,
           batches=None, target_latency_reduction=None, device=None, timing=None, prune_heads=True, prune_mlp=True,
-          prune_embed=False):
+          prune_embed=False, compensate=False):
     """Remove the fraction `ratios` of output channels of conv/linear layers, in place; return a PruneResult.
 
     `ratios` is one float in [0, 1) for every prunable group, or {layer name: ratio}
@@ -67,12 +67,15 @@ def prune(model, input_shape, criterion="l1", ratios=None, skip=(), round_to=Non
     `paddle.get_device()` is put back afterwards.
     `prune_heads`, `prune_mlp`, `prune_embed` choose the units of attention models (see
     `pruning.units`): whole heads and MLP hidden widths are pruned, embedding widths not.
+    `compensate=True` folds the removed channels' means, measured on `batches` (inputs, or
+    (inputs, labels) pairs), into the biases of the conv / linear layers reading them
+    (`pruning.compensate`); the `variance` criterion also measures on `batches`.
     """
     with devices.model_on(model, device):
         request = plan.Request(criterion, ratios, None, target_latency_reduction,
                                "uniform" if target_latency_reduction is not None else "explicit",
                                skip, round_to, min_channels, prune_heads=prune_heads, prune_mlp=prune_mlp,
-                               prune_embed=prune_embed)
+                               prune_embed=prune_embed, compensate=compensate)
         return _prune(model, input_shape, request, graph, batches, timing)
 
 
@@ -96,7 +99,8 @@ def _prune(model, input_shape, request, graph, batches, timing):
     counts = plan.explicit_counts(targets, request.ratios, request.round_to, request.min_channels)
     layers = [(root, g.channels, counts[g.name]) for g in targets.groups
               if counts[g.name] < g.channels for root in g.roots]
-    keep, pruned_graph, undo = plan.prune_to_counts(model, graph, counts, request.criterion, batches=batches)
+    keep, pruned_graph, undo = plan.prune_to_counts(model, graph, counts, request.criterion, batches=batches,
+                                                    compensate=request.compensate)
     if not layers:
         warnings.warn(graph.nothing_pruned(targets.groups), stacklevel=3)
     try:
@@ -127,3 +131,8 @@ def _check(request, batches):
         raise ConfigError("criterion", f"{request.criterion!r} scores channels from activations and gradients: "
                                        "pass batches=[(images, labels), ...]",
                           "or use a weight criterion (l1, l2, fpgm), or the filter_pruning strategy")
+    if (request.compensate or getattr(scorer, "needs_inputs", False)) and batches is None:
+        what = "compensate=True" if request.compensate else f"criterion {request.criterion!r}"
+        raise ConfigError("compensate" if request.compensate else "criterion",
+                          f"{what} measures the channels' means and variances: pass batches=[inputs, ...]",
+                          "or a weight criterion (l1, l2, fpgm) without compensate, or the filter_pruning strategy")

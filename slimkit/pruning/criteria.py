@@ -29,8 +29,10 @@ import paddle.nn.functional as F
 from ..core.errors import ConfigError, ModelError
 from ..core.registry import Registry
 from ..core.surgery import eval_mode
+from .compensate import measured_inputs
 
-__all__ = ["Criterion", "GroupData", "L1Norm", "L2Norm", "FPGM", "Taylor", "Random", "BNScale", "get_criterion",
+__all__ = ["Criterion", "GroupData", "L1Norm", "L2Norm", "FPGM", "Taylor", "Random", "BNScale", "InputVariance",
+           "get_criterion",
            "CRITERIA", "score_groups", "collect_taylor_data", "group_data"]
 
 # name -> Criterion class, filled as the classes are defined; aliases: other names (PaddleSlim's)
@@ -47,6 +49,8 @@ class SliceData:
     role: str         # out (a root's output channels), in (a consumer's inputs), channel (BN, bias, depthwise)
     start: int        # first group channel of the range
     values: np.ndarray
+    offset: int = 0   # the range's first position on the tensor's axis
+    repeat: int = 1   # positions per channel (a flattened channel's features)
 
 
 @dataclasses.dataclass
@@ -59,6 +63,7 @@ class GroupData:
     slices: list                  # [SliceData] of every member tensor: roots, consumers, BN, biases
     activations: list = None      # per root [N, C, ...] outputs over the data batches (needs_data only)
     grads: list = None            # per root [N, C, ...] loss gradients w.r.t. those outputs
+    inputs: dict = None           # {reader layer: (mean, variance) per input feature} (needs_inputs only)
 
     def select(self, role=None, layer_type=None, tensor=None):
         """The slices matching a role, a layer type prefix (e.g. "BatchNorm") and/or a tensor name."""
@@ -73,7 +78,7 @@ class GroupData:
         return total
 
 
-def group_data(model, group, activations=None, grads=None):
+def group_data(model, group, activations=None, grads=None, inputs=None):
     """The GroupData of `group` in `model` (tensor values read now)."""
     from .dependency import group_weights
 
@@ -87,8 +92,8 @@ def group_data(model, group, activations=None, grads=None):
             continue
         values = np.moveaxis(tensor.numpy(), s.axis, 0)[s.offset:s.offset + s.count * s.repeat]
         slices.append(SliceData(s.layer, type(layer).__name__, s.tensor, s.role, s.start,
-                                values.reshape(s.count, -1)))
-    return GroupData(group.name, group.channels, group_weights(model, group), slices, activations, grads)
+                                values.reshape(s.count, -1), s.offset, s.repeat))
+    return GroupData(group.name, group.channels, group_weights(model, group), slices, activations, grads, inputs)
 
 
 def _flat(weight):
@@ -123,6 +128,7 @@ class Criterion:
 
     name = ""
     needs_data = False  # True when scores need activations and gradients (collected from training batches)
+    needs_inputs = False  # True when scores need the means and variances of what the readers read (`inputs`)
     batches = 4         # training batches a data criterion looks at
     batch_size = None   # their size; None = the engine's default
 
@@ -226,6 +232,35 @@ class Random(Criterion, name="random"):
         return f"Random(seed={self.seed})"
 
 
+class InputVariance(Criterion, name="variance"):
+    """What removing a channel costs once its mean is folded into the readers' biases (pruning.compensate).
+
+    Score of channel c: sqrt(sum over the conv / linear layers reading it of ||W[:, c]||^2 var(x_c)),
+    the spread the readers' outputs lose, with var(x_c) the variance of the channel where each
+    reads it, measured on a few training batches (no labels, no gradients). A near-constant
+    channel scores low however large its weights: with filter_pruning's `compensate`, removing
+    it costs almost nothing, where a weight norm can rank it among the first to keep or to go.
+    A group none of whose readers was measured (attention products only) is scored by L1.
+    """
+
+    needs_inputs = True
+
+    def group_scores(self, group):
+        total, measured = np.zeros(group.channels), False
+        for s in group.select(role="in", tensor="weight"):
+            if group.inputs is None or s.layer not in group.inputs:
+                continue
+            variance = group.inputs[s.layer][1]
+            rows = np.asarray(s.values, np.float64)  # [count, repeat x the rest of the weight]
+            count = rows.shape[0]
+            # A channel owns `repeat` consecutive input features of the reader from the slice's offset on.
+            spread = variance[s.offset:s.offset + count * s.repeat].reshape(count, s.repeat)
+            energy = (rows.reshape(count, s.repeat, -1) ** 2).sum(axis=2)
+            total[s.start:s.start + count] += (energy * spread).sum(axis=1)
+            measured = True
+        return np.sqrt(total) if measured else L1Norm().group_scores(group)
+
+
 class BNScale(Criterion, name="bn_scale", aliases=("network_slimming",)):
     """|gamma| of the BatchNorm layers the channels pass (Liu et al. 2017, network slimming, arXiv 1708.06519).
 
@@ -254,24 +289,27 @@ def get_criterion(criterion="l1"):
 
 # --- scoring the groups of a model ----------------------------------------------------------
 
-def score_groups(model, groups, criterion, engine=None, batches=None, loss_fn=None):
+def score_groups(model, groups, criterion, engine=None, batches=None, loss_fn=None, inputs=None):
     """{group name: per-channel scores} of `groups` under `criterion`.
 
     A criterion that `needs_data` gets the roots' activations and gradients over
     `batches` (an iterable of (images, labels)) or, without them, over the criterion's
     number of shuffled training batches from `engine` (any EngineProtocol); the gradients
     are those of `loss_fn(model, images, labels) -> (loss, outputs)` (default: the task loss
-    of a slimkit.Engine, else cross-entropy).
+    of a slimkit.Engine, else cross-entropy). A criterion that `needs_inputs` gets `inputs`
+    (`compensate.measured_inputs`), measured here over the same batches when not given.
     """
     criterion = get_criterion(criterion)
     data = _activations_and_grads(model, groups, criterion, engine, batches, loss_fn)
+    if getattr(criterion, "needs_inputs", False) and inputs is None:
+        inputs = measured_inputs(model, groups, engine, batches)
     out = {}
     for g in groups:
         acts, grads = (None, None)
         if data:  # per root [N, channels, ...]: tokens' channels are last, a head's features are its channel's
             acts = [root_channels(model, g, r, data[r][0]) for r in g.roots]
             grads = [root_channels(model, g, r, data[r][1]) for r in g.roots]
-        scores = _scores_of(criterion, group_data(model, g, acts, grads))
+        scores = _scores_of(criterion, group_data(model, g, acts, grads, inputs))
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         if len(scores) != g.channels:
             raise ModelError(f"criterion {criterion!r} returned {len(scores)} scores for {g.name} "

@@ -19,7 +19,9 @@ import dataclasses
 from typing import Optional
 
 from ..core.errors import ConfigError, ModelError, raise_all, suggest
-from .criteria import score_groups
+from ..core.surgery import capture, restore
+from .compensate import fold_means, kept_mask, measured_inputs, reader_layers
+from .criteria import get_criterion, score_groups
 from .remove import remove_with_undo
 from .units import unit_skips
 from .selection import (FlopsProbe, Selection, channels_to_keep, explicit_ratios, keep_counts, keep_indices,
@@ -44,6 +46,7 @@ class Request:
     prune_heads: bool = True
     prune_mlp: bool = True
     prune_embed: bool = False
+    compensate: bool = False
 
 
 @dataclasses.dataclass
@@ -164,20 +167,49 @@ def select(request, model, graph, input_shape, targets, share=1.0, flops_before=
     return choose(request, probe, targets.groups, target, losses)
 
 
-def prune_to_counts(model, graph, counts, criterion, engine=None, batches=None, loss_fn=None):
+def prune_to_counts(model, graph, counts, criterion, engine=None, batches=None, loss_fn=None, compensate=False):
     """Keep `counts[group]` channels of each group (its highest-scoring ones), removing the rest in place.
 
     The one removal path: `prune`, the filter_pruning stage and its rounds all come here.
     `loss_fn` is the loss a data criterion (taylor) differentiates (see `score_groups`).
+    `compensate`: the removed channels' means, measured on `batches` or the engine's training
+    batches, go into the biases of the layers reading them (`compensate.fold_means`).
     Returns (keep: {group: indices kept}, the pruned model's graph, undo()).
     """
     cut = [graph.group(name) for name, n in counts.items() if n < graph.group(name).channels]
     if not cut:
         return {}, graph, lambda: None
-    scores = score_groups(model, cut, criterion, engine, batches, loss_fn)
+    criterion = get_criterion(criterion)
+    if batches is not None and not isinstance(batches, (list, tuple)):
+        batches = list(batches)  # read twice: by the criterion and by the statistics
+    inputs = None
+    if compensate or getattr(criterion, "needs_inputs", False):
+        inputs = measured_inputs(model, cut, engine, batches)
+    scores = score_groups(model, cut, criterion, engine, batches, loss_fn, inputs)
     keep = {g.name: keep_indices(scores[g.name], counts[g.name], g) for g in cut}
-    pruned_graph, undo = remove_with_undo(model, graph, keep)
+    if not compensate:
+        pruned_graph, undo = remove_with_undo(model, graph, keep)
+        return keep, pruned_graph, undo
+    layers = dict(model.named_sublayers(include_self=True))
+    readers = {name: capture(layers[name]) for name in reader_layers(model, cut)}
+
+    def put_back():
+        for name, snap in readers.items():
+            restore(layers[name], snap)
+
+    fold_means(model, cut, {g.name: kept_mask(g, keep[g.name]) for g in cut}, inputs)
+    try:
+        pruned_graph, undo_removal = remove_with_undo(model, graph, keep)
+    except BaseException:
+        put_back()
+        raise
+
+    def undo():
+        undo_removal()
+        put_back()
+
     return keep, pruned_graph, undo
+
 
 
 def prune_latency(request, model, graph, input_shape, targets, bench=None, losses=None, engine=None, batches=None,
@@ -197,7 +229,7 @@ def prune_latency(request, model, graph, input_shape, targets, bench=None, losse
 
     def apply(selection):
         found["keep"], found["graph"], _ = prune_to_counts(model, graph, selection.keep, request.criterion, engine,
-                                                           batches, loss_fn)
+                                                           batches, loss_fn, request.compensate)
 
     reached = prune_to_latency(model, graph, input_shape, targets.groups, request.target_latency_reduction,
                                select_on, apply, bench)

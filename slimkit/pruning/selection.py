@@ -105,12 +105,20 @@ def _member_layers(graph, group_names):
 
 
 @contextlib.contextmanager
-def temporarily_pruned(model, graph, keep, snapshot):
-    """Remove channels (`keep`: {group: indices}) for the body, then put the touched layers back."""
+def temporarily_pruned(model, graph, keep, snapshot, means=None):
+    """Remove channels (`keep`: {group: indices}) for the body, then put the touched layers back.
+
+    `means` (`compensate.measured_inputs`): the removed channels' means go into the readers'
+    biases first, as `plan.prune_to_counts(compensate=True)` does (the readers are members too).
+    """
+    from .compensate import fold_means, kept_mask
     from .remove import remove_channels
 
-    remove_channels(model, graph, keep)
     try:
+        if means is not None:
+            groups = [graph.group(name) for name in keep]
+            fold_means(model, groups, {g.name: kept_mask(g, keep[g.name]) for g in groups}, means)
+        remove_channels(model, graph, keep)
         yield model
     finally:
         _restore_layers(model, snapshot, _member_layers(graph, keep))

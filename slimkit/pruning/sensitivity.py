@@ -34,6 +34,7 @@ from ..core import device as devices
 from ..core import parallel
 from ..core.errors import ConfigError, ModelError
 from ..core.surgery import capture, model_digest, restore
+from .compensate import measured_inputs
 from .criteria import get_criterion, score_groups
 from .prefix_cache import PrefixCache
 from .selection import _member_layers, check_ratio, keep_count, keep_indices, temporarily_pruned
@@ -50,7 +51,7 @@ def _key(ratio):
 
 def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=None, layers=None, skip=(),
               graph=None, engine=None, round_to=None, min_channels=1, plot=None, progress=True, verbose=False,
-              cache_mb=1024, device=None, loss_fn=None):
+              cache_mb=1024, device=None, loss_fn=None, compensate=False):
     """Relative accuracy loss of every prunable group at every ratio: {group: {ratio: loss}}.
 
     eval_fn(model) -> accuracy (higher is better) on a fixed evaluation subset.
@@ -65,14 +66,16 @@ def sensitive(model, input_shape, eval_fn, ratios=None, criterion="l1", file=Non
     device: where the scan (and `eval_fn`) runs, "cpu", "gpu" or "gpu:N"; default: where the
     model's parameters are. The model is moved there; the session's device comes back after.
     loss_fn: the loss taylor differentiates (see `score_groups`).
+    compensate: each trial folds the removed channels' means into the readers' biases, as
+    filter_pruning's `compensate` does (measured once on `engine`'s training batches).
     """
     with devices.model_on(model, device):
         return _sensitive(model, input_shape, eval_fn, ratios, criterion, file, layers, skip, graph, engine,
-                          round_to, min_channels, plot, progress, verbose, cache_mb, loss_fn)
+                          round_to, min_channels, plot, progress, verbose, cache_mb, loss_fn, compensate)
 
 
 def _sensitive(model, input_shape, eval_fn, ratios, criterion, file, layers, skip, graph, engine, round_to,
-               min_channels, plot, progress, verbose, cache_mb, loss_fn=None):
+               min_channels, plot, progress, verbose, cache_mb, loss_fn=None, compensate=False):
     from .analysis import analyze
 
     ratios = sorted({check_ratio("", r, "ratios") for r in (DEFAULT_RATIOS if ratios is None else ratios)})
@@ -83,7 +86,7 @@ def _sensitive(model, input_shape, eval_fn, ratios, criterion, file, layers, ski
     groups = _groups_to_scan(graph, layers, skip)
     meta = {"format": FORMAT, "criterion": getattr(criterion, "name", "") or type(criterion).__name__,
             "input_shape": list(input_shape), "round_to": round_to, "min_channels": min_channels,
-            "model_digest": model_digest(model)}
+            "model_digest": model_digest(model), **({"compensate": True} if compensate else {})}
     state = parallel.on_main(lambda: _load(file, meta), share=dict, receive=dict)  # rank 0's file, everywhere
     scan = _Scan(model, input_shape, graph, groups, eval_fn, cache_mb)
     bar = tqdm(total=len(groups) * len(ratios), desc="sensitivity", disable=not progress or not parallel.is_main(),
@@ -99,7 +102,10 @@ def _sensitive(model, input_shape, eval_fn, ratios, criterion, file, layers, ski
         todo = [g for g in groups if any(_key(r) not in state["layers"].get(g.name, {}).get("losses", {})
                                          for r in ratios)]
         # Every rank scores every group in the same order: a seeded criterion (random) gives what one process would.
-        scores = score_groups(model, todo, criterion, engine, loss_fn=loss_fn) if todo else {}
+        inputs = measured_inputs(model, todo, engine) if todo and (
+            compensate or getattr(criterion, "needs_inputs", False)) else None
+        scores = score_groups(model, todo, criterion, engine, loss_fn=loss_fn, inputs=inputs) if todo else {}
+        scan.means = inputs if compensate else None
         bar.update(len(ratios) * (len(groups) - len(todo)))
         _scan_groups(scan, todo, scores, state, ratios, (round_to, min_channels), bar, file)
     finally:
@@ -140,6 +146,7 @@ class _Scan:
 
     def __init__(self, model, input_shape, graph, groups, eval_fn, cache_mb):
         self.model, self.graph, self.eval_fn = model, graph, eval_fn
+        self.means = None  # with compensate: the readers' input means (compensate.measured_inputs)
         self.snapshot = capture(model)
         self.touched = {g.name: _member_layers(graph, [g.name]) for g in groups}
         self.cache = (PrefixCache(model, input_shape, list(self.touched.values()), cache_mb * 2**20)
@@ -168,7 +175,7 @@ class _Scan:
                     loss = by_kept[kept]  # ratios that round to the same channel count are evaluated once
                 else:
                     keep = {g.name: keep_indices(scores, kept, g)}
-                    with temporarily_pruned(self.model, self.graph, keep, self.snapshot):
+                    with temporarily_pruned(self.model, self.graph, keep, self.snapshot, self.means):
                         loss = (base - self.evaluate(self.touched[g.name])) / base
                     by_kept[kept] = loss
                 entry["losses"][_key(r)] = loss

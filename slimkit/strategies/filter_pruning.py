@@ -72,6 +72,10 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
                                            "channel block oneDNN's kernels use on this CPU, 16 with AVX-512 "
                                            "else 8 (less for small layers); 1 turns alignment off", ge=1)
     min_channels: int = option(1, "never keep fewer channels than this in a group", ge=1)
+    compensate: bool = option(True, "fold the mean of every removed channel (measured on 8 training batches) into "
+                                    "the bias of each conv / linear layer reading it, so a near-constant channel "
+                                    "goes almost for free (criterion `variance` ranks channels by what is left); "
+                                    "readers without a bias are left as removal leaves them")
     latency_ci_width: Optional[float] = option(
         None, "with target_latency_reduction: time every latency ratio until its 95 % interval is narrower than "
               "this fraction of it; null = report.latency_ci_width", gt=0, lt=1)
@@ -243,8 +247,17 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         selection = plan.select(self, model, graph, ctx.input_shape, targets, step / self.steps, flops_before,
                                 original, scan=lambda: self._scan(model, graph, ctx, step))
         plan.prune_to_counts(model, graph, selection.keep, self.criterion, ctx.engine,
-                             loss_fn=ctx.task.eval_loss_fn)
+                             loss_fn=ctx.task.eval_loss_fn, compensate=self._compensates(ctx))
         return selection
+
+    def _compensates(self, ctx):
+        """`compensate`, when there is an engine to measure the channels on (a bare Context may have none)."""
+        if self.compensate and ctx.engine is None:
+            if not any("compensate" in n for n in ctx.notes):
+                ctx.note(f"{self.display_name}: compensate skipped: no engine to measure the channels' means on",
+                         "skipped")
+            return False
+        return self.compensate
 
     def _scan(self, model, graph, ctx, step):
         """The sensitivity scan of the model as it is at this round (its own file per round)."""
@@ -263,7 +276,7 @@ class FilterPruning(Strategy, type_name="filter_pruning"):
         left_whole = [*self.skip, *unit_skips(graph, self.ratios, *plan.units(self))]  # units switched off
         return sensitive(model, ctx.input_shape, eval_fn, cfg.ratios, self.criterion, file=file, skip=left_whole,
                          graph=graph, engine=engine, loss_fn=ctx.task.eval_loss_fn, round_to=self.round_to,
-                         min_channels=self.min_channels,
+                         min_channels=self.min_channels, compensate=self._compensates(ctx),
                          progress=bool(ctx.train.progress))
 
     def _latency_round(self, model, graph, targets, ctx):
