@@ -13,7 +13,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ORDER = ["prune_structures", "prune_zoo", "prune_attention_latency", "sensitivity_vs_paddleslim", "filter_pruning",
          "sparse_pruning", "distillation", "quantization", "timing_noise", "deploy_latency",
          "deploy_latency_drift", "deploy_latency_avx2", "ptq_speed", "ptq_speed_avx2", "onnx_runtime", "distributed",
-         "ppocr_recognisers", "ppocr_compress", "ppocr_op_time"]
+         "ppocr_recognisers", "ppocr_prune_start", "ppocr_compress", "ppocr_op_time"]
 
 INTRO = """# Benchmarks
 
