@@ -211,7 +211,6 @@ def prune_to_counts(model, graph, counts, criterion, engine=None, batches=None, 
     return keep, pruned_graph, undo
 
 
-
 def prune_latency(request, model, graph, input_shape, targets, bench=None, losses=None, engine=None, batches=None,
                   loss_fn=None):
     """Prune `model` in place to `request.target_latency_reduction` of its measured predictor latency.

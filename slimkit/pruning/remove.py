@@ -110,7 +110,7 @@ def _removed_positions(graph, masks):
             continue
         for s in group.slices:
             dropped = np.nonzero(~mask[s.start:s.start + s.count])[0]
-            positions = (s.offset + dropped[:, None] * s.repeat + np.arange(s.repeat)[None, :]).ravel()
+            positions = s.positions(dropped)
             removed.setdefault((s.layer, s.tensor), {}).setdefault(s.axis, set()).update(positions.tolist())
     return {key: {axis: np.array(sorted(p), dtype=np.int64) for axis, p in axes.items()}
             for key, axes in removed.items()}

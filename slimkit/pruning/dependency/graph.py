@@ -61,6 +61,11 @@ class ChannelSlice:
     repeat: int = 1
     role: str = "channel"
 
+    def positions(self, channels):
+        """The positions on `axis` of this slice's channels `channels` (counted from the slice's first)."""
+        channels = np.asarray(channels, dtype=np.int64)
+        return (self.offset + channels[:, None] * self.repeat + np.arange(self.repeat)[None, :]).ravel()
+
 
 class DependencyGraph:
     """The channel groups of a model for one input shape (from `analyze`)."""
