@@ -12,7 +12,8 @@ character distribution (`ctc_distill_loss`).
   hist, mse and kl each calibrated, exported and read on a slice of the held-out lines).
 - `prune_distill_ptq`: filter_pruning to target_flops_reduction (default 0.4, i.e. <= 0.6x FLOPs;
   criterion `variance`, the removed channels' means folded into the readers' biases, the stage's
-  default `compensate`), distillation from the original in rounds of `--steps` optimizer steps
+  default `compensate`; one ratio for every group, or with --selection greedy the ratios a sensitivity scan
+  chooses), distillation from the original in rounds of `--steps` optimizer steps
   (agreement and exact match after each round), then PTQ int8 with the chosen method.
 
 Then every stage's `inference/` export and the original program are read in Paddle Inference
@@ -124,6 +125,12 @@ def choose_algo(model, data, texts, images, chars, args, scratch):
     return scores, max(args.algos, key=lambda a: (scores[a], -args.algos.index(a)))
 
 
+# filter_pruning's ratios for the FLOPs target: one for every group, or greedy on a sensitivity scan
+# (each group pruned alone at these ratios, the agreement lost on 4 batches; least loss per FLOP saved first)
+SELECTIONS = {"uniform": {"selection": "uniform"},
+              "greedy": {"selection": "greedy", "sensitivity": {"ratios": [0.2, 0.4, 0.6], "eval_batches": 4}}}
+
+
 def variants(args, algo, head, epochs, steps_per_epoch):
     from slimkit import PTQ, FilterPruning, Finetune
 
@@ -134,7 +141,7 @@ def variants(args, algo, head, epochs, steps_per_epoch):
     return {
         "ptq": [ptq],
         "prune_distill_ptq": [FilterPruning(criterion=args.criterion, target_flops_reduction=args.flops_reduction,
-                                            selection="uniform"), *distill, ptq],
+                                            **SELECTIONS[args.selection]), *distill, ptq],
     }
 
 
@@ -262,6 +269,8 @@ def parse(argv):
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--flops-reduction", type=float, default=0.4)
     parser.add_argument("--criterion", default="variance", help="filter_pruning's criterion (l1, variance, ...)")
+    parser.add_argument("--selection", default="uniform", choices=list(SELECTIONS),
+                        help="filter_pruning's ratios: uniform, or greedy on a sensitivity scan (~15 min per model)")
     parser.add_argument("--timing-budget", type=float, default=120.0, help="seconds of interleaved timing per model")
     parser.add_argument("--quantize-all", action="store_true",
                         help="quantize every layer (by default the CTC head and the neck's 1x3 convs stay float)")
