@@ -105,8 +105,7 @@ def fold_means(model, groups, masks, statistics):
             layer = layers[s.layer]
             if s.role != "in" or s.tensor != "weight" or s.layer not in statistics or layer.bias is None:
                 continue
-            dropped = np.nonzero(~mask[s.start:s.start + s.count])[0]
-            positions = s.positions(dropped)
+            positions = s.dropped_positions(mask)
             weight = layer.weight.numpy().astype(np.float64)
             mean = statistics[s.layer][0][positions]
             if isinstance(layer, paddle.nn.Linear):  # weight [in, out]

@@ -109,8 +109,7 @@ def _removed_positions(graph, masks):
         if mask is None or mask.all():
             continue
         for s in group.slices:
-            dropped = np.nonzero(~mask[s.start:s.start + s.count])[0]
-            positions = s.positions(dropped)
+            positions = s.dropped_positions(mask)
             removed.setdefault((s.layer, s.tensor), {}).setdefault(s.axis, set()).update(positions.tolist())
     return {key: {axis: np.array(sorted(p), dtype=np.int64) for axis, p in axes.items()}
             for key, axes in removed.items()}

@@ -66,6 +66,10 @@ class ChannelSlice:
         channels = np.asarray(channels, dtype=np.int64)
         return (self.offset + channels[:, None] * self.repeat + np.arange(self.repeat)[None, :]).ravel()
 
+    def dropped_positions(self, mask):
+        """The positions on `axis` of the channels the group's keep `mask` drops from this slice."""
+        return self.positions(np.nonzero(~mask[self.start:self.start + self.count])[0])
+
 
 class DependencyGraph:
     """The channel groups of a model for one input shape (from `analyze`)."""
